@@ -1,0 +1,223 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::generate::SamplingParams;
+use crate::model::device::{DTypeRequest, DeviceRequest};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gpt2-tui",
+    version,
+    about = "Talk to GPT-2 in your terminal, or pipe prompts through it",
+    after_help = "Pipe mode: with --prompt, or when stdin or stdout is not a terminal, the prompt is \
+                  read (all of stdin, one trailing newline removed) and only the generated text is \
+                  written to stdout; diagnostics go to stderr."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CommonArgs {
+    /// Model: `bundled` (the default) or a folder in Hugging Face layout.
+    #[arg(long, global = true, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// auto | cpu | cuda | cuda:N | metal
+    #[arg(long, global = true, value_parser = clap::value_parser!(DeviceRequestArg))]
+    pub device: Option<DeviceRequestArg>,
+    /// auto | f32 | f16 | bf16
+    #[arg(long, global = true, value_parser = clap::value_parser!(DTypeRequestArg))]
+    pub dtype: Option<DTypeRequestArg>,
+    /// Config file (default: config.toml in the gpt2-tui config folder).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// CPU threads (default: all cores).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceRequestArg(pub DeviceRequest);
+#[derive(Debug, Clone, Copy)]
+pub struct DTypeRequestArg(pub DTypeRequest);
+
+impl std::str::FromStr for DeviceRequestArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse().map(Self)
+    }
+}
+
+impl std::str::FromStr for DTypeRequestArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse().map(Self)
+    }
+}
+
+/// Generation flags (pipe mode, and the starting values of the interface).
+#[derive(Debug, Args, Clone, Default)]
+pub struct GenerateArgs {
+    /// The prompt (implies pipe mode).
+    #[arg(long, short = 'p')]
+    pub prompt: Option<String>,
+    /// 0 = greedy.
+    #[arg(long, value_parser = non_negative_f32)]
+    pub temperature: Option<f32>,
+    /// 0 = off.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// 1 = off.
+    #[arg(long, value_parser = probability_above_zero)]
+    pub top_p: Option<f32>,
+    /// 0 = off.
+    #[arg(long, value_parser = probability)]
+    pub min_p: Option<f32>,
+    /// 1 = off.
+    #[arg(long, value_parser = positive_f32)]
+    pub repeat_penalty: Option<f32>,
+    /// How many recent tokens the repetition penalty looks at.
+    #[arg(long)]
+    pub repeat_last_n: Option<usize>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long, short = 'n')]
+    pub max_tokens: Option<usize>,
+    /// Stop when this text is generated (repeatable); the stop text is not printed.
+    #[arg(long = "stop", value_name = "TEXT")]
+    pub stop: Vec<String>,
+    /// Keep going past <|endoftext|>.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Print one JSON line of statistics on stderr at the end.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ReportFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Score a text file: tokens, mean negative log-likelihood, perplexity, bits per byte.
+    Perplexity {
+        file: PathBuf,
+        /// Tokens between window starts (default: half the window).
+        #[arg(long)]
+        stride: Option<usize>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+}
+
+fn parse_f32(s: &str) -> Result<f32, String> {
+    s.parse::<f32>()
+        .ok()
+        .filter(|x| x.is_finite())
+        .ok_or_else(|| format!("\"{s}\" is not a number"))
+}
+
+fn non_negative_f32(s: &str) -> Result<f32, String> {
+    parse_f32(s).and_then(|x| {
+        if x >= 0.0 {
+            Ok(x)
+        } else {
+            Err("must be 0 or more".into())
+        }
+    })
+}
+
+fn positive_f32(s: &str) -> Result<f32, String> {
+    parse_f32(s).and_then(|x| {
+        if x > 0.0 {
+            Ok(x)
+        } else {
+            Err("must be above 0".into())
+        }
+    })
+}
+
+fn probability(s: &str) -> Result<f32, String> {
+    parse_f32(s).and_then(|x| {
+        if (0.0..=1.0).contains(&x) {
+            Ok(x)
+        } else {
+            Err("must be between 0 and 1".into())
+        }
+    })
+}
+
+fn probability_above_zero(s: &str) -> Result<f32, String> {
+    probability(s).and_then(|x| {
+        if x > 0.0 {
+            Ok(x)
+        } else {
+            Err("must be above 0 and at most 1".into())
+        }
+    })
+}
+
+impl GenerateArgs {
+    /// Flags over the config file's values.
+    pub fn sampling(&self, config: &Config) -> SamplingParams {
+        let base = &config.sampling;
+        SamplingParams {
+            temperature: self.temperature.unwrap_or(base.temperature),
+            top_k: self.top_k.unwrap_or(base.top_k),
+            top_p: self.top_p.unwrap_or(base.top_p),
+            min_p: self.min_p.unwrap_or(base.min_p),
+            repeat_penalty: self.repeat_penalty.unwrap_or(base.repeat_penalty),
+            repeat_last_n: self.repeat_last_n.unwrap_or(base.repeat_last_n),
+            max_tokens: self.max_tokens.unwrap_or(base.max_tokens),
+            seed: self.seed.or(base.seed),
+        }
+    }
+}
+
+impl CommonArgs {
+    pub fn model_spec(&self, config: &Config) -> String {
+        self.model
+            .clone()
+            .or_else(|| config.model.clone())
+            .unwrap_or_else(|| "bundled".into())
+    }
+
+    pub fn device_request(&self, config: &Config) -> Result<DeviceRequest, String> {
+        match (self.device, &config.device) {
+            (Some(d), _) => Ok(d.0),
+            (None, Some(d)) => d.parse().map_err(|e| format!("config `device`: {e}")),
+            (None, None) => Ok(DeviceRequest::Auto),
+        }
+    }
+
+    pub fn dtype_request(&self, config: &Config) -> Result<DTypeRequest, String> {
+        match (self.dtype, &config.dtype) {
+            (Some(d), _) => Ok(d.0),
+            (None, Some(d)) => d.parse().map_err(|e| format!("config `dtype`: {e}")),
+            (None, None) => Ok(DTypeRequest::Auto),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! What each command does, on top of the library; `main` only maps the result to an exit code.
+
+use std::io::{IsTerminal, Write};
+
+use crate::cli::{Cli, Command, CommonArgs, ReportFormat};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::model::device::{select_device, select_dtype};
+use crate::model::{loader, source};
+use crate::pipe::{self, PipeRequest};
+use crate::session::{GenerateOptions, Session};
+
+/// Applies `--threads` (or the config's `threads`) before any worker pool starts.
+pub fn configure_threads(common: &CommonArgs, config: &Config) {
+    let threads = common
+        .threads
+        .map(usize::from)
+        .or(config.threads)
+        .filter(|&n| n > 0);
+    if let Some(n) = threads {
+        // candle's CPU kernels size their pools from this variable.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+}
+
+/// Loads the model named by the flags or the config.
+pub fn load_session(common: &CommonArgs, config: &Config) -> Result<Session> {
+    let spec = common.model_spec(config);
+    let files = source::resolve(&spec)?;
+    let device = select_device(common.device_request(config).map_err(Error::Usage)?)?;
+    let dtype = select_dtype(common.dtype_request(config).map_err(Error::Usage)?, &device);
+    Ok(Session::new(loader::load(&files, &device, dtype)?))
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let config = Config::load(cli.common.config.as_deref())?;
+    configure_threads(&cli.common, &config);
+    match &cli.command {
+        Some(Command::Perplexity {
+            file,
+            stride,
+            format,
+        }) => perplexity(&cli.common, &config, file, *stride, *format),
+        None => {
+            let interactive = cli.generate.prompt.is_none()
+                && std::io::stdin().is_terminal()
+                && std::io::stdout().is_terminal();
+            if interactive {
+                interactive_mode(&cli, &config)
+            } else {
+                pipe_mode(&cli, &config)
+            }
+        }
+    }
+}
+
+fn pipe_mode(cli: &Cli, config: &Config) -> Result<()> {
+    let prompt = match &cli.generate.prompt {
+        Some(p) if p.is_empty() => return Err(Error::Usage("--prompt is empty".into())),
+        Some(p) => p.clone(),
+        None => pipe::read_prompt(std::io::stdin().lock())?,
+    };
+    let params = cli.generate.sampling(config);
+    params.validate().map_err(Error::Usage)?;
+    let mut session = load_session(&cli.common, config)?;
+    let request = PipeRequest {
+        prompt,
+        params,
+        options: GenerateOptions {
+            stop: cli.generate.stop.clone(),
+            ignore_eos: cli.generate.ignore_eos,
+            top_n: 0,
+        },
+        format: cli.generate.format,
+        stats: cli.generate.stats,
+    };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    pipe::run(
+        &mut session,
+        &request,
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    )
+}
+
+fn interactive_mode(_cli: &Cli, _config: &Config) -> Result<()> {
+    Err(Error::Usage(
+        "the interactive interface is not built yet; give a prompt with --prompt or on stdin"
+            .into(),
+    ))
+}
+
+fn perplexity(
+    common: &CommonArgs,
+    config: &Config,
+    file: &std::path::Path,
+    stride: Option<usize>,
+    format: ReportFormat,
+) -> Result<()> {
+    let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Error::Other(format!(
+            "{}: not valid UTF-8 (byte {})",
+            file.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    let session = load_session(common, config)?;
+    let score = crate::perplexity::score(&session, &text, stride)?;
+    let mut out = std::io::stdout().lock();
+    let written = match format {
+        ReportFormat::Json => writeln!(out, "{}", serde_json::to_string(&score).expect("plain data")),
+        ReportFormat::Text => writeln!(
+            out,
+            "file: {}\nmodel: {}\ntokens: {} ({} scored, window {}, stride {})\nmean nll: {:.6}\nperplexity: {:.4}\nbits per byte: {:.4}",
+            file.display(),
+            session.name,
+            score.tokens,
+            score.tokens_scored,
+            score.window,
+            score.stride,
+            score.mean_nll,
+            score.perplexity,
+            score.bits_per_byte
+        ),
+    };
+    written.map_err(|e| Error::Io {
+        path: "stdout".into(),
+        source: e,
+    })
+}

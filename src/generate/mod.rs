@@ -1,0 +1,9 @@
+//! Everything between logits and printed text: sampling, UTF-8-safe streaming, stop sequences.
+
+pub mod sampling;
+pub mod stop;
+pub mod utf8;
+
+pub use sampling::{Sampler, SamplingParams};
+pub use stop::StopMatcher;
+pub use utf8::Utf8Stream;

@@ -1,0 +1,327 @@
+//! Turning logits into the next token: repetition penalty, temperature, top-k, top-p, min-p,
+//! in that order (the order llama.cpp and Hugging Face users know).
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// The knobs users turn while the model writes. Off values: temperature 0 = greedy,
+/// top_k 0, top_p 1, min_p 0, repeat_penalty 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplingParams {
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    pub repeat_last_n: usize,
+    pub max_tokens: usize,
+    /// `None` draws a fresh seed for every generation.
+    pub seed: Option<u64>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.1,
+            repeat_last_n: 64,
+            max_tokens: 200,
+            seed: None,
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn greedy() -> Self {
+        Self {
+            temperature: 0.0,
+            ..Self::default()
+        }
+    }
+
+    /// Checks every value is in range; the message names the setting and the value.
+    pub fn validate(&self) -> Result<(), String> {
+        let check = |ok: bool, name: &str, value: String, range: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("{name} {value} is out of range ({range})"))
+            }
+        };
+        let t = self.temperature;
+        check(
+            t.is_finite() && t >= 0.0,
+            "temperature",
+            t.to_string(),
+            "0 or more; 0 = greedy",
+        )?;
+        let p = self.top_p;
+        check(
+            p > 0.0 && p <= 1.0,
+            "top-p",
+            p.to_string(),
+            "above 0, at most 1",
+        )?;
+        let m = self.min_p;
+        check((0.0..=1.0).contains(&m), "min-p", m.to_string(), "0 to 1")?;
+        let r = self.repeat_penalty;
+        check(
+            r.is_finite() && r > 0.0,
+            "repeat-penalty",
+            r.to_string(),
+            "above 0; 1 = off",
+        )?;
+        Ok(())
+    }
+}
+
+/// Index and value of the largest logit (the first one on ties, like `argmax`).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// log(sum(exp(x))), computed stably.
+pub fn log_sum_exp(logits: &[f32]) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&x| ((x - max) as f64).exp()).sum();
+    max + sum.ln() as f32
+}
+
+/// The `n` most probable tokens under the raw softmax, most probable first, as (id, probability).
+pub fn top_candidates(logits: &[f32], n: usize) -> Vec<(u32, f32)> {
+    let lse = log_sum_exp(logits);
+    let mut ids = top_k_indices(logits, n);
+    ids.sort_by(|&a, &b| {
+        logits[b as usize]
+            .total_cmp(&logits[a as usize])
+            .then(a.cmp(&b))
+    });
+    ids.into_iter()
+        .map(|id| (id, (logits[id as usize] - lse).exp()))
+        .collect()
+}
+
+/// The indices of the `k` largest values, in no particular order, in O(n).
+fn top_k_indices(values: &[f32], k: usize) -> Vec<u32> {
+    let mut ids: Vec<u32> = (0..values.len() as u32).collect();
+    if k < ids.len() {
+        ids.select_nth_unstable_by(k, |&a, &b| {
+            values[b as usize].total_cmp(&values[a as usize])
+        });
+        ids.truncate(k);
+    }
+    ids
+}
+
+/// Draws tokens with a seeded generator so that a seed reproduces a run.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    rng: ChaCha8Rng,
+    /// Reused between calls so that sampling allocates nothing per token.
+    scratch: Vec<f32>,
+}
+
+impl Sampler {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Picks the next token from raw `logits`; `history` holds the recent tokens, for the
+    /// repetition penalty.
+    pub fn sample(&mut self, raw_logits: &[f32], history: &[u32], params: &SamplingParams) -> u32 {
+        let mut logits = std::mem::take(&mut self.scratch);
+        logits.clear();
+        logits.extend_from_slice(raw_logits);
+        let id = self.pick(&mut logits, history, params);
+        self.scratch = logits;
+        id
+    }
+
+    fn pick(&mut self, logits: &mut [f32], history: &[u32], params: &SamplingParams) -> u32 {
+        apply_repeat_penalty(logits, history, params.repeat_penalty, params.repeat_last_n);
+        if params.temperature <= 0.0 {
+            return argmax(logits);
+        }
+        let k = match params.top_k {
+            0 => logits.len(),
+            k => k.min(logits.len()),
+        };
+        let mut candidates: Vec<(u32, f32)> = top_k_indices(logits, k)
+            .into_iter()
+            .map(|id| (id, logits[id as usize] / params.temperature))
+            .collect();
+        candidates.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        // Softmax over the survivors (most probable first).
+        let max = candidates[0].1;
+        let mut total = 0.0f64;
+        for c in &mut candidates {
+            c.1 = ((c.1 - max) as f64).exp() as f32;
+            total += c.1 as f64;
+        }
+        let mut probs: Vec<(u32, f64)> = candidates
+            .iter()
+            .map(|&(id, w)| (id, w as f64 / total))
+            .collect();
+        if params.top_p < 1.0 {
+            let mut cumulative = 0.0;
+            let keep = probs
+                .iter()
+                .position(|&(_, p)| {
+                    cumulative += p;
+                    cumulative >= params.top_p as f64
+                })
+                .map_or(probs.len(), |i| i + 1);
+            probs.truncate(keep);
+        }
+        if params.min_p > 0.0 {
+            let floor = probs[0].1 * params.min_p as f64;
+            probs.retain(|&(_, p)| p >= floor);
+        }
+        let total: f64 = probs.iter().map(|&(_, p)| p).sum();
+        let mut draw = self.rng.random::<f64>() * total;
+        for &(id, p) in &probs {
+            if draw < p {
+                return id;
+            }
+            draw -= p;
+        }
+        probs
+            .last()
+            .expect("top-p and min-p keep at least one token")
+            .0
+    }
+}
+
+/// CTRL-style penalty over the last `window` tokens: positive logits are divided by `penalty`,
+/// negative ones multiplied, once per distinct token.
+fn apply_repeat_penalty(logits: &mut [f32], history: &[u32], penalty: f32, window: usize) {
+    if penalty == 1.0 || window == 0 {
+        return;
+    }
+    let recent = &history[history.len().saturating_sub(window)..];
+    let mut seen = std::collections::HashSet::with_capacity(recent.len());
+    for &id in recent {
+        if let Some(x) = logits.get_mut(id as usize) {
+            if seen.insert(id) {
+                *x = if *x > 0.0 { *x / penalty } else { *x * penalty };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(temperature: f32, top_k: usize, top_p: f32, min_p: f32) -> SamplingParams {
+        SamplingParams {
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repeat_penalty: 1.0,
+            ..SamplingParams::default()
+        }
+    }
+
+    #[test]
+    fn temperature_zero_is_argmax() {
+        let mut s = Sampler::new(1);
+        let logits = [0.1, 3.0, 2.9, -1.0];
+        assert_eq!(s.sample(&logits, &[], &params(0.0, 0, 1.0, 0.0)), 1);
+    }
+
+    #[test]
+    fn top_k_one_is_greedy_whatever_the_temperature() {
+        let mut s = Sampler::new(7);
+        let logits = [0.1, 3.0, 2.9, -1.0];
+        for _ in 0..100 {
+            assert_eq!(s.sample(&logits, &[], &params(5.0, 1, 1.0, 0.0)), 1);
+        }
+    }
+
+    #[test]
+    fn top_p_keeps_the_smallest_set_reaching_p() {
+        // probabilities about 0.64, 0.24, 0.09, 0.03
+        let logits = [2.0f32, 1.0, 0.0, -1.0];
+        let mut s = Sampler::new(3);
+        for _ in 0..200 {
+            let id = s.sample(&logits, &[], &params(1.0, 0, 0.8, 0.0));
+            assert!(id <= 1, "top-p 0.8 must keep only the two best, got {id}");
+        }
+    }
+
+    #[test]
+    fn min_p_drops_tokens_below_a_fraction_of_the_best() {
+        let logits = [2.0f32, 1.0, 0.0, -1.0];
+        let mut s = Sampler::new(3);
+        for _ in 0..200 {
+            // 0.09 / 0.64 < 0.2, so only ids 0 and 1 survive.
+            let id = s.sample(&logits, &[], &params(1.0, 0, 1.0, 0.2));
+            assert!(id <= 1, "{id}");
+        }
+    }
+
+    #[test]
+    fn repeat_penalty_divides_positive_and_multiplies_negative() {
+        let mut logits = [2.0f32, -2.0, 1.0];
+        apply_repeat_penalty(&mut logits, &[0, 1, 0], 2.0, 64);
+        assert_eq!(logits, [1.0, -4.0, 1.0]);
+    }
+
+    #[test]
+    fn repeat_penalty_looks_only_at_the_window() {
+        let mut logits = [2.0f32, 2.0];
+        apply_repeat_penalty(&mut logits, &[0, 1], 2.0, 1);
+        assert_eq!(logits, [2.0, 1.0]);
+    }
+
+    #[test]
+    fn same_seed_same_draws() {
+        let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
+        let run = |seed| {
+            let mut s = Sampler::new(seed);
+            (0..20)
+                .map(|_| s.sample(&logits, &[], &params(1.0, 0, 1.0, 0.0)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(42), run(42));
+        assert_ne!(run(42), run(43));
+    }
+
+    #[test]
+    fn top_candidates_are_sorted_probabilities() {
+        let top = top_candidates(&[0.0, 2.0, 1.0], 2);
+        assert_eq!(top.iter().map(|c| c.0).collect::<Vec<_>>(), vec![1, 2]);
+        let z = 1.0 + 2f32.exp() + 1f32.exp();
+        assert!((top[0].1 - 2f32.exp() / z).abs() < 1e-6);
+    }
+
+    #[test]
+    fn validate_names_the_bad_value() {
+        let p = SamplingParams {
+            top_p: 1.5,
+            ..SamplingParams::default()
+        };
+        assert!(p.validate().unwrap_err().contains("top-p 1.5"));
+        let p = SamplingParams {
+            temperature: -1.0,
+            ..SamplingParams::default()
+        };
+        assert!(p.validate().unwrap_err().contains("temperature -1"));
+    }
+}

@@ -1,0 +1,14 @@
+//! gpt2-tui: a GPT-2 decoder in candle, with a terminal interface and a pipe mode.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod model;
+pub mod perplexity;
+pub mod pipe;
+pub mod session;
+pub mod tokenizer;
+
+pub use error::{Error, Result};

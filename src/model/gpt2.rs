@@ -1,0 +1,368 @@
+//! The GPT-2 decoder: token and position embeddings, pre-LayerNorm blocks of causal
+//! self-attention and MLP, a final LayerNorm and the (usually tied) language-model head.
+//!
+//! Weights keep Hugging Face's "Conv1D" orientation, (in, out), so `y = x @ W + b` and a folder
+//! written by the trainer is a valid transformers checkpoint.
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{Init, VarBuilder};
+
+use super::config::{Activation, Gpt2Config};
+use super::kv_cache::KvCache;
+
+/// Which kernels to use: the fused inference ones, or differentiable ones for training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Inference,
+    Training,
+}
+
+/// `x @ w + b` for x of any rank; w is (in, out).
+fn conv1d(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let in_dim = dims.pop().expect("at least one dim");
+    let rows: usize = dims.iter().product();
+    let y = x.reshape((rows, in_dim))?.matmul(w)?.broadcast_add(b)?;
+    dims.push(w.dim(1)?);
+    y.reshape(dims)
+}
+
+#[derive(Debug, Clone)]
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    fn load(vb: VarBuilder, width: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(width, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(width, "bias", Init::Const(0.0))?,
+            eps,
+        })
+    }
+
+    /// Normalises in f32 whatever the storage dtype: the statistics are the sensitive part.
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let x32 = x.to_dtype(DType::F32)?;
+        let w = self.weight.to_dtype(DType::F32)?;
+        let b = self.bias.to_dtype(DType::F32)?;
+        let y = match mode {
+            Mode::Inference => {
+                candle_nn::ops::layer_norm(&x32.contiguous()?, &w, &b, self.eps as f32)?
+            }
+            Mode::Training => candle_nn::ops::layer_norm_slow(&x32, &w, &b, self.eps as f32)?,
+        };
+        y.to_dtype(dtype)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    c_attn_w: Tensor,
+    c_attn_b: Tensor,
+    c_proj_w: Tensor,
+    c_proj_b: Tensor,
+    n_head: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
+        let e = cfg.n_embd;
+        let std = Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        // GPT-2 scales the residual projections by 1/sqrt(2 * n_layer) at init.
+        let proj_std = Init::Randn {
+            mean: 0.0,
+            stdev: 0.02 / (2.0 * cfg.n_layer as f64).sqrt(),
+        };
+        Ok(Self {
+            c_attn_w: vb.get_with_hints((e, 3 * e), "c_attn.weight", std)?,
+            c_attn_b: vb.get_with_hints(3 * e, "c_attn.bias", Init::Const(0.0))?,
+            c_proj_w: vb.get_with_hints((e, e), "c_proj.weight", proj_std)?,
+            c_proj_b: vb.get_with_hints(e, "c_proj.bias", Init::Const(0.0))?,
+            n_head: cfg.n_head,
+            head_dim: cfg.head_dim(),
+        })
+    }
+
+    /// Query, key and value projections split into heads: each (b, heads, t, head_dim).
+    fn qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, t, e) = x.dims3()?;
+        let qkv = conv1d(x, &self.c_attn_w, &self.c_attn_b)?;
+        let split = |i: usize| -> Result<Tensor> {
+            qkv.narrow(D::Minus1, i * e, e)?
+                .reshape((b, t, self.n_head, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        Ok((split(0)?, split(1)?, split(2)?))
+    }
+
+    /// Attention probabilities of the new queries over all cached keys, (b, heads, t, start + t).
+    fn probabilities(&self, q: &Tensor, k: &Tensor, start: usize, mode: Mode) -> Result<Tensor> {
+        let t = q.dim(2)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let scores = if t > 1 {
+            let total = start + t;
+            let mask = causal_mask(t, start, q.device())?;
+            scores.broadcast_add(&mask.reshape((1, 1, t, total))?)?
+        } else {
+            scores
+        };
+        match mode {
+            Mode::Inference => candle_nn::ops::softmax_last_dim(&scores),
+            Mode::Training => candle_nn::ops::softmax(&scores, D::Minus1),
+        }
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        cache: Option<(&mut KvCache, usize)>,
+        start: usize,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let (b, t, e) = x.dims3()?;
+        let (q, k, v) = self.qkv(x)?;
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, start, &k, &v)?,
+            None => (k, v),
+        };
+        let probs = self
+            .probabilities(&q, &k, start, mode)?
+            .to_dtype(v.dtype())?;
+        let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, e))?;
+        conv1d(&y, &self.c_proj_w, &self.c_proj_b)
+    }
+}
+
+/// Additive mask for `t` new queries at positions `start..start + t`: -inf above the diagonal.
+fn causal_mask(t: usize, start: usize, device: &Device) -> Result<Tensor> {
+    let total = start + t;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j > start + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(mask, (t, total), device)
+}
+
+#[derive(Debug, Clone)]
+struct Mlp {
+    c_fc_w: Tensor,
+    c_fc_b: Tensor,
+    c_proj_w: Tensor,
+    c_proj_b: Tensor,
+    activation: Activation,
+}
+
+impl Mlp {
+    fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
+        let (e, inner) = (cfg.n_embd, cfg.mlp_width());
+        let std = Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        let proj_std = Init::Randn {
+            mean: 0.0,
+            stdev: 0.02 / (2.0 * cfg.n_layer as f64).sqrt(),
+        };
+        Ok(Self {
+            c_fc_w: vb.get_with_hints((e, inner), "c_fc.weight", std)?,
+            c_fc_b: vb.get_with_hints(inner, "c_fc.bias", Init::Const(0.0))?,
+            c_proj_w: vb.get_with_hints((inner, e), "c_proj.weight", proj_std)?,
+            c_proj_b: vb.get_with_hints(e, "c_proj.bias", Init::Const(0.0))?,
+            activation: cfg.activation().map_err(candle_core::Error::wrap)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = conv1d(x, &self.c_fc_w, &self.c_fc_b)?;
+        let h = match self.activation {
+            Activation::GeluTanh => h.gelu()?,
+            Activation::GeluErf => h.gelu_erf()?,
+            Activation::Relu => h.relu()?,
+        };
+        conv1d(&h, &self.c_proj_w, &self.c_proj_b)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    ln_1: LayerNorm,
+    attn: Attention,
+    ln_2: LayerNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
+        let eps = cfg.layer_norm_epsilon;
+        Ok(Self {
+            ln_1: LayerNorm::load(vb.pp("ln_1"), cfg.n_embd, eps)?,
+            attn: Attention::load(vb.pp("attn"), cfg)?,
+            ln_2: LayerNorm::load(vb.pp("ln_2"), cfg.n_embd, eps)?,
+            mlp: Mlp::load(vb.pp("mlp"), cfg)?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        cache: Option<(&mut KvCache, usize)>,
+        start: usize,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let x = (x + self
+            .attn
+            .forward(&self.ln_1.forward(x, mode)?, cache, start, mode)?)?;
+        &x + self.mlp.forward(&self.ln_2.forward(&x, mode)?)?
+    }
+}
+
+/// A GPT-2 language model.
+#[derive(Debug, Clone)]
+pub struct Gpt2 {
+    wte: Tensor,
+    wpe: Tensor,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    /// (vocab, n_embd); the same tensor as `wte` unless the checkpoint has `lm_head.weight`.
+    lm_head: Tensor,
+    config: Gpt2Config,
+}
+
+impl Gpt2 {
+    /// Loads from a VarBuilder whose names have no `transformer.` prefix (`wte.weight`,
+    /// `h.0.attn.c_attn.weight`, ...). With a `VarMap`-backed builder this creates fresh,
+    /// GPT-2-initialised variables for training.
+    pub fn load(vb: VarBuilder, config: &Gpt2Config) -> Result<Self> {
+        let wte = vb.get_with_hints(
+            (config.vocab_size, config.n_embd),
+            "wte.weight",
+            Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
+        )?;
+        let wpe = vb.get_with_hints(
+            (config.n_positions, config.n_embd),
+            "wpe.weight",
+            Init::Randn {
+                mean: 0.0,
+                stdev: 0.01,
+            },
+        )?;
+        let blocks = (0..config.n_layer)
+            .map(|i| Block::load(vb.pp(format!("h.{i}")), config))
+            .collect::<Result<Vec<_>>>()?;
+        let ln_f = LayerNorm::load(vb.pp("ln_f"), config.n_embd, config.layer_norm_epsilon)?;
+        let lm_head = if vb.contains_tensor("lm_head.weight") {
+            vb.get((config.vocab_size, config.n_embd), "lm_head.weight")?
+        } else {
+            wte.clone()
+        };
+        Ok(Self {
+            wte,
+            wpe,
+            blocks,
+            ln_f,
+            lm_head,
+            config: config.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Gpt2Config {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        self.wte.device()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.wte.dtype()
+    }
+
+    fn embed(&self, ids: &Tensor, start: usize) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let tokens =
+            self.wte
+                .embedding(&ids.flatten_all()?)?
+                .reshape((b, t, self.config.n_embd))?;
+        let positions = self.wpe.narrow(0, start, t)?;
+        tokens.broadcast_add(&positions)
+    }
+
+    fn head(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, e) = x.dims3()?;
+        let logits = x.reshape((b * t, e))?.matmul(&self.lm_head.t()?)?;
+        logits
+            .reshape((b, t, self.config.vocab_size))?
+            .to_dtype(DType::F32)
+    }
+
+    /// Runs `ids` through the model after the tokens already in `cache`, appends them to the
+    /// cache, and returns the f32 logits of the last position only, shape (vocab,).
+    pub fn forward(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        let start = cache.len();
+        if ids.is_empty() {
+            candle_core::bail!("forward needs at least one token");
+        }
+        if start + ids.len() > self.config.n_positions {
+            candle_core::bail!(
+                "{} tokens exceed the context window of {}",
+                start + ids.len(),
+                self.config.n_positions
+            );
+        }
+        if let Some(&bad) = ids
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
+            candle_core::bail!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.config.vocab_size
+            );
+        }
+        let input = Tensor::new(ids, self.device())?.unsqueeze(0)?;
+        let mut x = self.embed(&input, start)?;
+        for (layer, block) in self.blocks.iter().enumerate() {
+            x = block.forward(&x, Some((&mut *cache, layer)), start, Mode::Inference)?;
+        }
+        cache.record(ids);
+        let last = x.narrow(1, ids.len() - 1, 1)?;
+        let last = self.ln_f.forward(&last, Mode::Inference)?;
+        self.head(&last)?.flatten_all()
+    }
+
+    /// Full-sequence forward with differentiable kernels and no cache: ids (b, t) to logits
+    /// (b, t, vocab). Used by the trainer and by scoring.
+    pub fn forward_all(&self, ids: &Tensor, mode: Mode) -> Result<Tensor> {
+        let mut x = self.embed(ids, 0)?;
+        for block in &self.blocks {
+            x = block.forward(&x, None, 0, mode)?;
+        }
+        let x = self.ln_f.forward(&x, mode)?;
+        self.head(&x)
+    }
+}
+
+impl Module for Gpt2 {
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        self.forward_all(ids, Mode::Inference)
+    }
+}

@@ -1,0 +1,363 @@
+//! Finds and loads the files of a Hugging Face GPT-2 checkpoint: `config.json`, the weights
+//! (`model.safetensors`, sharded safetensors with an index, or `pytorch_model.bin`) and the
+//! tokenizer (`tokenizer.json`, else `vocab.json` + `merges.txt`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::safetensors::Load;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use super::config::Gpt2Config;
+use super::gpt2::Gpt2;
+use crate::error::{Error, Result};
+use crate::tokenizer::Tokenizer;
+
+/// Where a model's bytes come from.
+#[derive(Debug, Clone)]
+pub enum Bytes {
+    File(PathBuf),
+    Static(&'static [u8]),
+}
+
+impl Bytes {
+    fn origin(&self, fallback: &str) -> String {
+        match self {
+            Bytes::File(p) => p.display().to_string(),
+            Bytes::Static(_) => format!("bundled {fallback}"),
+        }
+    }
+
+    fn read(&self) -> Result<std::borrow::Cow<'static, [u8]>> {
+        match self {
+            Bytes::File(p) => std::fs::read(p)
+                .map(Into::into)
+                .map_err(|e| Error::io(p, e)),
+            Bytes::Static(b) => Ok((*b).into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum WeightFiles {
+    /// One or more safetensors files (several when sharded).
+    Safetensors(Vec<Bytes>),
+    PytorchBin(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub enum TokenizerFiles {
+    Json(Bytes),
+    VocabMerges { vocab: PathBuf, merges: PathBuf },
+}
+
+/// The files that make up one checkpoint.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// A short name for display (folder or repository name).
+    pub name: String,
+    pub config: Bytes,
+    pub weights: WeightFiles,
+    pub tokenizer: TokenizerFiles,
+}
+
+impl ModelFiles {
+    /// Finds the checkpoint files in a folder in Hugging Face layout.
+    pub fn from_folder(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "model folder {} does not exist (or is not a folder)",
+                dir.display()
+            )));
+        }
+        let config = dir.join("config.json");
+        if !config.is_file() {
+            return Err(Error::Config {
+                file: config.display().to_string(),
+                message: "missing: a model folder needs config.json".into(),
+            });
+        }
+        let name = dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string());
+        Ok(Self {
+            name,
+            config: Bytes::File(config),
+            weights: find_weights(dir)?,
+            tokenizer: find_tokenizer(dir)?,
+        })
+    }
+}
+
+fn find_weights(dir: &Path) -> Result<WeightFiles> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(WeightFiles::Safetensors(vec![Bytes::File(single)]));
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        return Ok(WeightFiles::Safetensors(
+            shard_files(&index)?
+                .into_iter()
+                .map(|f| Bytes::File(dir.join(f)))
+                .collect(),
+        ));
+    }
+    let bin = dir.join("pytorch_model.bin");
+    if bin.is_file() {
+        return Ok(WeightFiles::PytorchBin(bin));
+    }
+    Err(Error::Weights {
+        file: dir.display().to_string(),
+        message: "no weights: expected model.safetensors, model.safetensors.index.json or pytorch_model.bin".into(),
+    })
+}
+
+/// The distinct shard file names listed in a safetensors index, in first-seen order.
+pub fn shard_files(index: &Path) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: HashMap<String, String>,
+    }
+    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+    let parsed: Index = serde_json::from_str(&text).map_err(|e| Error::Weights {
+        file: index.display().to_string(),
+        message: format!("not a valid safetensors index: {e}"),
+    })?;
+    let mut files: Vec<String> = parsed.weight_map.into_values().collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn find_tokenizer(dir: &Path) -> Result<TokenizerFiles> {
+    let json = dir.join("tokenizer.json");
+    if json.is_file() {
+        return Ok(TokenizerFiles::Json(Bytes::File(json)));
+    }
+    let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+    if vocab.is_file() && merges.is_file() {
+        return Ok(TokenizerFiles::VocabMerges { vocab, merges });
+    }
+    Err(Error::Tokenizer {
+        file: dir.display().to_string(),
+        message: "no tokenizer: expected tokenizer.json, or vocab.json and merges.txt".into(),
+    })
+}
+
+/// A model ready to run.
+pub struct LoadedModel {
+    pub name: String,
+    pub model: Gpt2,
+    pub tokenizer: Tokenizer,
+    /// Parameters stored in the checkpoint (a tied head counted once).
+    pub parameter_count: usize,
+}
+
+pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<LoadedModel> {
+    let config_text = files.config.read()?;
+    let config_origin = files.config.origin("config.json");
+    let config = std::str::from_utf8(&config_text)
+        .map_err(|_| Error::Config {
+            file: config_origin.clone(),
+            message: "not UTF-8 text".into(),
+        })
+        .and_then(Gpt2Config::from_json)
+        .map_err(|e| match e {
+            Error::Config { message, .. } => Error::Config {
+                file: config_origin.clone(),
+                message,
+            },
+            other => other,
+        })?;
+    let tokenizer = match &files.tokenizer {
+        TokenizerFiles::Json(bytes) => {
+            Tokenizer::from_json_bytes(&bytes.read()?, &bytes.origin("tokenizer.json"))?
+        }
+        TokenizerFiles::VocabMerges { vocab, merges } => {
+            Tokenizer::from_vocab_merges(vocab, merges)?
+        }
+    };
+    if tokenizer.vocab_size() > config.vocab_size {
+        return Err(Error::Tokenizer {
+            file: config_origin,
+            message: format!(
+                "the tokenizer has {} tokens but `vocab_size` is {}: tokenizer and model do not belong together",
+                tokenizer.vocab_size(),
+                config.vocab_size
+            ),
+        });
+    }
+    let (tensors, parameter_count) = read_tensors(&files.weights, &config, device, dtype)?;
+    let vb = VarBuilder::from_tensors(tensors, dtype, device);
+    let model = Gpt2::load(vb, &config)?;
+    Ok(LoadedModel {
+        name: files.name.clone(),
+        model,
+        tokenizer,
+        parameter_count,
+    })
+}
+
+/// Every tensor a GPT-2 of this config needs, with its shape.
+pub fn expected_shapes(config: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
+    let (v, p, e, i) = (
+        config.vocab_size,
+        config.n_positions,
+        config.n_embd,
+        config.mlp_width(),
+    );
+    let mut shapes = vec![
+        ("wte.weight".to_string(), vec![v, e]),
+        ("wpe.weight".to_string(), vec![p, e]),
+    ];
+    for l in 0..config.n_layer {
+        let layer = [
+            ("ln_1.weight", vec![e]),
+            ("ln_1.bias", vec![e]),
+            ("attn.c_attn.weight", vec![e, 3 * e]),
+            ("attn.c_attn.bias", vec![3 * e]),
+            ("attn.c_proj.weight", vec![e, e]),
+            ("attn.c_proj.bias", vec![e]),
+            ("ln_2.weight", vec![e]),
+            ("ln_2.bias", vec![e]),
+            ("mlp.c_fc.weight", vec![e, i]),
+            ("mlp.c_fc.bias", vec![i]),
+            ("mlp.c_proj.weight", vec![i, e]),
+            ("mlp.c_proj.bias", vec![e]),
+        ];
+        shapes.extend(layer.into_iter().map(|(n, s)| (format!("h.{l}.{n}"), s)));
+    }
+    shapes.push(("ln_f.weight".into(), vec![e]));
+    shapes.push(("ln_f.bias".into(), vec![e]));
+    shapes
+}
+
+/// The name a checkpoint key has in our layout, or `None` for buffers that are not weights.
+fn normalise_name(name: &str) -> Option<&str> {
+    let name = name.strip_prefix("transformer.").unwrap_or(name);
+    let is_buffer = name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias");
+    (!is_buffer).then_some(name)
+}
+
+fn read_tensors(
+    weights: &WeightFiles,
+    config: &Gpt2Config,
+    device: &Device,
+    dtype: DType,
+) -> Result<(HashMap<String, Tensor>, usize)> {
+    let mut raw: HashMap<String, (Tensor, String)> = HashMap::new();
+    let mut keep = |name: &str, tensor: Tensor, origin: &str| -> Result<()> {
+        if let Some(name) = normalise_name(name) {
+            // Convert one tensor at a time so peak memory stays near one copy of the weights.
+            let tensor = tensor.to_dtype(dtype)?.to_device(device)?;
+            raw.insert(name.to_string(), (tensor, origin.to_string()));
+        }
+        Ok(())
+    };
+    match weights {
+        WeightFiles::Safetensors(files) => {
+            for file in files {
+                let origin = file.origin("model.safetensors");
+                let corrupt = |e: candle_core::Error| Error::Weights {
+                    file: origin.clone(),
+                    message: format!(
+                        "cannot read safetensors (truncated or corrupt?): {}",
+                        root_cause(&e)
+                    ),
+                };
+                match file {
+                    Bytes::File(path) => {
+                        if !path.is_file() {
+                            return Err(Error::Weights {
+                                file: origin.clone(),
+                                message: "missing shard named in the safetensors index".into(),
+                            });
+                        }
+                        // SAFETY: the file is only read, and the map is dropped before returning.
+                        let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
+                            .map_err(corrupt)?;
+                        for (name, view) in st.tensors() {
+                            keep(&name, view.load(&Device::Cpu).map_err(corrupt)?, &origin)?;
+                        }
+                    }
+                    Bytes::Static(bytes) => {
+                        for (name, tensor) in
+                            candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+                                .map_err(corrupt)?
+                        {
+                            keep(&name, tensor, &origin)?;
+                        }
+                    }
+                }
+            }
+        }
+        WeightFiles::PytorchBin(path) => {
+            let origin = path.display().to_string();
+            let tensors = candle_core::pickle::read_all(path).map_err(|e| Error::Weights {
+                file: origin.clone(),
+                message: format!("cannot read PyTorch weights: {}", root_cause(&e)),
+            })?;
+            for (name, tensor) in tensors {
+                keep(&name, tensor, &origin)?;
+            }
+        }
+    }
+    let mut tensors = HashMap::new();
+    let mut count = 0;
+    let mut expected = expected_shapes(config);
+    if raw.contains_key("lm_head.weight") {
+        expected.push((
+            "lm_head.weight".into(),
+            vec![config.vocab_size, config.n_embd],
+        ));
+    }
+    for (name, shape) in expected {
+        let Some((tensor, origin)) = raw.remove(&name) else {
+            return Err(Error::Weights {
+                file: weights_origin(weights),
+                message: format!(
+                    "missing tensor `{name}` (config.json has n_layer {})",
+                    config.n_layer
+                ),
+            });
+        };
+        if tensor.dims() != shape.as_slice() {
+            return Err(Error::Weights {
+                file: origin,
+                message: format!(
+                    "tensor `{name}` has shape {:?} but config.json (vocab_size {}, n_positions {}, n_embd {}, mlp width {}) needs {:?}",
+                    tensor.dims(),
+                    config.vocab_size,
+                    config.n_positions,
+                    config.n_embd,
+                    config.mlp_width(),
+                    shape
+                ),
+            });
+        }
+        count += tensor.elem_count();
+        tensors.insert(name, tensor);
+    }
+    Ok((tensors, count))
+}
+
+fn weights_origin(weights: &WeightFiles) -> String {
+    match weights {
+        WeightFiles::Safetensors(files) => files
+            .iter()
+            .map(|f| f.origin("model.safetensors"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        WeightFiles::PytorchBin(path) => path.display().to_string(),
+    }
+}
+
+/// candle wraps errors in context layers; the innermost message is the useful one.
+fn root_cause(e: &candle_core::Error) -> String {
+    let text = e.to_string();
+    text.lines().next().unwrap_or(&text).to_string()
+}

@@ -1,0 +1,14 @@
+//! GPT-2 itself: config, layers, KV cache, weight loading, device and dtype choice.
+
+pub mod bundled;
+pub mod config;
+pub mod device;
+pub mod gpt2;
+pub mod kv_cache;
+pub mod loader;
+pub mod source;
+
+pub use config::Gpt2Config;
+pub use gpt2::{Gpt2, Mode};
+pub use kv_cache::KvCache;
+pub use loader::{LoadedModel, ModelFiles};

@@ -1,0 +1,355 @@
+//! A loaded model with its cache: runs generations step by step, reusing the cached prefix.
+//!
+//! The caller drives a [`Generation`] one token at a time and passes the sampling settings on
+//! every step, so a change made while the model writes takes effect at the very next token.
+
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device};
+
+use crate::error::{Error, Result};
+use crate::generate::sampling::{log_sum_exp, top_candidates, Sampler, SamplingParams};
+use crate::generate::{StopMatcher, Utf8Stream};
+use crate::model::{Gpt2, Gpt2Config, KvCache, LoadedModel};
+use crate::tokenizer::Tokenizer;
+
+pub struct Session {
+    pub name: String,
+    model: Gpt2,
+    tokenizer: Tokenizer,
+    cache: KvCache,
+    parameter_count: usize,
+    /// Logits after the last token in the cache, so a repeated request needs no forward pass.
+    last_logits: Option<Vec<f32>>,
+}
+
+/// Options fixed for the length of one generation.
+#[derive(Debug, Clone, Default)]
+pub struct GenerateOptions {
+    pub stop: Vec<String>,
+    /// Stop at `<|endoftext|>`; when false it is sampled like any token.
+    pub ignore_eos: bool,
+    /// How many top candidates (raw softmax) to report for each token; 0 = none.
+    pub top_n: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    MaxTokens,
+    Eos,
+    Stop,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::MaxTokens => "max_tokens",
+            FinishReason::Eos => "eos",
+            FinishReason::Stop => "stop",
+        }
+    }
+}
+
+/// One generated token.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub id: u32,
+    /// Text released for printing at this step (complete characters, stop text removed);
+    /// concatenated over a generation it is exactly the generated text.
+    pub text: String,
+    /// Natural-log probability of the token under the raw softmax (temperature 1, no filters).
+    pub logprob: f32,
+    /// The most probable candidates at this step (raw softmax), if asked for.
+    pub top: Vec<(u32, f32)>,
+    /// Settings in force when this token was drawn.
+    pub params: SamplingParams,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Stats {
+    pub prompt_tokens: usize,
+    /// Prompt tokens actually run through the model (the rest came from the cache).
+    pub prefill_tokens: usize,
+    pub generated_tokens: usize,
+    #[serde(skip)]
+    pub prefill_time: Duration,
+    #[serde(skip)]
+    pub decode_time: Duration,
+    /// Times the window filled and the oldest tokens were dropped.
+    pub context_shifts: usize,
+    /// Prompt tokens dropped because the prompt did not fit the window.
+    pub prompt_truncated: usize,
+}
+
+impl Stats {
+    pub fn prefill_tokens_per_s(&self) -> f64 {
+        rate(self.prefill_tokens, self.prefill_time)
+    }
+
+    /// Tokens generated per second after the first one (the first comes with the prefill).
+    pub fn decode_tokens_per_s(&self) -> f64 {
+        rate(self.generated_tokens.saturating_sub(1), self.decode_time)
+    }
+}
+
+fn rate(tokens: usize, time: Duration) -> f64 {
+    if time.is_zero() {
+        0.0
+    } else {
+        tokens as f64 / time.as_secs_f64()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Step {
+    Token(Token),
+    /// The generation is over; `text` is any held-back text released at the end.
+    Done {
+        reason: FinishReason,
+        text: String,
+    },
+}
+
+impl Session {
+    pub fn new(loaded: LoadedModel) -> Self {
+        let config = loaded.model.config();
+        let cache = KvCache::new(config.n_layer, config.n_positions);
+        Self {
+            name: loaded.name,
+            model: loaded.model,
+            tokenizer: loaded.tokenizer,
+            cache,
+            parameter_count: loaded.parameter_count,
+            last_logits: None,
+        }
+    }
+
+    pub fn config(&self) -> &Gpt2Config {
+        self.model.config()
+    }
+
+    pub fn model(&self) -> &Gpt2 {
+        &self.model
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn device(&self) -> &Device {
+        self.model.device()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.model.dtype()
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        self.parameter_count
+    }
+
+    pub fn window(&self) -> usize {
+        self.config().n_positions
+    }
+
+    /// The token that ends a text (and separates DialoGPT turns).
+    pub fn eos_id(&self) -> u32 {
+        let from_config = self.config().eos_token_id;
+        if (from_config as usize) < self.tokenizer.vocab_size() {
+            from_config
+        } else {
+            self.tokenizer.eos_id().unwrap_or(from_config)
+        }
+    }
+
+    /// Tokens whose keys and values the cache holds.
+    pub fn cached_tokens(&self) -> &[u32] {
+        self.cache.tokens()
+    }
+
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.allocated_bytes()
+    }
+
+    /// Logits for the token after `tokens`, running only the part not already cached.
+    /// Returns the logits and how many tokens went through the model.
+    pub fn logits_after(&mut self, tokens: &[u32]) -> Result<(Vec<f32>, usize)> {
+        if tokens.is_empty() {
+            return Err(Error::Other(
+                "cannot run the model on an empty token list".into(),
+            ));
+        }
+        if tokens.len() > self.window() {
+            return Err(Error::Other(format!(
+                "{} tokens do not fit the window of {}",
+                tokens.len(),
+                self.window()
+            )));
+        }
+        let shared = common_prefix(self.cache.tokens(), tokens);
+        if shared == tokens.len() && self.cache.len() == shared {
+            if let Some(logits) = &self.last_logits {
+                return Ok((logits.clone(), 0));
+            }
+        }
+        // At least one token must run to produce logits.
+        let reuse = shared.min(tokens.len() - 1);
+        self.cache.truncate(reuse);
+        self.last_logits = None;
+        let logits = self
+            .model
+            .forward(&tokens[reuse..], &mut self.cache)?
+            .to_vec1::<f32>()?;
+        self.last_logits = Some(logits.clone());
+        Ok((logits, tokens.len() - reuse))
+    }
+
+    /// Starts generating after `prompt`. A prompt longer than the window keeps its most recent
+    /// tokens (see `Stats::prompt_truncated`). An empty prompt starts from `<|endoftext|>`, as
+    /// GPT-2 was trained to begin a text.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        options: GenerateOptions,
+        seed: Option<u64>,
+    ) -> Result<Generation<'_>> {
+        let mut tokens = if prompt.is_empty() {
+            vec![self.eos_id()]
+        } else {
+            prompt.to_vec()
+        };
+        let mut stats = Stats {
+            prompt_tokens: prompt.len(),
+            ..Stats::default()
+        };
+        let window = self.window();
+        if tokens.len() > window {
+            stats.prompt_truncated = tokens.len() - window;
+            tokens.drain(..tokens.len() - window);
+        }
+        let started = Instant::now();
+        let (logits, ran) = self.logits_after(&tokens)?;
+        stats.prefill_tokens = ran;
+        stats.prefill_time = started.elapsed();
+        let seed = seed.unwrap_or_else(random_seed);
+        Ok(Generation {
+            stop: StopMatcher::new(options.stop.iter().cloned()),
+            options,
+            session: self,
+            tokens,
+            logits: Some(logits),
+            sampler: Sampler::new(seed),
+            utf8: Utf8Stream::default(),
+            stats,
+            done: None,
+        })
+    }
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// A generation in progress. Call [`Generation::step`] until it returns [`Step::Done`];
+/// dropping it early cancels (the cache keeps what was computed).
+pub struct Generation<'a> {
+    session: &'a mut Session,
+    options: GenerateOptions,
+    /// Every token in the window: the (kept part of the) prompt and what was generated.
+    tokens: Vec<u32>,
+    /// Logits for the next token, when already computed.
+    logits: Option<Vec<f32>>,
+    sampler: Sampler,
+    utf8: Utf8Stream,
+    stop: StopMatcher,
+    stats: Stats,
+    done: Option<FinishReason>,
+}
+
+impl Generation<'_> {
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The prompt (as kept in the window) and the tokens generated so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Draws the next token with `params` (read fresh at every step).
+    pub fn step(&mut self, params: &SamplingParams) -> Result<Step> {
+        if let Some(reason) = self.done {
+            return Ok(Step::Done {
+                reason,
+                text: String::new(),
+            });
+        }
+        if self.stats.generated_tokens >= params.max_tokens {
+            return Ok(self.finish(FinishReason::MaxTokens));
+        }
+        let started = Instant::now();
+        let logits = match self.logits.take() {
+            Some(logits) => logits,
+            None => self.advance()?,
+        };
+        let history = &self.tokens[self.tokens.len().saturating_sub(params.repeat_last_n)..];
+        let id = self.sampler.sample(&logits, history, params);
+        let logprob = logits[id as usize] - log_sum_exp(&logits);
+        let top = top_candidates(&logits, self.options.top_n);
+        if self.stats.generated_tokens > 0 {
+            self.stats.decode_time += started.elapsed();
+        }
+        if id == self.session.eos_id() && !self.options.ignore_eos {
+            return Ok(self.finish(FinishReason::Eos));
+        }
+        self.tokens.push(id);
+        self.stats.generated_tokens += 1;
+        let piece = self.utf8.push(self.session.tokenizer.token_bytes(id));
+        let out = self.stop.push(&piece);
+        if out.stopped {
+            self.done = Some(FinishReason::Stop);
+        }
+        Ok(Step::Token(Token {
+            id,
+            text: out.text,
+            logprob,
+            top,
+            params: params.clone(),
+        }))
+    }
+
+    /// Runs the last generated token through the model. When the window is full, the oldest
+    /// half is dropped and the rest re-prefilled (learned positions cannot be shifted).
+    fn advance(&mut self) -> Result<Vec<f32>> {
+        let window = self.session.window();
+        if self.tokens.len() > window {
+            let keep = (window / 2).max(1);
+            self.tokens.drain(..self.tokens.len() - keep);
+            self.stats.context_shifts += 1;
+        }
+        Ok(self.session.logits_after(&self.tokens)?.0)
+    }
+
+    fn finish(&mut self, reason: FinishReason) -> Step {
+        self.done = Some(reason);
+        let mut text = self.utf8.finish();
+        let out = self.stop.push(&text);
+        text = out.text;
+        if !out.stopped {
+            text += &self.stop.finish();
+        }
+        Step::Done { reason, text }
+    }
+}
