@@ -12,6 +12,7 @@ use crate::model::device::{DTypeRequest, DeviceRequest};
 #[command(
     name = "gpt2-tui",
     version,
+    allow_negative_numbers = true,
     about = "Talk to GPT-2 in your terminal, or pipe prompts through it",
     after_help = "Pipe mode: with --prompt, or when stdin or stdout is not a terminal, the prompt is \
                   read (all of stdin, one trailing newline removed) and only the generated text is \

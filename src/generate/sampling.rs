@@ -156,53 +156,62 @@ impl Sampler {
         if params.temperature <= 0.0 {
             return argmax(logits);
         }
-        let k = match params.top_k {
-            0 => logits.len(),
-            k => k.min(logits.len()),
+        let mut candidates = match params.top_k {
+            0 => (0..logits.len() as u32).collect(),
+            k => top_k_indices(logits, k),
         };
-        let mut candidates: Vec<(u32, f32)> = top_k_indices(logits, k)
-            .into_iter()
-            .map(|id| (id, logits[id as usize] / params.temperature))
-            .collect();
-        candidates.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        // Softmax over the survivors (most probable first).
-        let max = candidates[0].1;
-        let mut total = 0.0f64;
-        for c in &mut candidates {
-            c.1 = ((c.1 - max) as f64).exp() as f32;
-            total += c.1 as f64;
-        }
-        let mut probs: Vec<(u32, f64)> = candidates
+        // Unnormalised softmax weights at this temperature; only the shape matters from here on.
+        let max = candidates
             .iter()
-            .map(|&(id, w)| (id, w as f64 / total))
-            .collect();
+            .map(|&id| logits[id as usize])
+            .fold(f32::NEG_INFINITY, f32::max);
+        for &id in &candidates {
+            let x = logits[id as usize];
+            logits[id as usize] = (((x - max) / params.temperature) as f64).exp() as f32;
+        }
+        let weight = |id: u32| logits[id as usize] as f64;
         if params.top_p < 1.0 {
-            let mut cumulative = 0.0;
-            let keep = probs
-                .iter()
-                .position(|&(_, p)| {
-                    cumulative += p;
-                    cumulative >= params.top_p as f64
-                })
-                .map_or(probs.len(), |i| i + 1);
-            probs.truncate(keep);
+            keep_top_p(&mut candidates, &weight, params.top_p as f64);
         }
         if params.min_p > 0.0 {
-            let floor = probs[0].1 * params.min_p as f64;
-            probs.retain(|&(_, p)| p >= floor);
+            // The best token has weight 1 (it was the max), so the floor is min_p itself.
+            candidates.retain(|&id| weight(id) >= params.min_p as f64);
         }
-        let total: f64 = probs.iter().map(|&(_, p)| p).sum();
+        let total: f64 = candidates.iter().map(|&id| weight(id)).sum();
         let mut draw = self.rng.random::<f64>() * total;
-        for &(id, p) in &probs {
-            if draw < p {
+        for &id in &candidates {
+            if draw < weight(id) {
                 return id;
             }
-            draw -= p;
+            draw -= weight(id);
         }
-        probs
-            .last()
-            .expect("top-p and min-p keep at least one token")
-            .0
+        *candidates.last().expect("the best token always survives")
+    }
+}
+
+/// Keeps the most probable candidates whose mass first reaches `p`. Sorts only as many
+/// candidates as needed: usually a few dozen, not the whole vocabulary.
+fn keep_top_p(candidates: &mut Vec<u32>, weight: &impl Fn(u32) -> f64, p: f64) {
+    let total: f64 = candidates.iter().map(|&id| weight(id)).sum();
+    let by_weight = |a: &u32, b: &u32| weight(*b).total_cmp(&weight(*a)).then(a.cmp(b));
+    let mut head = 64.min(candidates.len());
+    loop {
+        if head < candidates.len() {
+            candidates.select_nth_unstable_by(head, by_weight);
+        }
+        candidates[..head].sort_unstable_by(by_weight);
+        let mut cumulative = 0.0;
+        if let Some(i) = candidates[..head].iter().position(|&id| {
+            cumulative += weight(id) / total;
+            cumulative >= p
+        }) {
+            candidates.truncate(i + 1);
+            return;
+        }
+        if head == candidates.len() {
+            return;
+        }
+        head = (head * 8).min(candidates.len());
     }
 }
 
