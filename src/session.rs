@@ -167,6 +167,12 @@ impl Session {
         self.cache.tokens()
     }
 
+    /// Empties the cache, so the next request prefills everything (buffers stay allocated).
+    pub fn forget_cache(&mut self) {
+        self.cache.clear();
+        self.last_logits = None;
+    }
+
     pub fn cache_bytes(&self) -> usize {
         self.cache.allocated_bytes()
     }
