@@ -8,7 +8,19 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
 use super::config::{Activation, Gpt2Config};
+use super::kernels;
 use super::kv_cache::KvCache;
+
+/// GPT-2's initialisation for fresh weights.
+const INIT: Init = Init::Randn { mean: 0.0, stdev: 0.02 };
+
+/// GPT-2 scales the residual projections by 1/sqrt(2 * n_layer) at init.
+fn residual_init(cfg: &Gpt2Config) -> Init {
+    Init::Randn {
+        mean: 0.0,
+        stdev: 0.02 / (2.0 * cfg.n_layer as f64).sqrt(),
+    }
+}
 
 /// Which kernels to use: the fused inference ones, or differentiable ones for training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,14 +29,34 @@ pub enum Mode {
     Training,
 }
 
-/// `x @ w + b` for x of any rank; w is (in, out).
-fn conv1d(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let mut dims = x.dims().to_vec();
-    let in_dim = dims.pop().expect("at least one dim");
-    let rows: usize = dims.iter().product();
-    let y = x.reshape((rows, in_dim))?.matmul(w)?.broadcast_add(b)?;
-    dims.push(w.dim(1)?);
-    y.reshape(dims)
+/// A projection `y = x @ W + b`, with `W` in Hugging Face's "Conv1D" layout, (in, out).
+#[derive(Debug, Clone)]
+struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn load(vb: &VarBuilder, name: &str, shape: (usize, usize), init: Init) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(shape, &format!("{name}.weight"), init)?,
+            bias: vb.get_with_hints(shape.1, &format!("{name}.bias"), Init::Const(0.0))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut dims = x.dims().to_vec();
+        let in_dim = dims.pop().expect("at least one dim");
+        let rows: usize = dims.iter().product();
+        let x = x.reshape((rows, in_dim))?;
+        let fast = if rows == 1 { kernels::single_row_matmul(&x, &self.weight)? } else { None };
+        let y = match fast {
+            Some(y) => y,
+            None => x.matmul(&self.weight)?,
+        };
+        dims.push(self.weight.dim(1)?);
+        y.broadcast_add(&self.bias)?.reshape(dims)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -61,10 +93,8 @@ impl LayerNorm {
 
 #[derive(Debug, Clone)]
 struct Attention {
-    c_attn_w: Tensor,
-    c_attn_b: Tensor,
-    c_proj_w: Tensor,
-    c_proj_b: Tensor,
+    c_attn: Linear,
+    c_proj: Linear,
     n_head: usize,
     head_dim: usize,
 }
@@ -72,20 +102,9 @@ struct Attention {
 impl Attention {
     fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
         let e = cfg.n_embd;
-        let std = Init::Randn {
-            mean: 0.0,
-            stdev: 0.02,
-        };
-        // GPT-2 scales the residual projections by 1/sqrt(2 * n_layer) at init.
-        let proj_std = Init::Randn {
-            mean: 0.0,
-            stdev: 0.02 / (2.0 * cfg.n_layer as f64).sqrt(),
-        };
         Ok(Self {
-            c_attn_w: vb.get_with_hints((e, 3 * e), "c_attn.weight", std)?,
-            c_attn_b: vb.get_with_hints(3 * e, "c_attn.bias", Init::Const(0.0))?,
-            c_proj_w: vb.get_with_hints((e, e), "c_proj.weight", proj_std)?,
-            c_proj_b: vb.get_with_hints(e, "c_proj.bias", Init::Const(0.0))?,
+            c_attn: Linear::load(&vb, "c_attn", (e, 3 * e), INIT)?,
+            c_proj: Linear::load(&vb, "c_proj", (e, e), residual_init(cfg))?,
             n_head: cfg.n_head,
             head_dim: cfg.head_dim(),
         })
@@ -94,7 +113,7 @@ impl Attention {
     /// Query, key and value projections split into heads: each (b, heads, t, head_dim).
     fn qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t, e) = x.dims3()?;
-        let qkv = conv1d(x, &self.c_attn_w, &self.c_attn_b)?;
+        let qkv = self.c_attn.forward(x)?;
         let split = |i: usize| -> Result<Tensor> {
             qkv.narrow(D::Minus1, i * e, e)?
                 .reshape((b, t, self.n_head, self.head_dim))?
@@ -139,7 +158,7 @@ impl Attention {
             .probabilities(&q, &k, start, mode)?
             .to_dtype(v.dtype())?;
         let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, e))?;
-        conv1d(&y, &self.c_proj_w, &self.c_proj_b)
+        self.c_proj.forward(&y)
     }
 }
 
@@ -162,41 +181,29 @@ fn causal_mask(t: usize, start: usize, device: &Device) -> Result<Tensor> {
 
 #[derive(Debug, Clone)]
 struct Mlp {
-    c_fc_w: Tensor,
-    c_fc_b: Tensor,
-    c_proj_w: Tensor,
-    c_proj_b: Tensor,
+    c_fc: Linear,
+    c_proj: Linear,
     activation: Activation,
 }
 
 impl Mlp {
     fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
         let (e, inner) = (cfg.n_embd, cfg.mlp_width());
-        let std = Init::Randn {
-            mean: 0.0,
-            stdev: 0.02,
-        };
-        let proj_std = Init::Randn {
-            mean: 0.0,
-            stdev: 0.02 / (2.0 * cfg.n_layer as f64).sqrt(),
-        };
         Ok(Self {
-            c_fc_w: vb.get_with_hints((e, inner), "c_fc.weight", std)?,
-            c_fc_b: vb.get_with_hints(inner, "c_fc.bias", Init::Const(0.0))?,
-            c_proj_w: vb.get_with_hints((inner, e), "c_proj.weight", proj_std)?,
-            c_proj_b: vb.get_with_hints(e, "c_proj.bias", Init::Const(0.0))?,
+            c_fc: Linear::load(&vb, "c_fc", (e, inner), INIT)?,
+            c_proj: Linear::load(&vb, "c_proj", (inner, e), residual_init(cfg))?,
             activation: cfg.activation().map_err(candle_core::Error::wrap)?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = conv1d(x, &self.c_fc_w, &self.c_fc_b)?;
+        let h = self.c_fc.forward(x)?;
         let h = match self.activation {
             Activation::GeluTanh => h.gelu()?,
             Activation::GeluErf => h.gelu_erf()?,
             Activation::Relu => h.relu()?,
         };
-        conv1d(&h, &self.c_proj_w, &self.c_proj_b)
+        self.c_proj.forward(&h)
     }
 }
 
@@ -309,7 +316,12 @@ impl Gpt2 {
 
     fn head(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, e) = x.dims3()?;
-        let logits = x.reshape((b * t, e))?.matmul(&self.lm_head.t()?)?;
+        let x = x.reshape((b * t, e))?;
+        let fast = if b * t == 1 { kernels::single_row_matmul_t(&x, &self.lm_head)? } else { None };
+        let logits = match fast {
+            Some(logits) => logits,
+            None => x.matmul(&self.lm_head.t()?)?,
+        };
         logits
             .reshape((b, t, self.config.vocab_size))?
             .to_dtype(DType::F32)

@@ -1,0 +1,227 @@
+//! Matrix-vector products for decoding one token at a time on the CPU.
+//!
+//! Decoding reads every weight once per token, so it is bound by memory bandwidth: what matters
+//! is streaming each weight exactly once, contiguously, on all cores, with wide loads. General
+//! matmul kernels are built for many rows and lose most of that speed at a single row.
+
+use candle_core::{CpuStorage, Result, Storage, Tensor};
+
+/// Work items per thread: enough to even out a slow core, few enough to keep partials small.
+const PARTS_PER_THREAD: usize = 2;
+
+/// `y = x @ w` for one row `x` (k) and a row-major `w` (k, n): the Conv1D projections.
+/// The rows of `w` are split between threads; each streams its rows into a partial sum.
+pub fn matvec_in_out(x: &[f32], w: &[f32], y: &mut [f32]) {
+    let (k, n) = (x.len(), y.len());
+    debug_assert_eq!(w.len(), k * n);
+    let pool = candle_core::utils::barrier_pool();
+    let parts = ((pool.n_workers() + 1) * PARTS_PER_THREAD).min(k.max(1));
+    let mut partials = vec![0f32; parts * n];
+    let out = SyncPtr(partials.as_mut_ptr());
+    pool.execute_chunked(parts, |range| {
+        for part in range {
+            let rows = part * k / parts..(part + 1) * k / parts;
+            // SAFETY: each part writes only its own n-float slice of `partials`.
+            let acc = unsafe { std::slice::from_raw_parts_mut(out.get().add(part * n), n) };
+            for i in rows {
+                axpy(x[i], &w[i * n..(i + 1) * n], acc);
+            }
+        }
+    });
+    y.copy_from_slice(&partials[..n]);
+    for partial in partials[n..].chunks_exact(n) {
+        y.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
+    }
+}
+
+/// `y[r] = dot(x, w[r, :])` for every row `r` of a row-major `w` (rows, k): the tied
+/// language-model head, whose rows are the token embeddings.
+pub fn matvec_rows(x: &[f32], w: &[f32], y: &mut [f32]) {
+    let k = x.len();
+    debug_assert_eq!(w.len(), y.len() * k);
+    let out = SyncPtr(y.as_mut_ptr());
+    candle_core::utils::barrier_pool().execute_chunked(y.len(), |rows| {
+        for r in rows {
+            let value = dot(x, &w[r * k..(r + 1) * k]);
+            // SAFETY: each row index is handed to exactly one worker, and `y` outlives the call.
+            unsafe { *out.get().add(r) = value };
+        }
+    });
+}
+
+#[derive(Clone, Copy)]
+struct SyncPtr(*mut f32);
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
+impl SyncPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `y += a * x`.
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    debug_assert_eq!(x.len(), y.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the features were just detected.
+        return unsafe { axpy_avx2(a, x, y) };
+    }
+    y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
+}
+
+/// Dot product, with AVX2/FMA where the CPU has it.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the features were just detected.
+        return unsafe { dot_avx2(a, b) };
+    }
+    dot_portable(a, b)
+}
+
+/// Eight independent sums so the compiler can vectorise without reassociating.
+fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = a.len() / 8;
+    for c in 0..chunks {
+        for j in 0..8 {
+            acc[j] += a[c * 8 + j] * b[c * 8 + j];
+        }
+    }
+    let tail: f32 = a[chunks * 8..].iter().zip(&b[chunks * 8..]).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len();
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let blocks = n / 32;
+    for i in 0..blocks {
+        for (j, lane) in acc.iter_mut().enumerate() {
+            let off = i * 32 + j * 8;
+            *lane = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(off)), _mm256_loadu_ps(pb.add(off)), *lane);
+        }
+    }
+    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
+    let tail: f32 = (blocks * 32..n).map(|i| a[i] * b[i]).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = x.len();
+    let (px, py) = (x.as_ptr(), y.as_mut_ptr());
+    let va = _mm256_set1_ps(a);
+    let blocks = n / 8;
+    for i in 0..blocks {
+        let off = i * 8;
+        let v = _mm256_fmadd_ps(va, _mm256_loadu_ps(px.add(off)), _mm256_loadu_ps(py.add(off)));
+        _mm256_storeu_ps(py.add(off), v);
+    }
+    for i in blocks * 8..n {
+        y[i] += a * x[i];
+    }
+}
+
+/// Runs `f` on the contiguous f32 data of a CPU tensor, or returns `None` when the tensor is
+/// elsewhere, of another dtype, or strided.
+pub fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
+        return None;
+    };
+    let (start, end) = layout.contiguous_offsets()?;
+    Some(f(&data[start..end]))
+}
+
+/// The single-row fast path: `kernel(x, w, y)` on CPU f32 data, or `None` when it does not apply
+/// (another device or dtype, strided data, or a variable being trained).
+fn single_row(x: &Tensor, w: &Tensor, n: usize, kernel: fn(&[f32], &[f32], &mut [f32])) -> Result<Option<Tensor>> {
+    if w.is_variable() {
+        return Ok(None);
+    }
+    let result = with_f32_slice(x, |xs| {
+        with_f32_slice(w, |ws| {
+            let mut y = vec![0f32; n];
+            kernel(xs, ws, &mut y);
+            y
+        })
+    })
+    .flatten();
+    result.map(|y| Tensor::from_vec(y, (1, n), x.device())).transpose()
+}
+
+/// `x @ w` for one row `x` (1, k) and `w` (k, n).
+pub fn single_row_matmul(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    let (k, n) = w.dims2()?;
+    if x.elem_count() != k {
+        return Ok(None);
+    }
+    single_row(x, w, n, matvec_in_out)
+}
+
+/// `x @ w^T` for one row `x` (1, k) and `w` (n, k).
+pub fn single_row_matmul_t(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    let (n, k) = w.dims2()?;
+    if x.elem_count() != k {
+        return Ok(None);
+    }
+    single_row(x, w, n, matvec_rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn sample(n: usize, seed: f32) -> Vec<f32> {
+        (0..n).map(|i| (i as f32 * seed).sin()).collect()
+    }
+
+    #[test]
+    fn dot_matches_a_plain_sum_at_every_length() {
+        for n in [0, 1, 7, 8, 31, 32, 33, 100, 768] {
+            let (a, b) = (sample(n, 0.37), sample(n, 0.11));
+            let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            assert!((dot(&a, &b) as f64 - want).abs() < 1e-4, "n = {n}");
+            assert!((dot_portable(&a, &b) as f64 - want).abs() < 1e-4, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn single_row_kernels_match_candle_matmul() {
+        for (k, n) in [(40, 30), (1, 5), (77, 129)] {
+            let x = Tensor::from_vec(sample(k, 0.3), (1, k), &Device::Cpu).unwrap();
+            let w = Tensor::from_vec(sample(k * n, 0.07), (k, n), &Device::Cpu).unwrap();
+            let slow = x.matmul(&w).unwrap();
+            let fast = single_row_matmul(&x, &w).unwrap().unwrap();
+            let diff = (fast - &slow).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-4, "in-out {k}x{n}: {diff}");
+            let w_t = w.t().unwrap().contiguous().unwrap();
+            let fast = single_row_matmul_t(&x, &w_t).unwrap().unwrap();
+            let diff = (fast - slow).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-4, "rows {k}x{n}: {diff}");
+        }
+    }
+}
