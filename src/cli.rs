@@ -123,6 +123,16 @@ pub enum ReportFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Show how a text splits into tokens: one JSON line per token (id, text, byte offsets).
+    Tokenize {
+        /// The text (default: all of stdin).
+        text: Option<String>,
+    },
+    /// The model's config and where its parameters sit.
+    Info {
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
     /// Score a text file: tokens, mean negative log-likelihood, perplexity, bits per byte.
     Perplexity {
         file: PathBuf,

@@ -41,6 +41,8 @@ pub fn run(cli: Cli) -> Result<()> {
             stride,
             format,
         }) => perplexity(&cli.common, &config, file, *stride, *format),
+        Some(Command::Tokenize { text }) => tokenize(&cli.common, &config, text.as_deref()),
+        Some(Command::Info { format }) => info(&cli.common, &config, *format),
         None => {
             let interactive = cli.generate.prompt.is_none()
                 && std::io::stdin().is_terminal()
@@ -129,4 +131,91 @@ fn perplexity(
         path: "stdout".into(),
         source: e,
     })
+}
+
+fn stdout_error(e: std::io::Error) -> Error {
+    Error::Io {
+        path: "stdout".into(),
+        source: e,
+    }
+}
+
+fn tokenize(common: &CommonArgs, config: &Config, text: Option<&str>) -> Result<()> {
+    let text = match text {
+        Some(t) => t.to_string(),
+        None => pipe::read_prompt(std::io::stdin().lock())?,
+    };
+    let session = load_session(common, config)?;
+    let mut out = std::io::stdout().lock();
+    for row in crate::inspect::token_rows(session.tokenizer(), &text)? {
+        writeln!(out, "{}", serde_json::to_string(&row).expect("plain data")).map_err(stdout_error)?;
+    }
+    Ok(())
+}
+
+fn info(common: &CommonArgs, config: &Config, format: ReportFormat) -> Result<()> {
+    let session = load_session(common, config)?;
+    let anatomy = crate::inspect::Anatomy::of(session.config(), session.model().has_tied_head());
+    let bytes_per = session.dtype().size_in_bytes();
+    let mut out = std::io::stdout().lock();
+    match format {
+        ReportFormat::Json => {
+            let report = serde_json::json!({
+                "model": session.name,
+                "config": session.config(),
+                "device": crate::model::device::device_name(session.device()),
+                "dtype": session.dtype().as_str(),
+                "parameters": anatomy.total,
+                "checkpoint_parameters": session.parameter_count(),
+                "memory_bytes": anatomy.total * bytes_per,
+                "tied_head": anatomy.tied_head,
+                "parts": anatomy.parts,
+                "summary": anatomy.summary(),
+            });
+            writeln!(out, "{report}").map_err(stdout_error)
+        }
+        ReportFormat::Text => {
+            let c = session.config();
+            let mut text = format!(
+                "model: {}\nlayers {}, heads {} (head size {}), width {}, MLP width {}, window {}, vocabulary {}\n\n",
+                session.name,
+                c.n_layer,
+                c.n_head,
+                c.head_dim(),
+                c.n_embd,
+                c.mlp_width(),
+                c.n_positions,
+                c.vocab_size
+            );
+            for part in anatomy.summary() {
+                let share = 100.0 * part.parameters as f64 / anatomy.total as f64;
+                let scope = if ["attention", "MLP", "layer norms"].iter().any(|p| part.name.starts_with(p)) {
+                    format!(" (x{} blocks)", c.n_layer)
+                } else {
+                    String::new()
+                };
+                text += &format!("{:>14}  {:>5.1}%  {}{}\n", group_digits(part.parameters), share, part.name, scope);
+            }
+            text += &format!(
+                "{:>14}  100.0%  total, {:.1} MB in {}\n",
+                group_digits(anatomy.total),
+                (anatomy.total * bytes_per) as f64 / 1e6,
+                session.dtype().as_str()
+            );
+            out.write_all(text.as_bytes()).map_err(stdout_error)
+        }
+    }
+}
+
+/// 124439808 -> "124,439,808".
+fn group_digits(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

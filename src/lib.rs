@@ -5,6 +5,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod inspect;
 pub mod model;
 pub mod perplexity;
 pub mod pipe;

@@ -141,24 +141,24 @@ impl Attention {
         }
     }
 
+    /// The attention output, and the attention probabilities (b, heads, t, start + t).
     fn forward(
         &self,
         x: &Tensor,
         cache: Option<(&mut KvCache, usize)>,
         start: usize,
         mode: Mode,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, Tensor)> {
         let (b, t, e) = x.dims3()?;
         let (q, k, v) = self.qkv(x)?;
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, start, &k, &v)?,
             None => (k, v),
         };
-        let probs = self
-            .probabilities(&q, &k, start, mode)?
-            .to_dtype(v.dtype())?;
-        let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, e))?;
-        self.c_proj.forward(&y)
+        let probs = self.probabilities(&q, &k, start, mode)?;
+        let y = probs.to_dtype(v.dtype())?.matmul(&v)?;
+        let y = y.transpose(1, 2)?.reshape((b, t, e))?;
+        Ok((self.c_proj.forward(&y)?, probs))
     }
 }
 
@@ -226,17 +226,19 @@ impl Block {
         })
     }
 
+    /// The block's output and its attention probabilities.
     fn forward(
         &self,
         x: &Tensor,
         cache: Option<(&mut KvCache, usize)>,
         start: usize,
         mode: Mode,
-    ) -> Result<Tensor> {
-        let x = (x + self
-            .attn
-            .forward(&self.ln_1.forward(x, mode)?, cache, start, mode)?)?;
-        &x + self.mlp.forward(&self.ln_2.forward(&x, mode)?)?
+    ) -> Result<(Tensor, Tensor)> {
+        let normed = self.ln_1.forward(x, mode)?;
+        let (attn, probs) = self.attn.forward(&normed, cache, start, mode)?;
+        let x = (x + attn)?;
+        let out = (&x + self.mlp.forward(&self.ln_2.forward(&x, mode)?)?)?;
+        Ok((out, probs))
     }
 }
 
@@ -296,6 +298,11 @@ impl Gpt2 {
         &self.config
     }
 
+    /// Whether the output head is the token embedding matrix (no `lm_head.weight` of its own).
+    pub fn has_tied_head(&self) -> bool {
+        self.lm_head.id() == self.wte.id()
+    }
+
     pub fn device(&self) -> &Device {
         self.wte.device()
     }
@@ -353,7 +360,7 @@ impl Gpt2 {
         let input = Tensor::new(ids, self.device())?.unsqueeze(0)?;
         let mut x = self.embed(&input, start)?;
         for (layer, block) in self.blocks.iter().enumerate() {
-            x = block.forward(&x, Some((&mut *cache, layer)), start, Mode::Inference)?;
+            x = block.forward(&x, Some((&mut *cache, layer)), start, Mode::Inference)?.0;
         }
         cache.record(ids);
         let last = x.narrow(1, ids.len() - 1, 1)?;
@@ -366,10 +373,25 @@ impl Gpt2 {
     pub fn forward_all(&self, ids: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut x = self.embed(ids, 0)?;
         for block in &self.blocks {
-            x = block.forward(&x, None, 0, mode)?;
+            x = block.forward(&x, None, 0, mode)?.0;
         }
         let x = self.ln_f.forward(&x, mode)?;
         self.head(&x)
+    }
+
+    /// Attention probabilities of every layer for `ids` run as one sequence: one (heads, t, t)
+    /// f32 tensor per layer, zero above the diagonal (the masked future). Computed on demand,
+    /// apart from decoding, which never keeps them.
+    pub fn attention_maps(&self, ids: &[u32]) -> Result<Vec<Tensor>> {
+        let input = Tensor::new(ids, self.device())?.unsqueeze(0)?;
+        let mut x = self.embed(&input, 0)?;
+        let mut maps = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let (next, probs) = block.forward(&x, None, 0, Mode::Inference)?;
+            maps.push(probs.squeeze(0)?);
+            x = next;
+        }
+        Ok(maps)
     }
 }
 
