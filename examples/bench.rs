@@ -29,6 +29,20 @@ struct Args {
     runs: usize,
 }
 
+/// Bytes of weights in use: q8_0 matrices take 34 bytes per 32 values; embeddings stay f32.
+fn weights_bytes(session: &Session) -> usize {
+    let bytes = session.dtype().size_in_bytes();
+    let total = session.parameter_count() * bytes;
+    if session.weight_format() != "q8_0" {
+        return total;
+    }
+    let c = session.config();
+    let matrices = c.n_layer * (4 * c.n_embd * c.n_embd + 2 * c.n_embd * c.mlp_width());
+    // The head is a q8_0 copy of the embeddings, which stay f32 for lookups.
+    let head = c.vocab_size * c.n_embd;
+    total - matrices * bytes + (matrices + head) * 34 / 32
+}
+
 /// Peak resident memory of this process in MB (Linux), from /proc/self/status.
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -48,9 +62,13 @@ fn main() -> anyhow::Result<()> {
     let dtype = select_dtype(dtype_request, &device);
     let started = Instant::now();
     let files = source::resolve(&args.model)?;
-    let mut session = Session::new(loader::load(&files, &device, dtype)?);
+    let mut loaded = loader::load(&files, &device, dtype)?;
+    if dtype_request == DTypeRequest::Q8_0 {
+        loaded.model.quantize_q8_0()?;
+    }
+    let mut session = Session::new(loaded);
     let load_s = started.elapsed().as_secs_f64();
-    let weights_mb = session.parameter_count() as f64 * dtype.size_in_bytes() as f64 / 1e6;
+    let weights_mb = weights_bytes(&session) as f64 / 1e6;
 
     // A fixed, ordinary prompt: a sentence repeated to the length asked for.
     let sentence = session.tokenizer().encode(" The quick brown fox jumps over the lazy dog, and the dog sleeps on.")?;
@@ -92,7 +110,7 @@ fn main() -> anyhow::Result<()> {
             "model": session.name,
             "parameters": session.parameter_count(),
             "device": gpt2_tui::model::device::device_name(&device),
-            "dtype": dtype.as_str(),
+            "dtype": session.weight_format(),
             "threads": threads,
             "prompt_tokens": args.prompt_tokens,
             "decode_tokens": args.decode_tokens,

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use crate::cli::{Cli, Command, CommonArgs, ReportFormat};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::model::device::{select_device, select_dtype};
+use crate::model::device::{select_device, select_dtype, DTypeRequest};
 use crate::model::{loader, source};
 use crate::pipe::{self, PipeRequest};
 use crate::session::{GenerateOptions, Session};
@@ -28,8 +28,15 @@ pub fn load_session(common: &CommonArgs, config: &Config) -> Result<Session> {
     let spec = common.model_spec(config);
     let files = source::resolve(&spec)?;
     let device = select_device(common.device_request(config).map_err(Error::Usage)?)?;
-    let dtype = select_dtype(common.dtype_request(config).map_err(Error::Usage)?, &device);
-    Ok(Session::new(loader::load(&files, &device, dtype)?))
+    let request = common.dtype_request(config).map_err(Error::Usage)?;
+    let mut loaded = loader::load(&files, &device, select_dtype(request, &device))?;
+    if request == DTypeRequest::Q8_0 {
+        let skipped = loaded.model.quantize_q8_0()?;
+        if skipped > 0 {
+            eprintln!("gpt2-tui: note: {skipped} matrices kept in f32 (q8_0 needs widths that are multiples of 32)");
+        }
+    }
+    Ok(Session::new(loaded))
 }
 
 pub fn run(cli: Cli) -> Result<()> {

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::cli::OutputFormat;
 use crate::error::{Error, Result};
 use crate::generate::SamplingParams;
-use crate::model::device::{device_name, dtype_name};
+use crate::model::device::device_name;
 use crate::session::{GenerateOptions, Session, Step};
 
 /// Reads the whole of stdin as the prompt, removing one trailing newline.
@@ -61,7 +61,7 @@ pub fn run(
     let prompt = session.tokenizer().encode(&request.prompt)?;
     let window = session.window();
     let device = device_name(session.device());
-    let dtype = dtype_name(session.dtype());
+    let dtype = session.weight_format();
     let mut generation = session.generate(&prompt, request.options.clone(), request.params.seed)?;
     let truncated = generation.stats().prompt_truncated;
     if truncated > 0 {

@@ -144,6 +144,15 @@ impl Session {
         self.model.dtype()
     }
 
+    /// The weight format for display: `q8_0` when quantized, else the dtype.
+    pub fn weight_format(&self) -> &'static str {
+        if self.model.is_quantized() {
+            "q8_0"
+        } else {
+            self.dtype().as_str()
+        }
+    }
+
     pub fn parameter_count(&self) -> usize {
         self.parameter_count
     }

@@ -37,6 +37,8 @@ impl std::str::FromStr for DeviceRequest {
 pub enum DTypeRequest {
     Auto,
     Exact(DType),
+    /// 8-bit weights (GGML q8_0) with f32 activations, quantized at load.
+    Q8_0,
 }
 
 impl std::str::FromStr for DTypeRequest {
@@ -48,8 +50,9 @@ impl std::str::FromStr for DTypeRequest {
             "f32" => Ok(Self::Exact(DType::F32)),
             "f16" => Ok(Self::Exact(DType::F16)),
             "bf16" => Ok(Self::Exact(DType::BF16)),
+            "q8_0" => Ok(Self::Q8_0),
             _ => Err(format!(
-                "unknown dtype \"{s}\" (expected auto, f32, f16 or bf16)"
+                "unknown dtype \"{s}\" (expected auto, f32, f16, bf16 or q8_0)"
             )),
         }
     }
@@ -96,6 +99,7 @@ pub fn select_device(request: DeviceRequest) -> Result<Device> {
 pub fn select_dtype(request: DTypeRequest, device: &Device) -> DType {
     match request {
         DTypeRequest::Exact(dtype) => dtype,
+        DTypeRequest::Q8_0 => DType::F32,
         DTypeRequest::Auto => match device {
             Device::Cpu => DType::F32,
             Device::Cuda(_) => DType::BF16,

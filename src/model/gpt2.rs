@@ -4,6 +4,7 @@
 //! Weights keep Hugging Face's "Conv1D" orientation, (in, out), so `y = x @ W + b` and a folder
 //! written by the trainer is a valid transformers checkpoint.
 
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
@@ -29,18 +30,32 @@ pub enum Mode {
     Training,
 }
 
-/// A projection `y = x @ W + b`, with `W` in Hugging Face's "Conv1D" layout, (in, out).
+/// A weight matrix as the forward pass uses it.
+#[derive(Debug, Clone)]
+enum Weight {
+    /// Dense, in Hugging Face's "Conv1D" layout (in, out).
+    Dense(Tensor),
+    /// 8-bit blocks (GGML q8_0), stored (out, in) as the quantized kernels want.
+    Quantized(QMatMul),
+}
+
+/// Quantized kernels work on blocks of 32 along the input dimension.
+const Q8_BLOCK: usize = 32;
+
+/// A projection `y = x @ W + b`.
 #[derive(Debug, Clone)]
 struct Linear {
-    weight: Tensor,
+    weight: Weight,
     bias: Tensor,
+    out_dim: usize,
 }
 
 impl Linear {
     fn load(vb: &VarBuilder, name: &str, shape: (usize, usize), init: Init) -> Result<Self> {
         Ok(Self {
-            weight: vb.get_with_hints(shape, &format!("{name}.weight"), init)?,
+            weight: Weight::Dense(vb.get_with_hints(shape, &format!("{name}.weight"), init)?),
             bias: vb.get_with_hints(shape.1, &format!("{name}.bias"), Init::Const(0.0))?,
+            out_dim: shape.1,
         })
     }
 
@@ -49,13 +64,31 @@ impl Linear {
         let in_dim = dims.pop().expect("at least one dim");
         let rows: usize = dims.iter().product();
         let x = x.reshape((rows, in_dim))?;
-        let fast = if rows == 1 { kernels::single_row_matmul(&x, &self.weight)? } else { None };
-        let y = match fast {
-            Some(y) => y,
-            None => x.matmul(&self.weight)?,
+        let y = match &self.weight {
+            Weight::Dense(w) => {
+                let fast = if rows == 1 { kernels::single_row_matmul(&x, w)? } else { None };
+                match fast {
+                    Some(y) => y,
+                    None => x.matmul(w)?,
+                }
+            }
+            Weight::Quantized(q) => q.forward(&x.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?,
         };
-        dims.push(self.weight.dim(1)?);
+        dims.push(self.out_dim);
         y.broadcast_add(&self.bias)?.reshape(dims)
+    }
+
+    /// Replaces a dense weight by its q8_0 form when its input width allows it.
+    fn quantize(&mut self) -> Result<bool> {
+        let Weight::Dense(w) = &self.weight else {
+            return Ok(true);
+        };
+        if w.dim(0)? % Q8_BLOCK != 0 {
+            return Ok(false);
+        }
+        let q = QTensor::quantize(&w.t()?.contiguous()?, GgmlDType::Q8_0)?;
+        self.weight = Weight::Quantized(QMatMul::from_qtensor(q)?);
+        Ok(true)
     }
 }
 
@@ -251,6 +284,8 @@ pub struct Gpt2 {
     ln_f: LayerNorm,
     /// (vocab, n_embd); the same tensor as `wte` unless the checkpoint has `lm_head.weight`.
     lm_head: Tensor,
+    /// The head in q8_0, when the model was quantized (`lm_head` then only serves lookups).
+    lm_head_q8: Option<QMatMul>,
     config: Gpt2Config,
 }
 
@@ -290,12 +325,38 @@ impl Gpt2 {
             blocks,
             ln_f,
             lm_head,
+            lm_head_q8: None,
             config: config.clone(),
         })
     }
 
     pub fn config(&self) -> &Gpt2Config {
         &self.config
+    }
+
+    /// Stores the projections and the output head as 8-bit blocks (GGML q8_0): a quarter of the
+    /// memory traffic of f32 per decoded token. Embeddings, biases and layer norms stay as they
+    /// are. Returns how many matrices could not be quantized (input width not a multiple of 32).
+    pub fn quantize_q8_0(&mut self) -> Result<usize> {
+        let mut skipped = 0;
+        for block in &mut self.blocks {
+            for linear in [&mut block.attn.c_attn, &mut block.attn.c_proj, &mut block.mlp.c_fc, &mut block.mlp.c_proj] {
+                if !linear.quantize()? {
+                    skipped += 1;
+                }
+            }
+        }
+        if self.config.n_embd % Q8_BLOCK == 0 {
+            let q = QTensor::quantize(&self.lm_head.to_dtype(DType::F32)?, GgmlDType::Q8_0)?;
+            self.lm_head_q8 = Some(QMatMul::from_qtensor(q)?);
+        } else {
+            skipped += 1;
+        }
+        Ok(skipped)
+    }
+
+    pub fn is_quantized(&self) -> bool {
+        self.lm_head_q8.is_some()
     }
 
     /// Whether the output head is the token embedding matrix (no `lm_head.weight` of its own).
@@ -324,6 +385,9 @@ impl Gpt2 {
     fn head(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, e) = x.dims3()?;
         let x = x.reshape((b * t, e))?;
+        if let Some(q) = &self.lm_head_q8 {
+            return q.forward(&x.to_dtype(DType::F32)?)?.reshape((b, t, self.config.vocab_size));
+        }
         let fast = if b * t == 1 { kernels::single_row_matmul_t(&x, &self.lm_head)? } else { None };
         let logits = match fast {
             Some(logits) => logits,
