@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::Gpt2Config;
+use super::safetensors_file;
 use super::gpt2::Gpt2;
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
@@ -277,12 +277,11 @@ fn read_tensors(
                                 message: "missing shard named in the safetensors index".into(),
                             });
                         }
-                        // SAFETY: the file is only read, and the map is dropped before returning.
-                        let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
-                            .map_err(corrupt)?;
-                        for (name, view) in st.tensors() {
-                            keep(&name, view.load(&Device::Cpu).map_err(corrupt)?, &origin)?;
-                        }
+                        safetensors_file::for_each_tensor(
+                            path,
+                            |name| normalise_name(name).is_some(),
+                            |name, tensor| keep(name, tensor, &origin),
+                        )?;
                     }
                     Bytes::Static(bytes) => {
                         for (name, tensor) in

@@ -7,6 +7,7 @@ pub mod gpt2;
 pub mod kernels;
 pub mod kv_cache;
 pub mod loader;
+pub mod safetensors_file;
 pub mod source;
 
 pub use config::Gpt2Config;
