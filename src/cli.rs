@@ -21,6 +21,10 @@ use crate::model::device::{DTypeRequest, DeviceRequest};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// List the model aliases, the models in the Hugging Face cache and the bundled model
+    /// (same as `gpt2-tui models`).
+    #[arg(long)]
+    pub list_models: bool,
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
@@ -30,7 +34,9 @@ pub struct Cli {
 /// Flags every command takes.
 #[derive(Debug, Args, Clone, Default)]
 pub struct CommonArgs {
-    /// Model: `bundled` (the default) or a folder in Hugging Face layout.
+    /// Model: `bundled` (the default), a folder in Hugging Face layout, a hub repository id
+    /// (`openai-community/gpt2-large`, optionally `@revision`) or an alias (`gpt2`,
+    /// `gpt2-medium`, `gpt2-large`, `gpt2-xl`, `distilgpt2`, `dialogpt-small|medium|large`).
     #[arg(long, global = true, value_name = "MODEL")]
     pub model: Option<String>,
     /// auto | cpu | cuda | cuda:N | metal
@@ -139,6 +145,12 @@ pub enum Command {
         /// Tokens between window starts (default: half the window).
         #[arg(long)]
         stride: Option<usize>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+    /// List the model aliases, what is in the Hugging Face cache (with sizes) and the bundled
+    /// model.
+    Models {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },

@@ -5,7 +5,14 @@ use std::io::{IsTerminal, Write};
 use crate::cli::{Cli, Command, CommonArgs, ReportFormat};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::model::device::{select_device, select_dtype, DTypeRequest};
+use candle_core::{DType, Device};
+
+use crate::model::device::{
+    check_memory, describe_device, select_device_explained, select_dtype, DTypeRequest,
+    MemoryEstimate,
+};
+use crate::model::hub::{human_bytes, DownloadEvent, StderrProgress};
+use crate::model::loader::WeightFiles;
 use crate::model::{loader, source};
 use crate::pipe::{self, PipeRequest};
 use crate::session::{GenerateOptions, Session};
@@ -23,26 +30,77 @@ pub fn configure_threads(common: &CommonArgs, config: &Config) {
     }
 }
 
-/// Loads the model named by the flags or the config.
+/// What loading a model chose and cost, for a status line or `--stats`.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// `cpu`, `cuda:0 (NVIDIA H100 80GB HBM3)`, ...
+    pub device: String,
+    /// For `--device auto`: which device it picked and why.
+    pub device_note: Option<String>,
+    pub dtype: DType,
+    /// Memory the model needs on its device (estimated from its config).
+    pub memory: MemoryEstimate,
+    pub load_time: std::time::Duration,
+}
+
+/// Loads the model named by the flags or the config, showing download progress on stderr.
 pub fn load_session(common: &CommonArgs, config: &Config) -> Result<Session> {
+    let mut progress = StderrProgress::new();
+    load_session_with(common, config, &mut |e| progress.event(e)).map(|(session, _)| session)
+}
+
+/// Loads the model named by the flags or the config: resolves it (a hub model from the cache
+/// or downloaded, reporting to `on_event`), opens the device, checks that the model fits in the
+/// memory the device has free, and loads the weights.
+pub fn load_session_with(
+    common: &CommonArgs,
+    config: &Config,
+    on_event: &mut dyn FnMut(&DownloadEvent),
+) -> Result<(Session, LoadReport)> {
+    let started = std::time::Instant::now();
     let spec = common.model_spec(config);
-    let files = source::resolve(&spec)?;
-    let device = select_device(common.device_request(config).map_err(Error::Usage)?)?;
-    let request = common.dtype_request(config).map_err(Error::Usage)?;
-    let mut loaded = loader::load(&files, &device, select_dtype(request, &device))?;
-    if request == DTypeRequest::Q8_0 {
+    // Flags first, so a bad one fails before any download.
+    let device_request = common.device_request(config).map_err(Error::Usage)?;
+    let dtype_request = common.dtype_request(config).map_err(Error::Usage)?;
+    let files = source::resolve_with(&spec, on_event)?;
+    let (device, device_note) = select_device_explained(device_request)?;
+    let dtype = select_dtype(dtype_request, &device);
+    let model_config = loader::read_config(&files)?;
+    // A PyTorch pickle is read whole into host memory before conversion.
+    let loading = match (&files.weights, &device) {
+        (WeightFiles::PytorchBin(path), Device::Cpu) => {
+            std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+        }
+        _ => 0,
+    };
+    let memory = MemoryEstimate::new(&model_config, dtype, loading);
+    check_memory(&device, dtype, &memory, &files.name)?;
+    let mut loaded = loader::load(&files, &device, dtype)?;
+    if dtype_request == DTypeRequest::Q8_0 {
         let skipped = loaded.model.quantize_q8_0()?;
         if skipped > 0 {
             eprintln!("gpt2-tui: note: {skipped} matrices kept in f32 (q8_0 needs widths that are multiples of 32)");
         }
     }
-    Ok(Session::new(loaded))
+    let session = Session::new(loaded);
+    let report = LoadReport {
+        device: describe_device(&device),
+        device_note,
+        dtype,
+        memory,
+        load_time: started.elapsed(),
+    };
+    Ok((session, report))
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     let config = Config::load(cli.common.config.as_deref())?;
     configure_threads(&cli.common, &config);
+    if cli.list_models {
+        return crate::models_cmd::run(ReportFormat::Text);
+    }
     match &cli.command {
+        Some(Command::Models { format }) => crate::models_cmd::run(*format),
         Some(Command::Perplexity {
             file,
             stride,
@@ -71,7 +129,26 @@ fn pipe_mode(cli: &Cli, config: &Config) -> Result<()> {
     };
     let params = cli.generate.sampling(config);
     params.validate().map_err(Error::Usage)?;
-    let mut session = load_session(&cli.common, config)?;
+    let mut progress = StderrProgress::new();
+    let (mut session, report) = load_session_with(&cli.common, config, &mut |e| progress.event(e))?;
+    // `--device auto` says which device it took when that is a GPU, or when asked for stats.
+    if let Some(note) = &report.device_note {
+        if cli.generate.stats || !session.device().is_cpu() {
+            eprintln!("gpt2-tui: {note}");
+        }
+    }
+    if cli.generate.stats {
+        eprintln!(
+            "gpt2-tui: loaded {} ({} parameters) on {} in {}, {:.2} s: {} of weights, {} of KV cache at the full window",
+            session.name,
+            session.parameter_count(),
+            report.device,
+            report.dtype.as_str(),
+            report.load_time.as_secs_f64(),
+            human_bytes(session.parameter_count() as u64 * report.dtype.size_in_bytes() as u64),
+            human_bytes(report.memory.cache),
+        );
+    }
     let request = PipeRequest {
         prompt,
         params,
@@ -155,7 +232,8 @@ fn tokenize(common: &CommonArgs, config: &Config, text: Option<&str>) -> Result<
     let session = load_session(common, config)?;
     let mut out = std::io::stdout().lock();
     for row in crate::inspect::token_rows(session.tokenizer(), &text)? {
-        writeln!(out, "{}", serde_json::to_string(&row).expect("plain data")).map_err(stdout_error)?;
+        writeln!(out, "{}", serde_json::to_string(&row).expect("plain data"))
+            .map_err(stdout_error)?;
     }
     Ok(())
 }
@@ -196,12 +274,21 @@ fn info(common: &CommonArgs, config: &Config, format: ReportFormat) -> Result<()
             );
             for part in anatomy.summary() {
                 let share = 100.0 * part.parameters as f64 / anatomy.total as f64;
-                let scope = if ["attention", "MLP", "layer norms"].iter().any(|p| part.name.starts_with(p)) {
+                let scope = if ["attention", "MLP", "layer norms"]
+                    .iter()
+                    .any(|p| part.name.starts_with(p))
+                {
                     format!(" (x{} blocks)", c.n_layer)
                 } else {
                     String::new()
                 };
-                text += &format!("{:>14}  {:>5.1}%  {}{}\n", group_digits(part.parameters), share, part.name, scope);
+                text += &format!(
+                    "{:>14}  {:>5.1}%  {}{}\n",
+                    group_digits(part.parameters),
+                    share,
+                    part.name,
+                    scope
+                );
             }
             text += &format!(
                 "{:>14}  100.0%  total, {:.1} MB in {}\n",

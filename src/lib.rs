@@ -7,6 +7,7 @@ pub mod error;
 pub mod generate;
 pub mod inspect;
 pub mod model;
+pub mod models_cmd;
 pub mod perplexity;
 pub mod pipe;
 pub mod session;

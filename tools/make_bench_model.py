@@ -5,7 +5,8 @@
 
 OUTDIR gets config.json, generation_config.json, model.safetensors (~498 MB, float32, keys with the
 "transformer." prefix, tied lm_head not stored) and tokenizer.json (copied from
-/work/shared/gpt2-tokenizer or $GPT2_TOKENIZER_DIR).  tools/out is git-ignored: do not commit it.
+/work/shared/gpt2-tokenizer or $GPT2_TOKENIZER_DIR, else from tests/fixtures/tiny-gpt2/, which holds
+the same GPT-2 tokenizer, so the script also runs where /work/shared is absent).  tools/out is git-ignored: do not commit it.
 The weights are NOT meaningful; this is only for speed / memory measurements.
 """
 
@@ -32,7 +33,10 @@ def main() -> int:
         model.save_pretrained(out, safe_serialization=True)
     except TypeError:  # transformers >= 5 always writes safetensors
         model.save_pretrained(out)
-    shutil.copyfile(TOK_SRC / "tokenizer.json", out / "tokenizer.json")
+    tokenizer = TOK_SRC / "tokenizer.json"
+    if not tokenizer.is_file():
+        tokenizer = ROOT / "tests" / "fixtures" / "tiny-gpt2" / "tokenizer.json"
+    shutil.copyfile(tokenizer, out / "tokenizer.json")
     os.chmod(out / "model.safetensors", 0o644)
     print(f"wrote {out} ({model.num_parameters()} parameters)")
     for f in sorted(out.iterdir()):

@@ -9,8 +9,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::Gpt2Config;
-use super::safetensors_file;
 use super::gpt2::Gpt2;
+use super::safetensors_file;
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
 
@@ -157,10 +157,11 @@ pub struct LoadedModel {
     pub parameter_count: usize,
 }
 
-pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<LoadedModel> {
+/// Reads and checks the checkpoint's `config.json`.
+pub fn read_config(files: &ModelFiles) -> Result<Gpt2Config> {
     let config_text = files.config.read()?;
     let config_origin = files.config.origin("config.json");
-    let config = std::str::from_utf8(&config_text)
+    std::str::from_utf8(&config_text)
         .map_err(|_| Error::Config {
             file: config_origin.clone(),
             message: "not UTF-8 text".into(),
@@ -172,7 +173,12 @@ pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<LoadedM
                 message,
             },
             other => other,
-        })?;
+        })
+}
+
+pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<LoadedModel> {
+    let config_origin = files.config.origin("config.json");
+    let config = read_config(files)?;
     let tokenizer = match &files.tokenizer {
         TokenizerFiles::Json(bytes) => {
             Tokenizer::from_json_bytes(&bytes.read()?, &bytes.origin("tokenizer.json"))?

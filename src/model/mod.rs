@@ -4,6 +4,7 @@ pub mod bundled;
 pub mod config;
 pub mod device;
 pub mod gpt2;
+pub mod hub;
 pub mod kernels;
 pub mod kv_cache;
 pub mod loader;
