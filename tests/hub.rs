@@ -476,3 +476,267 @@ fn a_model_too_large_for_memory_is_refused_with_a_message() {
         assert!(line.contains(needle), "{needle:?} not in {line}");
     }
 }
+
+/// A stand-in for the hub on the loopback interface: serves one repository from a folder
+/// (the file listing, and each file with the headers hf-hub reads) and records every request.
+struct FakeHub {
+    endpoint: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>,
+}
+
+impl FakeHub {
+    /// `listed` adds names to the listing that are not served (files a client must not fetch).
+    /// Repositories other than `repo` answer 404, except `gated/*`, which answers 401.
+    fn start(repo: &str, folder: &Path, listed: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = requests.clone();
+        let repo = repo.to_string();
+        let folder = folder.to_path_buf();
+        let mut names: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.extend(listed.iter().map(|s| s.to_string()));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_string();
+                let (mut auth, mut range) = (None, None);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    let (key, value) = line.split_once(':').unwrap_or((&line, ""));
+                    match key.trim().to_ascii_lowercase().as_str() {
+                        "authorization" => auth = Some(value.trim().to_string()),
+                        "range" => range = Some(value.trim().to_string()),
+                        _ => {}
+                    }
+                }
+                log.lock().unwrap().push((path.clone(), auth));
+                let mut headers = vec![("Connection".to_string(), "close".to_string())];
+                let (status, body): (&str, Vec<u8>) = if path.starts_with("/api/models/gated/") {
+                    ("401 Unauthorized", b"{\"error\":\"gated\"}".to_vec())
+                } else if path == format!("/api/models/{repo}/revision/main") {
+                    let siblings: Vec<Value> = names
+                        .iter()
+                        .map(|n| serde_json::json!({ "rfilename": n }))
+                        .collect();
+                    let listing = serde_json::json!({ "sha": COMMIT, "siblings": siblings });
+                    ("200 OK", listing.to_string().into_bytes())
+                } else if let Some(file) = path
+                    .strip_prefix(&format!("/{repo}/resolve/main/"))
+                    .filter(|f| folder.join(f).is_file())
+                {
+                    let bytes = std::fs::read(folder.join(file)).unwrap();
+                    let size = bytes.len();
+                    let spec = range.unwrap_or_else(|| "bytes=0-".into());
+                    let spec = spec.trim_start_matches("bytes=");
+                    let (a, b) = spec.split_once('-').unwrap();
+                    let start: usize = a.parse().unwrap();
+                    let end: usize = if b.is_empty() {
+                        size - 1
+                    } else {
+                        b.parse().unwrap()
+                    };
+                    let etag: String = file.bytes().map(|c| format!("{c:02x}")).collect();
+                    headers.push(("ETag".into(), format!("\"{etag}\"")));
+                    headers.push(("X-Repo-Commit".into(), COMMIT.into()));
+                    headers.push((
+                        "Content-Range".into(),
+                        format!("bytes {start}-{end}/{size}"),
+                    ));
+                    ("206 Partial Content", bytes[start..=end].to_vec())
+                } else {
+                    ("404 Not Found", b"{\"error\":\"not found\"}".to_vec())
+                };
+                let mut head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", body.len());
+                for (k, v) in headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        Self { endpoint, requests }
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+}
+
+/// A download end to end, against a stand-in hub on the loopback interface: only the files a
+/// GPT-2 needs are fetched (shards included), the token is sent, progress goes to stderr, the
+/// files land in the standard cache layout, and the next run needs no network.
+#[test]
+fn downloads_only_the_needed_files_into_the_cache() {
+    let folder = family("gpt2-medium-sharded");
+    let hub = FakeHub::start(
+        "someone/sharded",
+        &folder,
+        &[
+            "pytorch_model.bin",
+            "tf_model.h5",
+            "flax_model.msgpack",
+            "README.md",
+        ],
+    );
+    let home = tempfile::tempdir().unwrap();
+    let hf_home = home.path().to_str().unwrap();
+    let env = [
+        ("HF_HOME", hf_home),
+        ("HF_ENDPOINT", hub.endpoint.as_str()),
+        ("HF_TOKEN", "hf_test_token"),
+    ];
+    let r = run(&greedy_args("someone/sharded"), &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, expected_text(&folder));
+    assert!(
+        r.stderr.contains("downloading someone/sharded"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("model-00002-of-00003.safetensors"),
+        "{}",
+        r.stderr
+    );
+
+    let mut fetched: Vec<String> = hub
+        .paths()
+        .iter()
+        .filter_map(|p| {
+            p.strip_prefix("/someone/sharded/resolve/main/")
+                .map(String::from)
+        })
+        .collect();
+    fetched.sort();
+    fetched.dedup();
+    assert_eq!(
+        fetched,
+        [
+            "config.json",
+            "model-00001-of-00003.safetensors",
+            "model-00002-of-00003.safetensors",
+            "model-00003-of-00003.safetensors",
+            "model.safetensors.index.json",
+            "tokenizer.json"
+        ]
+    );
+    for (path, auth) in hub.requests.lock().unwrap().iter() {
+        assert_eq!(auth.as_deref(), Some("Bearer hf_test_token"), "{path}");
+    }
+
+    // The standard layout, so Python tools find the files too.
+    let repo = home.path().join("hub/models--someone--sharded");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("refs/main"))
+            .unwrap()
+            .trim(),
+        COMMIT
+    );
+    let config = repo.join("snapshots").join(COMMIT).join("config.json");
+    assert!(config.symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(
+        std::fs::read(&config).unwrap(),
+        std::fs::read(folder.join("config.json")).unwrap()
+    );
+
+    // Offline now, and listed by `models`.
+    let requests_before = hub.paths().len();
+    let offline = run(
+        &greedy_args("someone/sharded"),
+        &[("HF_HOME", hf_home), ("HF_HUB_OFFLINE", "1")],
+    );
+    assert_eq!(offline.code, 0, "{}", offline.stderr);
+    assert_eq!(offline.stdout, r.stdout);
+    let cached = run(
+        &greedy_args("someone/sharded"),
+        &[("HF_HOME", hf_home), ("HF_ENDPOINT", hub.endpoint.as_str())],
+    );
+    assert_eq!(cached.code, 0, "{}", cached.stderr);
+    assert_eq!(
+        hub.paths().len(),
+        requests_before,
+        "a cached model is not looked up"
+    );
+    let models = run(&["models", "--format", "json"], &[("HF_HOME", hf_home)]);
+    let report: Value = serde_json::from_str(&models.stdout).unwrap();
+    assert_eq!(report["other"][0]["repo"], "someone/sharded");
+    assert_eq!(report["other"][0]["state"], "complete");
+}
+
+#[test]
+fn hub_refusals_are_explained() {
+    let hub = FakeHub::start("someone/exists", &family("distilgpt2"), &[]);
+    let home = tempfile::tempdir().unwrap();
+    let env = [
+        ("HF_HOME", home.path().to_str().unwrap()),
+        ("HF_ENDPOINT", hub.endpoint.as_str()),
+    ];
+    let gated = run(&greedy_args("gated/model"), &env);
+    assert_eq!(gated.code, 1, "{}", gated.stderr);
+    assert!(
+        gated.stderr.contains("gated/model") && gated.stderr.contains("HF_TOKEN"),
+        "{}",
+        gated.stderr
+    );
+    let missing = run(&greedy_args("someone/missing"), &env);
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("someone/missing") && missing.stderr.contains("no such repository"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[test]
+fn a_repository_that_is_not_gpt2_is_refused_before_the_weights_download() {
+    let folder = tempfile::tempdir().unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(family("distilgpt2").join(f), folder.path().join(f)).unwrap();
+    }
+    std::fs::write(
+        folder.path().join("config.json"),
+        r#"{"model_type": "llama", "hidden_size": 8}"#,
+    )
+    .unwrap();
+    let hub = FakeHub::start("someone/llama", folder.path(), &[]);
+    let home = tempfile::tempdir().unwrap();
+    let env = [
+        ("HF_HOME", home.path().to_str().unwrap()),
+        ("HF_ENDPOINT", hub.endpoint.as_str()),
+    ];
+    let r = run(&greedy_args("someone/llama"), &env);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("llama") && r.stderr.contains("not GPT-2"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !hub.paths().iter().any(|p| p.ends_with("model.safetensors")),
+        "{:?}",
+        hub.paths()
+    );
+}

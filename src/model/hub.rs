@@ -492,6 +492,7 @@ pub struct StderrProgress {
     last_draw: Option<Instant>,
     started: Instant,
     current: Option<String>,
+    total: u64,
     model: Option<String>,
 }
 
@@ -509,6 +510,7 @@ impl StderrProgress {
             last_draw: None,
             started: Instant::now(),
             current: None,
+            total: 0,
             model: None,
         }
     }
@@ -534,7 +536,9 @@ impl StderrProgress {
                     self.current = Some(file.to_string());
                     self.started = Instant::now();
                     self.last_draw = None;
-                    if !self.tty {
+                    self.total = *total;
+                    // Without a terminal: a line when a large file starts, one when each ends.
+                    if !self.tty && *total >= 10_000_000 {
                         let _ = writeln!(
                             err,
                             "gpt2-tui: downloading {file} ({})",
@@ -583,7 +587,11 @@ impl StderrProgress {
                     if self.tty {
                         let _ = writeln!(err);
                     } else {
-                        let _ = writeln!(err, "gpt2-tui: downloaded {file} in {secs:.1} s");
+                        let _ = writeln!(
+                            err,
+                            "gpt2-tui: downloaded {file} ({}, {secs:.1} s)",
+                            human_bytes(self.total)
+                        );
                     }
                 }
             }
