@@ -23,7 +23,14 @@ pub fn matvec_in_out(x: &[f32], w: &[f32], y: &mut [f32]) {
             let rows = part * k / parts..(part + 1) * k / parts;
             // SAFETY: each part writes only its own n-float slice of `partials`.
             let acc = unsafe { std::slice::from_raw_parts_mut(out.get().add(part * n), n) };
-            for i in rows {
+            // Four rows at once: four streams from memory keep more loads in flight.
+            let mut i = rows.start;
+            while i + 4 <= rows.end {
+                let a = [x[i], x[i + 1], x[i + 2], x[i + 3]];
+                axpy4(a, &w[i * n..(i + 4) * n], acc);
+                i += 4;
+            }
+            for i in i..rows.end {
                 axpy(x[i], &w[i * n..(i + 1) * n], acc);
             }
         }
@@ -41,9 +48,18 @@ pub fn matvec_rows(x: &[f32], w: &[f32], y: &mut [f32]) {
     debug_assert_eq!(w.len(), y.len() * k);
     let out = SyncPtr(y.as_mut_ptr());
     candle_core::utils::barrier_pool().execute_chunked(y.len(), |rows| {
-        for r in rows {
+        let mut r = rows.start;
+        while r + 4 <= rows.end {
+            let values = dot4(x, &w[r * k..(r + 4) * k]);
+            for (j, value) in values.into_iter().enumerate() {
+                // SAFETY: each row index is handed to exactly one worker, and `y` outlives the call.
+                unsafe { *out.get().add(r + j) = value };
+            }
+            r += 4;
+        }
+        for r in r..rows.end {
             let value = dot(x, &w[r * k..(r + 1) * k]);
-            // SAFETY: each row index is handed to exactly one worker, and `y` outlives the call.
+            // SAFETY: as above.
             unsafe { *out.get().add(r) = value };
         }
     });
@@ -79,6 +95,32 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
         return unsafe { axpy_avx2(a, x, y) };
     }
     y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
+}
+
+/// `y += a[0] * w[0] + ... + a[3] * w[3]` for four consecutive rows `w` of y's length.
+pub fn axpy4(a: [f32; 4], w: &[f32], y: &mut [f32]) {
+    let n = y.len();
+    debug_assert_eq!(w.len(), 4 * n);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the features were just detected.
+        return unsafe { axpy4_avx2(a, w, y) };
+    }
+    for (r, &ar) in a.iter().enumerate() {
+        axpy(ar, &w[r * n..(r + 1) * n], y);
+    }
+}
+
+/// Dot products of `x` with four consecutive rows of `w`.
+pub fn dot4(x: &[f32], w: &[f32]) -> [f32; 4] {
+    let k = x.len();
+    debug_assert_eq!(w.len(), 4 * k);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the features were just detected.
+        return unsafe { dot4_avx2(x, w) };
+    }
+    std::array::from_fn(|r| dot(x, &w[r * k..(r + 1) * k]))
 }
 
 /// Dot product, with AVX2/FMA where the CPU has it.
@@ -142,6 +184,57 @@ unsafe fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
     for i in blocks * 8..n {
         y[i] += a * x[i];
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn axpy4_avx2(a: [f32; 4], w: &[f32], y: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = y.len();
+    let py = y.as_mut_ptr();
+    let rows = [w.as_ptr(), w.as_ptr().add(n), w.as_ptr().add(2 * n), w.as_ptr().add(3 * n)];
+    let va = a.map(|v| _mm256_set1_ps(v));
+    let blocks = n / 8;
+    for i in 0..blocks {
+        let off = i * 8;
+        let mut acc = _mm256_loadu_ps(py.add(off));
+        for r in 0..4 {
+            acc = _mm256_fmadd_ps(va[r], _mm256_loadu_ps(rows[r].add(off)), acc);
+        }
+        _mm256_storeu_ps(py.add(off), acc);
+    }
+    for j in blocks * 8..n {
+        for r in 0..4 {
+            y[j] += a[r] * w[r * n + j];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_avx2(x: &[f32], w: &[f32]) -> [f32; 4] {
+    use std::arch::x86_64::*;
+    let k = x.len();
+    let px = x.as_ptr();
+    let rows = [w.as_ptr(), w.as_ptr().add(k), w.as_ptr().add(2 * k), w.as_ptr().add(3 * k)];
+    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+    let blocks = k / 16;
+    for i in 0..blocks {
+        let off = i * 16;
+        let x0 = _mm256_loadu_ps(px.add(off));
+        let x1 = _mm256_loadu_ps(px.add(off + 8));
+        for r in 0..4 {
+            acc[r][0] = _mm256_fmadd_ps(x0, _mm256_loadu_ps(rows[r].add(off)), acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(x1, _mm256_loadu_ps(rows[r].add(off + 8)), acc[r][1]);
+        }
+    }
+    std::array::from_fn(|r| {
+        let sum = _mm256_add_ps(acc[r][0], acc[r][1]);
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
+        let tail: f32 = (blocks * 16..k).map(|i| x[i] * w[r * k + i]).sum();
+        lanes.iter().sum::<f32>() + tail
+    })
 }
 
 /// Runs `f` on the contiguous f32 data of a CPU tensor, or returns `None` when the tensor is
@@ -210,8 +303,27 @@ mod tests {
     }
 
     #[test]
+    fn four_row_kernels_match_one_row_kernels() {
+        for n in [1, 8, 15, 16, 33, 100] {
+            let w = sample(4 * n, 0.05);
+            let x = sample(n, 0.3);
+            let four = dot4(&x, &w);
+            for r in 0..4 {
+                assert!((four[r] - dot(&x, &w[r * n..(r + 1) * n])).abs() < 1e-4, "dot4 n = {n}");
+            }
+            let mut y4 = sample(n, 0.9);
+            let mut y1 = y4.clone();
+            axpy4([0.5, -1.0, 2.0, 0.25], &w, &mut y4);
+            for (r, a) in [0.5, -1.0, 2.0, 0.25].into_iter().enumerate() {
+                axpy(a, &w[r * n..(r + 1) * n], &mut y1);
+            }
+            assert!(y4.iter().zip(&y1).all(|(a, b)| (a - b).abs() < 1e-4), "axpy4 n = {n}");
+        }
+    }
+
+    #[test]
     fn single_row_kernels_match_candle_matmul() {
-        for (k, n) in [(40, 30), (1, 5), (77, 129)] {
+        for (k, n) in [(40, 30), (1, 5), (77, 129), (768, 260)] {
             let x = Tensor::from_vec(sample(k, 0.3), (1, k), &Device::Cpu).unwrap();
             let w = Tensor::from_vec(sample(k * n, 0.07), (k, n), &Device::Cpu).unwrap();
             let slow = x.matmul(&w).unwrap();
