@@ -170,11 +170,8 @@ fn pipe_mode(cli: &Cli, config: &Config) -> Result<()> {
     )
 }
 
-fn interactive_mode(_cli: &Cli, _config: &Config) -> Result<()> {
-    Err(Error::Usage(
-        "the interactive interface is not built yet; give a prompt with --prompt or on stdin"
-            .into(),
-    ))
+fn interactive_mode(cli: &Cli, config: &Config) -> Result<()> {
+    crate::ui::run(cli, config)
 }
 
 fn perplexity(

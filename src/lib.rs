@@ -3,8 +3,10 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod conversation;
 pub mod error;
 pub mod generate;
+pub mod inference;
 pub mod inspect;
 pub mod model;
 pub mod models_cmd;
@@ -12,5 +14,6 @@ pub mod perplexity;
 pub mod pipe;
 pub mod session;
 pub mod tokenizer;
+pub mod ui;
 
 pub use error::{Error, Result};

@@ -16,7 +16,7 @@ use crate::tokenizer::Tokenizer;
 pub struct Session {
     pub name: String,
     model: Gpt2,
-    tokenizer: Tokenizer,
+    tokenizer: std::sync::Arc<Tokenizer>,
     cache: KvCache,
     parameter_count: usize,
     /// Logits after the last token in the cache, so a repeated request needs no forward pass.
@@ -117,7 +117,7 @@ impl Session {
         Self {
             name: loaded.name,
             model: loaded.model,
-            tokenizer: loaded.tokenizer,
+            tokenizer: std::sync::Arc::new(loaded.tokenizer),
             cache,
             parameter_count: loaded.parameter_count,
             last_logits: None,
@@ -134,6 +134,11 @@ impl Session {
 
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
+    }
+
+    /// The tokenizer, to share with another thread (the interface counts tokens as you type).
+    pub fn shared_tokenizer(&self) -> std::sync::Arc<Tokenizer> {
+        self.tokenizer.clone()
     }
 
     pub fn device(&self) -> &Device {

@@ -28,6 +28,8 @@ if [ ! -x "$bench" ]; then
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >&2
   cmake --build "$src/build" --target llama-bench -j"$(nproc)" >&2
 fi
+# llama.cpp's converter still reads GPT-2's old `n_ctx` key, which transformers 5 no longer writes.
+python3 -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); c.setdefault('n_ctx', c['n_positions']); json.dump(c, open(p, 'w'), indent=2)" "$model/config.json"
 for type in f32 f16 q8_0; do
   gguf="$model/model-$type.gguf"
   if [ ! -f "$gguf" ]; then

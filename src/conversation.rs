@@ -1,0 +1,174 @@
+//! A chat as the model sees it: turns, the prompt formats, and fitting them in the window.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::tokenizer::Tokenizer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Model,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turn {
+    pub role: Role,
+    pub text: String,
+}
+
+/// How turns are laid out for the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatFormat {
+    /// Turns separated by `<|endoftext|>`, as DialoGPT was trained; the reply ends at the next one.
+    Dialogpt,
+    /// A short preamble and `User:` / `GPT-2:` lines; the reply ends at the next `User:` line.
+    Transcript,
+}
+
+impl ChatFormat {
+    /// `auto`: DialoGPT's format for the bundled model and DialoGPT checkpoints, else the transcript.
+    pub fn choose(setting: &str, model_name: &str) -> Self {
+        match setting {
+            "dialogpt" => Self::Dialogpt,
+            "transcript" => Self::Transcript,
+            _ => {
+                let name = model_name.to_ascii_lowercase();
+                if name == "bundled" || name.contains("dialogpt") || name.contains("shakespeare") {
+                    Self::Dialogpt
+                } else {
+                    Self::Transcript
+                }
+            }
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dialogpt => "dialogpt",
+            Self::Transcript => "transcript",
+        }
+    }
+
+    /// Text that ends a reply besides `<|endoftext|>`.
+    pub fn stop_sequences(self) -> Vec<String> {
+        match self {
+            Self::Dialogpt => vec![],
+            Self::Transcript => vec!["\nUser:".into()],
+        }
+    }
+}
+
+const TRANSCRIPT_PREAMBLE: &str = "A conversation between a curious user and GPT-2, a language model.\n";
+
+/// A prompt ready to run, and how many of the oldest turns had to be left out to fit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatPrompt {
+    pub tokens: Vec<u32>,
+    pub dropped_turns: usize,
+}
+
+/// Lays out `turns` (ending with the user's message) for the model, leaving `reserve` tokens of
+/// the window free for the reply. The oldest turns go first when it does not fit; the last user
+/// message always stays (cut to its end if it alone is too long).
+pub fn chat_prompt(
+    tokenizer: &Tokenizer,
+    eos: u32,
+    format: ChatFormat,
+    system: &str,
+    turns: &[Turn],
+    window: usize,
+    reserve: usize,
+) -> Result<ChatPrompt> {
+    let budget = window.saturating_sub(reserve).max(1);
+    let head = match format {
+        ChatFormat::Dialogpt if system.is_empty() => vec![],
+        ChatFormat::Dialogpt => with_eos(tokenizer.encode(system)?, eos),
+        ChatFormat::Transcript => {
+            let mut preamble = TRANSCRIPT_PREAMBLE.to_string();
+            if !system.is_empty() {
+                preamble += system.trim_end();
+                preamble.push('\n');
+            }
+            preamble.push('\n');
+            tokenizer.encode(&preamble)?
+        }
+    };
+    let encoded: Vec<Vec<u32>> = turns.iter().map(|t| encode_turn(tokenizer, eos, format, t)).collect::<Result<_>>()?;
+    let tail = match format {
+        ChatFormat::Dialogpt => vec![],
+        ChatFormat::Transcript => tokenizer.encode("GPT-2:")?,
+    };
+    let mut first = 0;
+    let total = |first: usize| head.len() + encoded[first..].iter().map(Vec::len).sum::<usize>() + tail.len();
+    while first + 1 < encoded.len() && total(first) > budget {
+        first += 1;
+    }
+    let mut tokens: Vec<u32> = head.iter().chain(encoded[first..].iter().flatten()).chain(&tail).copied().collect();
+    if tokens.len() > budget {
+        tokens.drain(..tokens.len() - budget);
+    }
+    Ok(ChatPrompt {
+        tokens,
+        dropped_turns: first,
+    })
+}
+
+fn with_eos(mut tokens: Vec<u32>, eos: u32) -> Vec<u32> {
+    tokens.push(eos);
+    tokens
+}
+
+fn encode_turn(tokenizer: &Tokenizer, eos: u32, format: ChatFormat, turn: &Turn) -> Result<Vec<u32>> {
+    Ok(match format {
+        ChatFormat::Dialogpt => with_eos(tokenizer.encode(turn.text.trim())?, eos),
+        ChatFormat::Transcript => {
+            let name = match turn.role {
+                Role::User => "User:",
+                Role::Model => "GPT-2:",
+            };
+            tokenizer.encode(&format!("{name} {}\n", turn.text.trim()))?
+        }
+    })
+}
+
+/// The conversation as Markdown, for `/export`.
+pub fn to_markdown(model: &str, system: &str, turns: &[Turn]) -> String {
+    let mut out = format!("# Conversation with {model}\n\n");
+    if !system.is_empty() {
+        out += &format!("> {}\n\n", system.replace('\n', "\n> "));
+    }
+    for turn in turns {
+        let who = match turn.role {
+            Role::User => "**You**",
+            Role::Model => "**GPT-2**",
+        };
+        out += &format!("{who}: {}\n\n", turn.text.trim());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_format_follows_the_model() {
+        assert_eq!(ChatFormat::choose("auto", "bundled"), ChatFormat::Dialogpt);
+        assert_eq!(ChatFormat::choose("auto", "DialoGPT-medium"), ChatFormat::Dialogpt);
+        assert_eq!(ChatFormat::choose("auto", "gpt2-large"), ChatFormat::Transcript);
+        assert_eq!(ChatFormat::choose("transcript", "bundled"), ChatFormat::Transcript);
+    }
+
+    #[test]
+    fn markdown_export_names_the_speakers() {
+        let turns = [
+            Turn { role: Role::User, text: "Hi".into() },
+            Turn { role: Role::Model, text: "Hello".into() },
+        ];
+        let md = to_markdown("m", "", &turns);
+        assert!(md.contains("**You**: Hi") && md.contains("**GPT-2**: Hello"), "{md}");
+    }
+}

@@ -1,0 +1,639 @@
+//! The interface's state and how actions change it. Drawing only reads this; the event loop
+//! only turns events into actions and sends the requests `update` returns to the engine.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEventKind};
+use serde::{Deserialize, Serialize};
+
+use super::controls::{self, CONTROLS};
+use super::theme::Theme;
+use crate::conversation::{to_markdown, ChatFormat, Role, Turn};
+use crate::generate::SamplingParams;
+use crate::inference::{ModelInfo, Prompt, Reply, Request};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Chat,
+    Complete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Input,
+    Panel,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineState {
+    Loading(String),
+    Idle,
+    Generating,
+    Failed(String),
+}
+
+/// Everything that can happen to the interface.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Key(KeyEvent),
+    Paste(String),
+    Scroll(i32),
+    Reply(Reply),
+    /// The engine finished loading; carries what the status bar shows.
+    Loaded(ModelSummary),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSummary {
+    pub name: String,
+    pub parameters: usize,
+    pub device: String,
+    pub dtype: String,
+    pub window: usize,
+}
+
+impl From<&ModelInfo> for ModelSummary {
+    fn from(info: &ModelInfo) -> Self {
+        Self {
+            name: info.name.clone(),
+            parameters: info.parameters,
+            device: info.device.clone(),
+            dtype: info.dtype.clone(),
+            window: info.window,
+        }
+    }
+}
+
+/// A saved session: the conversation and the settings it was made with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Transcript {
+    pub model: String,
+    pub mode: Mode,
+    pub format: ChatFormat,
+    pub system: String,
+    pub turns: Vec<Turn>,
+    #[serde(default)]
+    pub document: String,
+    pub settings: SamplingParams,
+}
+
+pub struct App {
+    pub mode: Mode,
+    pub format: ChatFormat,
+    pub system: String,
+    pub turns: Vec<Turn>,
+    /// Completion mode's text; the model continues it at the end.
+    pub document: String,
+    /// Where the last continuation began in `document` (for regenerate).
+    pub continuation_start: Option<usize>,
+    pub input: String,
+    /// Cursor position in `input`, in bytes.
+    pub cursor: usize,
+    pub history: Vec<String>,
+    history_pos: Option<usize>,
+    pub params: SamplingParams,
+    pub focus: Focus,
+    pub selected: usize,
+    /// Lines scrolled up from the bottom; 0 follows the stream.
+    pub scroll_up: usize,
+    pub engine: EngineState,
+    pub model: Option<ModelSummary>,
+    pub tokens_per_s: f64,
+    pub context_used: usize,
+    pub dropped_turns: usize,
+    pub message: Option<String>,
+    pub show_help: bool,
+    pub themes: BTreeMap<String, Theme>,
+    pub theme: Theme,
+    pub quit: bool,
+    generation_started: Option<Instant>,
+    generated: usize,
+}
+
+impl App {
+    pub fn new(params: SamplingParams, mode: Mode, format: ChatFormat, system: String, themes: BTreeMap<String, Theme>, theme: &str) -> Self {
+        let (theme, message) = match themes.get(theme) {
+            Some(t) => (t.clone(), None),
+            None => (Theme::default_theme(), Some(format!("no theme named \"{theme}\"; using dark"))),
+        };
+        Self {
+            mode,
+            format,
+            system,
+            turns: Vec::new(),
+            document: String::new(),
+            continuation_start: None,
+            input: String::new(),
+            cursor: 0,
+            history: Vec::new(),
+            history_pos: None,
+            params,
+            focus: Focus::Input,
+            selected: 0,
+            scroll_up: 0,
+            engine: EngineState::Loading("starting".into()),
+            model: None,
+            tokens_per_s: 0.0,
+            context_used: 0,
+            dropped_turns: 0,
+            message,
+            show_help: false,
+            themes,
+            theme,
+            quit: false,
+            generation_started: None,
+            generated: 0,
+        }
+    }
+
+    pub fn is_generating(&self) -> bool {
+        self.engine == EngineState::Generating
+    }
+
+    /// Applies one action; returns what to ask of the engine.
+    pub fn update(&mut self, action: Action) -> Vec<Request> {
+        match action {
+            Action::Key(key) => self.on_key(key),
+            Action::Paste(text) => {
+                self.insert(&text.replace("\r\n", "\n").replace('\r', "\n"));
+                vec![]
+            }
+            Action::Scroll(lines) => {
+                self.scroll_up = (self.scroll_up as i64 + lines as i64).max(0) as usize;
+                vec![]
+            }
+            Action::Loaded(summary) => {
+                self.model = Some(summary);
+                self.engine = EngineState::Idle;
+                vec![]
+            }
+            Action::Reply(reply) => {
+                self.on_reply(reply);
+                vec![]
+            }
+        }
+    }
+
+    fn on_reply(&mut self, reply: Reply) {
+        match reply {
+            Reply::Progress(stage) => self.engine = EngineState::Loading(stage),
+            Reply::Loaded => {}
+            Reply::Started { prompt_tokens, dropped_turns } => {
+                self.context_used = prompt_tokens;
+                self.dropped_turns = dropped_turns;
+                self.generation_started = Some(Instant::now());
+                self.generated = 0;
+            }
+            Reply::Token { text, .. } => {
+                self.append_output(&text);
+                self.generated += 1;
+                // Past the window the oldest tokens are dropped, so the window is the most in use.
+                let window = self.model.as_ref().map_or(usize::MAX, |m| m.window);
+                self.context_used = (self.context_used + 1).min(window);
+                if let Some(started) = self.generation_started {
+                    let seconds = started.elapsed().as_secs_f64();
+                    if seconds > 0.0 {
+                        self.tokens_per_s = self.generated as f64 / seconds;
+                    }
+                }
+            }
+            Reply::Finished { reason, text, stats } => {
+                self.append_output(&text);
+                self.engine = EngineState::Idle;
+                if stats.generated_tokens > 1 {
+                    self.tokens_per_s = stats.decode_tokens_per_s();
+                }
+                if stats.context_shifts > 0 {
+                    self.message = Some(format!(
+                        "the window filled {} time(s): the oldest tokens were dropped",
+                        stats.context_shifts
+                    ));
+                }
+                if reason.is_none() {
+                    self.message = Some("stopped".into());
+                }
+            }
+            Reply::Error(e) => {
+                self.engine = if self.model.is_none() { EngineState::Failed(e.clone()) } else { EngineState::Idle };
+                self.message = Some(e);
+            }
+        }
+    }
+
+    fn append_output(&mut self, text: &str) {
+        match self.mode {
+            Mode::Chat => match self.turns.last_mut() {
+                Some(turn) if turn.role == Role::Model => turn.text.push_str(text),
+                _ => self.turns.push(Turn { role: Role::Model, text: text.to_string() }),
+            },
+            Mode::Complete => self.document.push_str(text),
+        }
+    }
+
+    fn on_key(&mut self, key: KeyEvent) -> Vec<Request> {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        if self.show_help {
+            self.show_help = false;
+            return vec![];
+        }
+        match key.code {
+            KeyCode::Char('c') if ctrl => {
+                if self.is_generating() {
+                    return vec![Request::Cancel];
+                }
+                self.quit = true;
+                return vec![];
+            }
+            KeyCode::Esc if self.is_generating() => return vec![Request::Cancel],
+            KeyCode::Char('r') if ctrl => return self.regenerate(),
+            KeyCode::Char('t') if ctrl => {
+                self.cycle_theme();
+                return vec![];
+            }
+            KeyCode::F(1) => {
+                self.show_help = true;
+                return vec![];
+            }
+            KeyCode::F(2) => {
+                self.set_mode(if self.mode == Mode::Chat { Mode::Complete } else { Mode::Chat });
+                return vec![];
+            }
+            KeyCode::PageUp => {
+                self.scroll_up += 10;
+                return vec![];
+            }
+            KeyCode::PageDown => {
+                self.scroll_up = self.scroll_up.saturating_sub(10);
+                return vec![];
+            }
+            KeyCode::Tab | KeyCode::BackTab => {
+                self.focus = if self.focus == Focus::Input { Focus::Panel } else { Focus::Input };
+                return vec![];
+            }
+            _ => {}
+        }
+        if self.focus == Focus::Panel {
+            return self.on_panel_key(key);
+        }
+        match key.code {
+            KeyCode::Enter if alt || key.modifiers.contains(KeyModifiers::SHIFT) => self.insert("\n"),
+            KeyCode::Char('j') if ctrl => self.insert("\n"),
+            KeyCode::Enter => return self.submit(),
+            KeyCode::Char('?') if self.input.is_empty() => self.show_help = true,
+            KeyCode::Char(c) if !ctrl => self.insert(&c.to_string()),
+            KeyCode::Backspace => {
+                if let Some(c) = self.input[..self.cursor].chars().next_back() {
+                    self.cursor -= c.len_utf8();
+                    self.input.remove(self.cursor);
+                }
+            }
+            KeyCode::Delete if self.cursor < self.input.len() => {
+                self.input.remove(self.cursor);
+            }
+            KeyCode::Left => {
+                if let Some(c) = self.input[..self.cursor].chars().next_back() {
+                    self.cursor -= c.len_utf8();
+                }
+            }
+            KeyCode::Right => {
+                if let Some(c) = self.input[self.cursor..].chars().next() {
+                    self.cursor += c.len_utf8();
+                }
+            }
+            KeyCode::Home => self.cursor = 0,
+            KeyCode::End => self.cursor = self.input.len(),
+            KeyCode::Up => self.recall(-1),
+            KeyCode::Down => self.recall(1),
+            _ => {}
+        }
+        vec![]
+    }
+
+    fn on_panel_key(&mut self, key: KeyEvent) -> Vec<Request> {
+        let direction = match key.code {
+            KeyCode::Up => {
+                self.selected = (self.selected + CONTROLS.len() - 1) % CONTROLS.len();
+                0
+            }
+            KeyCode::Down => {
+                self.selected = (self.selected + 1) % CONTROLS.len();
+                0
+            }
+            KeyCode::Left | KeyCode::Char('-') => -1,
+            KeyCode::Right | KeyCode::Char('+') | KeyCode::Char('=') => 1,
+            KeyCode::Esc | KeyCode::Enter => {
+                self.focus = Focus::Input;
+                0
+            }
+            _ => 0,
+        };
+        if direction == 0 {
+            return vec![];
+        }
+        CONTROLS[self.selected].step(&mut self.params, direction);
+        self.params_changed()
+    }
+
+    /// A live change reaches a running generation at its next token.
+    fn params_changed(&self) -> Vec<Request> {
+        if self.is_generating() {
+            vec![Request::SetParams(self.params.clone())]
+        } else {
+            vec![]
+        }
+    }
+
+    fn insert(&mut self, text: &str) {
+        self.input.insert_str(self.cursor, text);
+        self.cursor += text.len();
+        self.history_pos = None;
+    }
+
+    fn recall(&mut self, direction: i32) {
+        if self.history.is_empty() || self.input.contains('\n') {
+            return;
+        }
+        let next = match (self.history_pos, direction) {
+            (None, -1) => Some(self.history.len() - 1),
+            (None, _) => None,
+            (Some(0), -1) => Some(0),
+            (Some(i), -1) => Some(i - 1),
+            (Some(i), _) if i + 1 < self.history.len() => Some(i + 1),
+            (Some(_), _) => None,
+        };
+        self.history_pos = next;
+        self.input = next.map(|i| self.history[i].clone()).unwrap_or_default();
+        self.cursor = self.input.len();
+    }
+
+    fn submit(&mut self) -> Vec<Request> {
+        let text = std::mem::take(&mut self.input);
+        self.cursor = 0;
+        self.history_pos = None;
+        if !text.trim().is_empty() && self.history.last() != Some(&text) {
+            self.history.push(text.clone());
+        }
+        if let Some(command) = text.trim_start().strip_prefix('/') {
+            return self.command(command.trim());
+        }
+        if self.is_generating() {
+            self.message = Some("the model is still writing: Esc stops it".into());
+            self.input = text;
+            self.cursor = self.input.len();
+            return vec![];
+        }
+        match self.mode {
+            Mode::Chat => {
+                if text.trim().is_empty() {
+                    return vec![];
+                }
+                self.turns.push(Turn { role: Role::User, text });
+                self.generate()
+            }
+            Mode::Complete => {
+                self.document.push_str(&text);
+                self.generate()
+            }
+        }
+    }
+
+    fn generate(&mut self) -> Vec<Request> {
+        if self.model.is_none() {
+            self.message = Some("the model is still loading".into());
+            return vec![];
+        }
+        self.scroll_up = 0;
+        self.message = None;
+        self.engine = EngineState::Generating;
+        let prompt = match self.mode {
+            Mode::Chat => Prompt::Chat {
+                format: self.format,
+                system: self.system.clone(),
+                turns: self.turns.clone(),
+            },
+            Mode::Complete => {
+                self.continuation_start = Some(self.document.len());
+                Prompt::Complete { text: self.document.clone() }
+            }
+        };
+        vec![Request::Generate { prompt, params: self.params.clone() }]
+    }
+
+    fn regenerate(&mut self) -> Vec<Request> {
+        if self.is_generating() {
+            return vec![];
+        }
+        match self.mode {
+            Mode::Chat => {
+                if self.turns.last().is_some_and(|t| t.role == Role::Model) {
+                    self.turns.pop();
+                }
+                if self.turns.last().is_some_and(|t| t.role == Role::User) {
+                    return self.generate();
+                }
+                self.message = Some("nothing to regenerate".into());
+                vec![]
+            }
+            Mode::Complete => match self.continuation_start.take() {
+                Some(start) if start <= self.document.len() => {
+                    self.document.truncate(start);
+                    self.generate()
+                }
+                _ => {
+                    self.message = Some("nothing to regenerate".into());
+                    vec![]
+                }
+            },
+        }
+    }
+
+    fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+        self.message = Some(match mode {
+            Mode::Chat => "chat mode".into(),
+            Mode::Complete => "completion mode: Enter continues the document".into(),
+        });
+    }
+
+    fn cycle_theme(&mut self) {
+        let names: Vec<&String> = self.themes.keys().collect();
+        let at = names.iter().position(|n| **n == self.theme.name).unwrap_or(0);
+        let next = names[(at + 1) % names.len()].clone();
+        self.theme = self.themes[&next].clone();
+        self.message = Some(format!("theme {next}"));
+    }
+
+    fn command(&mut self, line: &str) -> Vec<Request> {
+        let (name, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let rest = rest.trim();
+        let result: Result<Option<String>, String> = match name {
+            "set" => {
+                let mut parts = rest.split_whitespace();
+                match (parts.next(), parts.next()) {
+                    (Some(key), Some(value)) => match controls::set(&mut self.params, key, value) {
+                        Ok(()) => {
+                            self.message = Some(format!("{key} = {value}"));
+                            return self.params_changed();
+                        }
+                        Err(e) => Err(e),
+                    },
+                    _ => Err("usage: /set NAME VALUE".into()),
+                }
+            }
+            "mode" => match rest {
+                "chat" => {
+                    self.set_mode(Mode::Chat);
+                    Ok(None)
+                }
+                "complete" | "completion" => {
+                    self.set_mode(Mode::Complete);
+                    Ok(None)
+                }
+                _ => Err("usage: /mode chat|complete".into()),
+            },
+            "format" => match rest {
+                "dialogpt" | "transcript" => {
+                    self.format = ChatFormat::choose(rest, "");
+                    Ok(Some(format!("format {rest}")))
+                }
+                _ => Err("usage: /format dialogpt|transcript".into()),
+            },
+            "system" => {
+                self.system = rest.to_string();
+                Ok(Some(if rest.is_empty() { "system text cleared".into() } else { "system text set".into() }))
+            }
+            "regen" => return self.regenerate(),
+            "undo" => {
+                if self.is_generating() {
+                    Err("stop the generation first (Esc)".into())
+                } else {
+                    self.undo();
+                    Ok(None)
+                }
+            }
+            "clear" => {
+                if self.is_generating() {
+                    Err("stop the generation first (Esc)".into())
+                } else {
+                    self.turns.clear();
+                    self.document.clear();
+                    self.continuation_start = None;
+                    self.dropped_turns = 0;
+                    Ok(Some("cleared".into()))
+                }
+            }
+            "save" => self.save(rest).map(Some),
+            "load" => self.load(rest).map(Some),
+            "export" => self.export(rest).map(Some),
+            "theme" => match self.themes.get(rest) {
+                Some(theme) => {
+                    self.theme = theme.clone();
+                    Ok(Some(format!("theme {rest}")))
+                }
+                None => Err(format!(
+                    "no theme \"{rest}\" (have: {})",
+                    self.themes.keys().cloned().collect::<Vec<_>>().join(", ")
+                )),
+            },
+            "help" => {
+                self.show_help = true;
+                Ok(None)
+            }
+            "quit" | "exit" => {
+                self.quit = true;
+                return if self.is_generating() { vec![Request::Cancel] } else { vec![] };
+            }
+            other => Err(format!("unknown command /{other} (F1 lists them)")),
+        };
+        match result {
+            Ok(Some(message)) => self.message = Some(message),
+            Ok(None) => {}
+            Err(e) => self.message = Some(e),
+        }
+        vec![]
+    }
+
+    fn undo(&mut self) {
+        match self.mode {
+            Mode::Chat => {
+                if self.turns.last().is_some_and(|t| t.role == Role::Model) {
+                    self.turns.pop();
+                }
+                if self.turns.last().is_some_and(|t| t.role == Role::User) {
+                    if let Some(turn) = self.turns.pop() {
+                        self.input = turn.text;
+                        self.cursor = self.input.len();
+                    }
+                }
+            }
+            Mode::Complete => {
+                if let Some(start) = self.continuation_start.take() {
+                    self.document.truncate(start.min(self.document.len()));
+                }
+            }
+        }
+    }
+
+    pub fn transcript(&self) -> Transcript {
+        Transcript {
+            model: self.model.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
+            mode: self.mode,
+            format: self.format,
+            system: self.system.clone(),
+            turns: self.turns.clone(),
+            document: self.document.clone(),
+            settings: self.params.clone(),
+        }
+    }
+
+    fn save(&self, path: &str) -> Result<String, String> {
+        if path.is_empty() {
+            return Err("usage: /save PATH".into());
+        }
+        let json = serde_json::to_string_pretty(&self.transcript()).expect("plain data");
+        std::fs::write(path, json).map_err(|e| format!("cannot write {path}: {e}"))?;
+        Ok(format!("saved to {path}"))
+    }
+
+    fn load(&mut self, path: &str) -> Result<String, String> {
+        if self.is_generating() {
+            return Err("stop the generation first (Esc)".into());
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let t: Transcript = serde_json::from_str(&text).map_err(|e| format!("{path}: not a gpt2-tui transcript: {e}"))?;
+        t.settings.validate().map_err(|e| format!("{path}: {e}"))?;
+        self.mode = t.mode;
+        self.format = t.format;
+        self.system = t.system;
+        self.turns = t.turns;
+        self.document = t.document;
+        self.params = t.settings;
+        self.continuation_start = None;
+        Ok(format!("loaded {path}"))
+    }
+
+    fn export(&self, path: &str) -> Result<String, String> {
+        if path.is_empty() {
+            return Err("usage: /export PATH".into());
+        }
+        let name = self.model.as_ref().map(|m| m.name.as_str()).unwrap_or("GPT-2");
+        let text = match self.mode {
+            Mode::Chat => to_markdown(name, &self.system, &self.turns),
+            Mode::Complete => format!("# Text continued by {name}\n\n{}\n", self.document),
+        };
+        std::fs::write(path, text).map_err(|e| format!("cannot write {path}: {e}"))?;
+        Ok(format!("exported to {path}"))
+    }
+}
+
+/// Mouse wheel to scroll lines (up is positive: further from the bottom).
+pub fn wheel(kind: MouseEventKind) -> Option<i32> {
+    match kind {
+        MouseEventKind::ScrollUp => Some(3),
+        MouseEventKind::ScrollDown => Some(-3),
+        _ => None,
+    }
+}

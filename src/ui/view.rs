@@ -1,0 +1,309 @@
+//! Drawing: reads the app state, changes nothing.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::Frame;
+use unicode_width::UnicodeWidthStr;
+
+use super::app::{App, EngineState, Focus, Mode};
+use super::controls::CONTROLS;
+use crate::conversation::Role;
+
+const PANEL_WIDTH: u16 = 28;
+
+pub fn draw(frame: &mut Frame, app: &App) {
+    let t = &app.theme;
+    let area = frame.area();
+    frame.render_widget(Block::default().style(Style::default().bg(t.background).fg(t.foreground)), area);
+    let [main, status] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
+    let show_panel = main.width >= 60;
+    let (left, panel) = if show_panel {
+        let [l, p] = Layout::horizontal([Constraint::Min(0), Constraint::Length(PANEL_WIDTH)]).areas(main);
+        (l, Some(p))
+    } else {
+        (main, None)
+    };
+    let input_height = (app.input.lines().count().max(1) as u16 + if app.input.ends_with('\n') { 1 } else { 0 } + 2)
+        .min(left.height / 2)
+        .max(3.min(left.height));
+    let [body, input] = Layout::vertical([Constraint::Min(0), Constraint::Length(input_height)]).areas(left);
+    draw_body(frame, app, body);
+    draw_input(frame, app, input);
+    if let Some(panel) = panel {
+        draw_panel(frame, app, panel);
+    }
+    draw_status(frame, app, status);
+    if app.show_help {
+        draw_help(frame, app, area);
+    }
+}
+
+fn border(app: &App, title: &str, focused: bool) -> Block<'static> {
+    let t = &app.theme;
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(Style::default().fg(if focused { t.accent } else { t.border }))
+        .title(Span::styled(format!(" {title} "), Style::default().fg(t.muted)))
+}
+
+/// Word-wraps `text` into lines of at most `width` columns (long words are cut).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut out = Vec::new();
+    for paragraph in text.split('\n') {
+        let mut line = String::new();
+        for word in paragraph.split_inclusive(' ') {
+            if line.width() + word.trim_end().width() > width && !line.is_empty() {
+                out.push(std::mem::take(&mut line));
+            }
+            for c in word.chars() {
+                if line.width() + c.to_string().width() > width {
+                    out.push(std::mem::take(&mut line));
+                }
+                line.push(c);
+            }
+        }
+        out.push(line);
+    }
+    out
+}
+
+fn draw_body(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let title = match app.mode {
+        Mode::Chat => format!("chat · {}", app.format.name()),
+        Mode::Complete => "completion".to_string(),
+    };
+    let block = border(app, &title, false);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let width = inner.width as usize;
+    let mut lines: Vec<Line> = Vec::new();
+    match app.mode {
+        Mode::Chat => {
+            if !app.system.is_empty() {
+                for l in wrap(&format!("system: {}", app.system), width) {
+                    lines.push(Line::styled(l, Style::default().fg(t.muted)));
+                }
+            }
+            for turn in &app.turns {
+                let (name, color) = match turn.role {
+                    Role::User => ("You", t.user),
+                    Role::Model => ("GPT-2", t.model),
+                };
+                let text = format!("{name}: {}", turn.text);
+                for (i, l) in wrap(&text, width).into_iter().enumerate() {
+                    if i == 0 && l.len() >= name.len() + 1 {
+                        let (head, rest) = l.split_at(name.len() + 1);
+                        lines.push(Line::from(vec![
+                            Span::styled(head.to_string(), Style::default().fg(color).add_modifier(Modifier::BOLD)),
+                            Span::styled(rest.to_string(), Style::default().fg(t.foreground)),
+                        ]));
+                    } else {
+                        lines.push(Line::styled(l, Style::default().fg(t.foreground)));
+                    }
+                }
+                lines.push(Line::default());
+            }
+            if app.turns.is_empty() {
+                lines.push(Line::styled("Type a message and press Enter. F1 for help.", Style::default().fg(t.muted)));
+            }
+        }
+        Mode::Complete => {
+            let start = app.continuation_start.unwrap_or(app.document.len()).min(app.document.len());
+            let given = &app.document[..start];
+            // Colour the model's continuation; wrapping works on the whole text.
+            let mut offset = 0;
+            for l in wrap(&app.document, width) {
+                let end = offset + l.len();
+                let line = if end <= given.len() {
+                    Line::styled(l.clone(), Style::default().fg(t.foreground))
+                } else if offset >= given.len() {
+                    Line::styled(l.clone(), Style::default().fg(t.model))
+                } else {
+                    let cut = given.len() - offset;
+                    Line::from(vec![
+                        Span::styled(l[..cut].to_string(), Style::default().fg(t.foreground)),
+                        Span::styled(l[cut..].to_string(), Style::default().fg(t.model)),
+                    ])
+                };
+                lines.push(line);
+                offset = end + usize::from(app.document[end..].starts_with('\n'));
+            }
+            if app.document.is_empty() {
+                lines.push(Line::styled(
+                    "Type the start of a text and press Enter: the model continues it.",
+                    Style::default().fg(t.muted),
+                ));
+            }
+        }
+    }
+    let height = inner.height as usize;
+    let bottom_start = lines.len().saturating_sub(height);
+    let start = bottom_start.saturating_sub(app.scroll_up);
+    frame.render_widget(Paragraph::new(lines[start..].to_vec()), inner);
+}
+
+fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
+    let title = match (app.mode, app.is_generating()) {
+        (_, true) => "writing… Esc stops",
+        (Mode::Chat, false) => "message · Enter sends · Alt+Enter new line",
+        (Mode::Complete, false) => "text to add · Enter continues",
+    };
+    let block = border(app, title, app.focus == Focus::Input);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let t = &app.theme;
+    let lines: Vec<Line> = app.input.split('\n').map(|l| Line::styled(l.to_string(), Style::default().fg(t.foreground))).collect();
+    let before_cursor = &app.input[..app.cursor];
+    let row = before_cursor.matches('\n').count();
+    let col = before_cursor.rsplit('\n').next().unwrap_or("").width();
+    let skip = (row + 1).saturating_sub(inner.height as usize);
+    frame.render_widget(Paragraph::new(lines[skip.min(lines.len())..].to_vec()), inner);
+    if app.focus == Focus::Input && inner.width > 0 && inner.height > 0 {
+        let x = inner.x + (col as u16).min(inner.width - 1);
+        let y = inner.y + ((row - skip) as u16).min(inner.height - 1);
+        frame.set_cursor_position((x, y));
+    }
+}
+
+fn draw_panel(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let focused = app.focus == Focus::Panel;
+    let block = border(app, "sampling · Tab", focused);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let mut lines = Vec::new();
+    for (i, control) in CONTROLS.iter().enumerate() {
+        let selected = focused && i == app.selected;
+        let style = if selected {
+            Style::default().bg(t.selection).fg(t.accent).add_modifier(Modifier::BOLD)
+        } else {
+            Style::default().fg(t.foreground)
+        };
+        let value = control.show(&app.params);
+        let label = control.label();
+        let pad = (inner.width as usize).saturating_sub(label.width() + value.width() + 1);
+        lines.push(Line::styled(format!("{label}{} {value}", " ".repeat(pad)), style));
+    }
+    lines.push(Line::default());
+    let hint = if focused { "↑↓ choose  ←→ change" } else { "Tab to adjust" };
+    lines.push(Line::styled(hint, Style::default().fg(t.muted)));
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let sep = Span::styled(" │ ", Style::default().fg(t.border));
+    let mut spans = Vec::new();
+    match &app.model {
+        Some(m) => {
+            spans.push(Span::styled(
+                format!(" {} {}", m.name, human_count(m.parameters)),
+                Style::default().fg(t.accent),
+            ));
+            spans.push(sep.clone());
+            spans.push(Span::raw(format!("{} {}", m.device, m.dtype)));
+        }
+        None => spans.push(Span::styled(" gpt2-tui", Style::default().fg(t.accent))),
+    }
+    spans.push(sep.clone());
+    let state = match &app.engine {
+        EngineState::Loading(stage) => format!("loading: {stage}"),
+        EngineState::Idle => "idle".into(),
+        EngineState::Generating => "generating".into(),
+        EngineState::Failed(_) => "failed".into(),
+    };
+    spans.push(Span::raw(state));
+    spans.push(sep.clone());
+    spans.push(Span::raw(format!("{:.1} tok/s", app.tokens_per_s)));
+    if let Some(m) = &app.model {
+        spans.push(sep.clone());
+        let share = app.context_used as f64 / m.window.max(1) as f64;
+        let color = if share > 0.9 { t.warning } else { t.foreground };
+        spans.push(Span::styled(format!("ctx {}/{}", app.context_used, m.window), Style::default().fg(color)));
+    }
+    if app.dropped_turns > 0 {
+        spans.push(sep.clone());
+        spans.push(Span::styled(format!("{} old turns dropped to fit", app.dropped_turns), Style::default().fg(t.warning)));
+    }
+    if let Some(message) = &app.message {
+        spans.push(sep);
+        spans.push(Span::styled(message.clone(), Style::default().fg(t.muted)));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)).style(Style::default().bg(t.selection)), area);
+}
+
+pub const HELP: &[(&str, &str)] = &[
+    ("Enter", "send the message (completion mode: continue the text)"),
+    ("Alt+Enter, Ctrl+J", "new line in the input"),
+    ("Up / Down", "recall earlier inputs"),
+    ("PgUp / PgDn, wheel", "scroll the conversation"),
+    ("Tab", "move to the sampling panel and back"),
+    ("↑↓ ←→ - +", "in the panel: choose a control, change it (live)"),
+    ("Esc", "stop generating, keep the text"),
+    ("Ctrl+C", "stop generating; quit when idle"),
+    ("Ctrl+R", "regenerate the last reply"),
+    ("Ctrl+T", "next theme"),
+    ("F1, ? (empty input)", "this help"),
+    ("F2", "switch chat / completion mode"),
+    ("/set NAME VALUE", "temperature top_k top_p min_p repeat_penalty repeat_last_n max_tokens seed"),
+    ("/mode chat|complete", "switch mode"),
+    ("/format dialogpt|transcript", "chat prompt format"),
+    ("/system TEXT", "text before the conversation (empty clears)"),
+    ("/regen  /undo  /clear", "regenerate, remove the last exchange, start over"),
+    ("/save PATH  /load PATH", "transcript as JSON, with the settings"),
+    ("/export PATH", "conversation as Markdown"),
+    ("/theme NAME", "dark, light, high-contrast, or your own"),
+    ("/help  /quit", "this help; quit"),
+];
+
+fn draw_help(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let width = area.width.saturating_sub(4).min(86);
+    let height = area.height.saturating_sub(2).min(HELP.len() as u16 + 4);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    frame.render_widget(Clear, popup);
+    let block = border(app, "help · any key closes", true).style(Style::default().bg(t.background));
+    let inner = block.inner(popup);
+    frame.render_widget(block, popup);
+    let key_width = HELP.iter().map(|(k, _)| k.width()).max().unwrap_or(0);
+    let lines: Vec<Line> = HELP
+        .iter()
+        .map(|(key, what)| {
+            Line::from(vec![
+                Span::styled(format!("{key:<key_width$}  "), Style::default().fg(t.accent)),
+                Span::styled(what.to_string(), Style::default().fg(t.foreground)),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn human_count(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.0}K", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_breaks_at_spaces_and_cuts_long_words() {
+        assert_eq!(wrap("hello there world", 11), vec!["hello there", "world"]);
+        assert_eq!(wrap("abcdefgh", 3), vec!["abc", "def", "gh"]);
+        assert_eq!(wrap("a\n\nb", 5), vec!["a", "", "b"]);
+    }
+}

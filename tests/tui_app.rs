@@ -1,0 +1,264 @@
+//! The interface's state machine and its rendering, without a terminal.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use gpt2_tui::config::Config;
+use gpt2_tui::conversation::{ChatFormat, Role};
+use gpt2_tui::generate::SamplingParams;
+use gpt2_tui::inference::{Prompt, Reply, Request};
+use gpt2_tui::session::{FinishReason, Stats};
+use gpt2_tui::ui::app::{Action, App, EngineState, Focus, Mode, ModelSummary};
+use gpt2_tui::ui::theme::load_themes;
+use gpt2_tui::ui::view;
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+fn app() -> App {
+    let (themes, _) = load_themes(None);
+    let mut app = App::new(SamplingParams::default(), Mode::Chat, ChatFormat::Dialogpt, String::new(), themes, "dark");
+    app.update(Action::Loaded(ModelSummary {
+        name: "bundled".into(),
+        parameters: 5_300_000,
+        device: "cpu".into(),
+        dtype: "f32".into(),
+        window: 256,
+    }));
+    app
+}
+
+fn key(code: KeyCode) -> Action {
+    Action::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn ctrl(c: char) -> Action {
+    Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+fn type_text(app: &mut App, text: &str) -> Vec<Request> {
+    let mut out = Vec::new();
+    for c in text.chars() {
+        out.extend(app.update(key(KeyCode::Char(c))));
+    }
+    out
+}
+
+fn send(app: &mut App, text: &str) -> Vec<Request> {
+    type_text(app, text);
+    app.update(key(KeyCode::Enter))
+}
+
+fn stream(app: &mut App, pieces: &[&str]) {
+    app.update(Action::Reply(Reply::Started { prompt_tokens: 10, dropped_turns: 0 }));
+    for p in pieces {
+        app.update(Action::Reply(Reply::Token { id: 1, text: p.to_string(), logprob: -1.0 }));
+    }
+}
+
+fn finish(app: &mut App, reason: Option<FinishReason>) {
+    // Fixed statistics keep the status bar (and so the snapshots) the same on every run.
+    let stats = Stats {
+        generated_tokens: 10,
+        decode_time: std::time::Duration::from_secs(1),
+        ..Stats::default()
+    };
+    app.update(Action::Reply(Reply::Finished { reason, text: String::new(), stats }));
+}
+
+#[test]
+fn sending_a_message_asks_for_a_chat_generation_and_streams_the_reply() {
+    let mut app = app();
+    let requests = send(&mut app, "Good morrow");
+    let [Request::Generate { prompt: Prompt::Chat { turns, format, .. }, .. }] = requests.as_slice() else {
+        panic!("expected one generate request, got {requests:?}")
+    };
+    assert_eq!(turns.len(), 1);
+    assert_eq!(*format, ChatFormat::Dialogpt);
+    assert!(app.is_generating());
+    assert!(app.input.is_empty());
+    stream(&mut app, &["Good", " morrow", " to you"]);
+    finish(&mut app, Some(FinishReason::Eos));
+    assert_eq!(app.turns[1].role, Role::Model);
+    assert_eq!(app.turns[1].text, "Good morrow to you");
+    assert_eq!(app.engine, EngineState::Idle);
+}
+
+#[test]
+fn panel_keys_change_the_setting_and_reach_a_running_generation() {
+    let mut app = app();
+    send(&mut app, "hi");
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Focus::Panel);
+    let requests = app.update(key(KeyCode::Right));
+    assert_eq!(app.params.temperature, 0.85);
+    assert!(matches!(requests.as_slice(), [Request::SetParams(p)] if p.temperature == 0.85));
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Char('-')));
+    assert_eq!(app.params.top_k, 35);
+}
+
+#[test]
+fn set_command_changes_the_panel_value_and_reports_errors() {
+    let mut app = app();
+    assert!(send(&mut app, "/set temperature 0.42").is_empty(), "idle: nothing to tell the engine");
+    assert_eq!(app.params.temperature, 0.42);
+    send(&mut app, "/set top_p 7");
+    assert_eq!(app.params.top_p, 0.95);
+    assert!(app.message.as_deref().unwrap().contains("top-p 7"));
+}
+
+#[test]
+fn escape_cancels_and_ctrl_c_quits_only_when_idle() {
+    let mut app = app();
+    send(&mut app, "hi");
+    assert!(matches!(app.update(key(KeyCode::Esc)).as_slice(), [Request::Cancel]));
+    assert!(matches!(app.update(ctrl('c')).as_slice(), [Request::Cancel]));
+    assert!(!app.quit);
+    stream(&mut app, &["partial"]);
+    finish(&mut app, None);
+    assert_eq!(app.turns[1].text, "partial", "a stopped reply keeps its text");
+    app.update(ctrl('c'));
+    assert!(app.quit);
+}
+
+#[test]
+fn regenerate_replaces_the_last_reply_and_undo_removes_the_exchange() {
+    let mut app = app();
+    send(&mut app, "hi");
+    stream(&mut app, &["first"]);
+    finish(&mut app, Some(FinishReason::Eos));
+    let requests = app.update(ctrl('r'));
+    assert_eq!(app.turns.len(), 1, "the old reply is gone");
+    assert!(matches!(requests.as_slice(), [Request::Generate { .. }]));
+    stream(&mut app, &["second"]);
+    finish(&mut app, Some(FinishReason::Eos));
+    assert_eq!(app.turns[1].text, "second");
+    send(&mut app, "/undo");
+    assert!(app.turns.is_empty());
+    assert_eq!(app.input, "hi", "the undone message comes back to the input");
+}
+
+#[test]
+fn history_recall_newlines_and_paste() {
+    let mut app = app();
+    send(&mut app, "one");
+    finish(&mut app, Some(FinishReason::Eos));
+    send(&mut app, "two");
+    finish(&mut app, Some(FinishReason::Eos));
+    app.update(key(KeyCode::Up));
+    assert_eq!(app.input, "two");
+    app.update(key(KeyCode::Up));
+    assert_eq!(app.input, "one");
+    app.update(key(KeyCode::Down));
+    assert_eq!(app.input, "two");
+    app.update(ctrl('j'));
+    app.update(Action::Paste("pasted\r\ntext".into()));
+    assert_eq!(app.input, "two\npasted\ntext");
+}
+
+#[test]
+fn completion_mode_continues_the_document() {
+    let mut app = app();
+    send(&mut app, "/mode complete");
+    assert_eq!(app.mode, Mode::Complete);
+    let requests = send(&mut app, "Once upon a time");
+    assert!(matches!(requests.as_slice(), [Request::Generate { prompt: Prompt::Complete { text }, .. }] if text == "Once upon a time"));
+    stream(&mut app, &[" there", " was"]);
+    finish(&mut app, Some(FinishReason::MaxTokens));
+    assert_eq!(app.document, "Once upon a time there was");
+    app.update(ctrl('r'));
+    assert_eq!(app.document, "Once upon a time", "regenerate drops the last continuation");
+}
+
+#[test]
+fn save_load_and_export_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = app();
+    send(&mut app, "/set seed 7");
+    send(&mut app, "hello");
+    stream(&mut app, &["hi there"]);
+    finish(&mut app, Some(FinishReason::Eos));
+    let json = dir.path().join("t.json");
+    let md = dir.path().join("t.md");
+    send(&mut app, &format!("/save {}", json.display()));
+    send(&mut app, &format!("/export {}", md.display()));
+    assert!(std::fs::read_to_string(&md).unwrap().contains("**GPT-2**: hi there"));
+    let mut other = self::app();
+    send(&mut other, &format!("/load {}", json.display()));
+    assert_eq!(other.turns, app.turns);
+    assert_eq!(other.params.seed, Some(7));
+    send(&mut other, "/load /no/such/file.json");
+    assert!(other.message.as_deref().unwrap().contains("/no/such/file.json"));
+}
+
+#[test]
+fn themes_cycle_and_unknown_names_are_reported() {
+    let mut app = app();
+    app.update(ctrl('t'));
+    assert_eq!(app.theme.name, "high-contrast");
+    send(&mut app, "/theme light");
+    assert_eq!(app.theme.name, "light");
+    send(&mut app, "/theme neon");
+    assert!(app.message.as_deref().unwrap().contains("no theme \"neon\""));
+}
+
+#[test]
+fn the_example_config_parses_and_matches_the_defaults() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml")).unwrap();
+    let config = Config::parse(&text).unwrap();
+    assert_eq!(config.sampling, SamplingParams::default());
+    assert_eq!(config.model.as_deref(), Some("bundled"));
+    assert_eq!(config.ui.theme, "dark");
+}
+
+fn render(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| view::draw(f, app)).unwrap();
+    terminal
+}
+
+fn conversation() -> App {
+    let mut app = app();
+    send(&mut app, "What light through yonder window breaks?");
+    stream(&mut app, &["It is the east, and Juliet is the sun."]);
+    finish(&mut app, Some(FinishReason::Eos));
+    app
+}
+
+#[test]
+fn snapshot_conversation_and_panel_after_a_live_change() {
+    let mut app = conversation();
+    app.update(key(KeyCode::Tab));
+    app.update(key(KeyCode::Right));
+    app.update(key(KeyCode::Right));
+    insta::assert_snapshot!(render(&app, 90, 20).backend());
+}
+
+#[test]
+fn snapshot_help_overlay() {
+    let mut app = conversation();
+    app.update(key(KeyCode::F(1)));
+    insta::assert_snapshot!(render(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_tiny_terminal_does_not_panic() {
+    let app = conversation();
+    insta::assert_snapshot!(render(&app, 20, 5).backend());
+    for (w, h) in [(1, 1), (0, 0), (3, 2), (59, 7), (200, 3)] {
+        render(&app, w, h);
+    }
+}
+
+#[test]
+fn snapshot_each_theme_with_its_colours() {
+    let (themes, _) = load_themes(None);
+    for name in themes.keys() {
+        let mut app = conversation();
+        send(&mut app, &format!("/theme {name}"));
+        let terminal = render(&app, 64, 16);
+        let buffer = terminal.backend().buffer();
+        // The speaker's name is drawn in the theme's colour for that speaker.
+        let you = (0..16).flat_map(|y| (0..64).map(move |x| (x, y))).find(|&(x, y)| buffer[(x, y)].symbol() == "Y").unwrap();
+        assert_eq!(buffer[you].fg, app.theme.user, "{name}");
+        insta::assert_debug_snapshot!(format!("theme_{name}"), buffer);
+    }
+}
