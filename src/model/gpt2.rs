@@ -286,6 +286,8 @@ pub struct Gpt2 {
     lm_head: Tensor,
     /// The head in q8_0, when the model was quantized (`lm_head` then only serves lookups).
     lm_head_q8: Option<QMatMul>,
+    /// An f32 copy of the head when the weights are stored in f16 or bf16.
+    lm_head_f32: Option<Tensor>,
     config: Gpt2Config,
 }
 
@@ -324,6 +326,10 @@ impl Gpt2 {
             wpe,
             blocks,
             ln_f,
+            lm_head_f32: match lm_head.dtype() {
+                DType::F16 | DType::BF16 => Some(lm_head.to_dtype(DType::F32)?),
+                _ => None,
+            },
             lm_head,
             lm_head_q8: None,
             config: config.clone(),
@@ -388,14 +394,18 @@ impl Gpt2 {
         if let Some(q) = &self.lm_head_q8 {
             return q.forward(&x.to_dtype(DType::F32)?)?.reshape((b, t, self.config.vocab_size));
         }
-        let fast = if b * t == 1 { kernels::single_row_matmul_t(&x, &self.lm_head)? } else { None };
+        // Half-precision storage would round the logits (to 1/16 at |x| near 10 in bf16): the
+        // head runs in f32 from its own f32 copy.
+        let (x, head) = match &self.lm_head_f32 {
+            Some(head) => (x.to_dtype(DType::F32)?, head),
+            None => (x, &self.lm_head),
+        };
+        let fast = if b * t == 1 { kernels::single_row_matmul_t(&x, head)? } else { None };
         let logits = match fast {
             Some(logits) => logits,
-            None => x.matmul(&self.lm_head.t()?)?,
+            None => x.matmul(&head.t()?)?,
         };
-        logits
-            .reshape((b, t, self.config.vocab_size))?
-            .to_dtype(DType::F32)
+        logits.reshape((b, t, self.config.vocab_size))?.to_dtype(DType::F32)
     }
 
     /// Runs `ids` through the model after the tokens already in `cache`, appends them to the
