@@ -61,6 +61,10 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
             for c in word.chars() {
                 if line.width() + c.to_string().width() > width {
                     out.push(std::mem::take(&mut line));
+                    if c == ' ' {
+                        // A space that falls at a line break is the break itself.
+                        continue;
+                    }
                 }
                 line.push(c);
             }
