@@ -41,6 +41,8 @@ pub struct ModelInfo {
     pub dtype: String,
     pub window: usize,
     pub tokenizer: Arc<Tokenizer>,
+    /// Where the parameters sit, for the anatomy panel.
+    pub anatomy: crate::inspect::Anatomy,
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +120,7 @@ fn run(load: Loader, inbox: Receiver<Request>, outbox: Sender<Reply>, info: Arc<
         dtype: session.weight_format().to_string(),
         window: session.window(),
         tokenizer,
+        anatomy: crate::inspect::Anatomy::of(session.config(), session.model().has_tied_head()),
     });
     let _ = outbox.send(Reply::Loaded);
     while let Ok(request) = inbox.recv() {

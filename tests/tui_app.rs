@@ -262,3 +262,71 @@ fn snapshot_each_theme_with_its_colours() {
         insta::assert_debug_snapshot!(format!("theme_{name}"), buffer);
     }
 }
+
+#[test]
+fn probability_colouring_records_each_token_while_streaming() {
+    let mut app = app();
+    send(&mut app, "hi");
+    app.update(Action::Reply(Reply::Started { prompt_tokens: 3, dropped_turns: 0 }));
+    app.update(Action::Reply(Reply::Token { id: 5, text: " sure".into(), logprob: (0.9f32).ln() }));
+    app.update(Action::Reply(Reply::Token { id: 6, text: " thing".into(), logprob: (0.05f32).ln() }));
+    let pieces = &app.pieces[&1];
+    assert_eq!(pieces.len(), 2);
+    assert!((pieces[0].1 - 0.9).abs() < 1e-6);
+    assert_eq!(app.theme.probability_color(pieces[0].1), app.theme.probability[4]);
+    assert_eq!(app.theme.probability_color(pieces[1].1), app.theme.probability[0]);
+    app.update(key(KeyCode::F(3)));
+    assert!(app.show_probs);
+    // Regenerating drops the old reply's probabilities with it.
+    finish(&mut app, Some(FinishReason::Eos));
+    app.update(ctrl('r'));
+    assert!(!app.pieces.contains_key(&1));
+}
+
+fn inspection_app(theme: &str) -> App {
+    let mut app = conversation();
+    let model = common_fixture_session();
+    app.tokenizer = Some(model.shared_tokenizer());
+    app.anatomy = Some(gpt2_tui::inspect::Anatomy::of(model.config(), model.model().has_tied_head()));
+    send(&mut app, &format!("/theme {theme}"));
+    send(&mut app, "hi");
+    app.update(Action::Reply(Reply::Started { prompt_tokens: 3, dropped_turns: 0 }));
+    for (text, p) in [(" Good", 0.95f32), (" my", 0.4), (" lord", 0.2), ("!", 0.05)] {
+        app.update(Action::Reply(Reply::Token { id: 1, text: text.into(), logprob: p.ln() }));
+    }
+    finish(&mut app, Some(FinishReason::Eos));
+    app
+}
+
+fn common_fixture_session() -> gpt2_tui::session::Session {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-gpt2");
+    let files = gpt2_tui::model::ModelFiles::from_folder(std::path::Path::new(dir)).unwrap();
+    gpt2_tui::session::Session::new(
+        gpt2_tui::model::loader::load(&files, &candle_core::Device::Cpu, candle_core::DType::F32).unwrap(),
+    )
+}
+
+#[test]
+fn live_token_count_follows_the_input() {
+    let mut app = inspection_app("dark");
+    type_text(&mut app, "Hello, world! It's a test.");
+    assert_eq!(app.input_tokens, 9);
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(app.input_tokens, 8);
+}
+
+#[test]
+fn snapshot_each_inspection_view_in_each_theme() {
+    let (themes, _) = load_themes(None);
+    for name in themes.keys() {
+        let mut app = inspection_app(name);
+        app.update(key(KeyCode::F(3)));
+        insta::assert_debug_snapshot!(format!("probabilities_{name}"), render(&app, 70, 12).backend().buffer());
+        type_text(&mut app, "naïve café");
+        app.update(key(KeyCode::F(4)));
+        app.update(key(KeyCode::F(4)));
+        insta::assert_debug_snapshot!(format!("tokens_{name}"), render(&app, 70, 12).backend().buffer());
+        app.update(key(KeyCode::F(5)));
+        insta::assert_debug_snapshot!(format!("anatomy_{name}"), render(&app, 90, 16).backend().buffer());
+    }
+}

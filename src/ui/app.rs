@@ -108,6 +108,18 @@ pub struct App {
     pub themes: BTreeMap<String, Theme>,
     pub theme: Theme,
     pub quit: bool,
+    /// Colour generated tokens by the probability they were drawn with.
+    pub show_probs: bool,
+    /// Each model turn's tokens with their probabilities, by turn index; completion mode's
+    /// last continuation is under `usize::MAX`.
+    pub pieces: BTreeMap<usize, Vec<(String, f32)>>,
+    /// The input split into tokens: 0 off, 1 tokens, 2 tokens with ids.
+    pub token_view: u8,
+    /// Tokens in the input, counted as you type.
+    pub input_tokens: usize,
+    pub show_anatomy: bool,
+    pub tokenizer: Option<std::sync::Arc<crate::tokenizer::Tokenizer>>,
+    pub anatomy: Option<crate::inspect::Anatomy>,
     generation_started: Option<Instant>,
     generated: usize,
 }
@@ -143,6 +155,13 @@ impl App {
             themes,
             theme,
             quit: false,
+            show_probs: false,
+            pieces: BTreeMap::new(),
+            token_view: 0,
+            input_tokens: 0,
+            show_anatomy: false,
+            tokenizer: None,
+            anatomy: None,
             generation_started: None,
             generated: 0,
         }
@@ -154,6 +173,23 @@ impl App {
 
     /// Applies one action; returns what to ask of the engine.
     pub fn update(&mut self, action: Action) -> Vec<Request> {
+        let input_before = self.input.len();
+        let requests = self.apply(action);
+        if self.input.len() != input_before || self.input.is_empty() {
+            self.count_input_tokens();
+        }
+        requests
+    }
+
+    /// Recounts the input's tokens (only when it changed: typing stays cheap).
+    pub fn count_input_tokens(&mut self) {
+        self.input_tokens = match &self.tokenizer {
+            Some(t) => t.encode(&self.input).map(|ids| ids.len()).unwrap_or(0),
+            None => 0,
+        };
+    }
+
+    fn apply(&mut self, action: Action) -> Vec<Request> {
         match action {
             Action::Key(key) => self.on_key(key),
             Action::Paste(text) => {
@@ -186,8 +222,13 @@ impl App {
                 self.generation_started = Some(Instant::now());
                 self.generated = 0;
             }
-            Reply::Token { text, .. } => {
+            Reply::Token { text, logprob, .. } => {
                 self.append_output(&text);
+                let key = match self.mode {
+                    Mode::Chat => self.turns.len().saturating_sub(1),
+                    Mode::Complete => usize::MAX,
+                };
+                self.pieces.entry(key).or_default().push((text, logprob.exp()));
                 self.generated += 1;
                 // Past the window the oldest tokens are dropped, so the window is the most in use.
                 let window = self.model.as_ref().map_or(usize::MAX, |m| m.window);
@@ -235,8 +276,9 @@ impl App {
     fn on_key(&mut self, key: KeyEvent) -> Vec<Request> {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let alt = key.modifiers.contains(KeyModifiers::ALT);
-        if self.show_help {
+        if self.show_help || self.show_anatomy {
             self.show_help = false;
+            self.show_anatomy = false;
             return vec![];
         }
         match key.code {
@@ -255,6 +297,18 @@ impl App {
             }
             KeyCode::F(1) => {
                 self.show_help = true;
+                return vec![];
+            }
+            KeyCode::F(3) => {
+                self.show_probs = !self.show_probs;
+                return vec![];
+            }
+            KeyCode::F(4) => {
+                self.token_view = (self.token_view + 1) % 3;
+                return vec![];
+            }
+            KeyCode::F(5) => {
+                self.show_anatomy = !self.show_anatomy;
                 return vec![];
             }
             KeyCode::F(2) => {
@@ -416,6 +470,7 @@ impl App {
             },
             Mode::Complete => {
                 self.continuation_start = Some(self.document.len());
+                self.pieces.remove(&usize::MAX);
                 Prompt::Complete { text: self.document.clone() }
             }
         };
@@ -430,6 +485,7 @@ impl App {
             Mode::Chat => {
                 if self.turns.last().is_some_and(|t| t.role == Role::Model) {
                     self.turns.pop();
+                    self.pieces.remove(&self.turns.len());
                 }
                 if self.turns.last().is_some_and(|t| t.role == Role::User) {
                     return self.generate();
@@ -440,6 +496,7 @@ impl App {
             Mode::Complete => match self.continuation_start.take() {
                 Some(start) if start <= self.document.len() => {
                     self.document.truncate(start);
+                    self.pieces.remove(&usize::MAX);
                     self.generate()
                 }
                 _ => {
@@ -519,6 +576,7 @@ impl App {
                     Err("stop the generation first (Esc)".into())
                 } else {
                     self.turns.clear();
+                    self.pieces.clear();
                     self.document.clear();
                     self.continuation_start = None;
                     self.dropped_turns = 0;
@@ -542,6 +600,18 @@ impl App {
                 self.show_help = true;
                 Ok(None)
             }
+            "probs" => {
+                self.show_probs = !self.show_probs;
+                Ok(Some(format!("probability colours {}", if self.show_probs { "on" } else { "off" })))
+            }
+            "tokens" => {
+                self.token_view = (self.token_view + 1) % 3;
+                Ok(None)
+            }
+            "anatomy" => {
+                self.show_anatomy = true;
+                Ok(None)
+            }
             "quit" | "exit" => {
                 self.quit = true;
                 return if self.is_generating() { vec![Request::Cancel] } else { vec![] };
@@ -561,6 +631,7 @@ impl App {
             Mode::Chat => {
                 if self.turns.last().is_some_and(|t| t.role == Role::Model) {
                     self.turns.pop();
+                    self.pieces.remove(&self.turns.len());
                 }
                 if self.turns.last().is_some_and(|t| t.role == Role::User) {
                     if let Some(turn) = self.turns.pop() {
@@ -609,6 +680,7 @@ impl App {
         self.format = t.format;
         self.system = t.system;
         self.turns = t.turns;
+        self.pieces.clear();
         self.document = t.document;
         self.params = t.settings;
         self.continuation_start = None;

@@ -94,7 +94,10 @@ fn event_loop(terminal: &mut Terminal<CrosstermBackend<std::io::Stdout>>, app: &
         while let Ok(reply) = engine.replies.try_recv() {
             if matches!(reply, Reply::Loaded) {
                 if let Some(info) = engine.info.get() {
+                    app.tokenizer = Some(info.tokenizer.clone());
+                    app.anatomy = Some(info.anatomy.clone());
                     app.update(Action::Loaded(ModelSummary::from(info)));
+                    app.count_input_tokens();
                 }
             } else {
                 app.update(Action::Reply(reply));

@@ -26,6 +26,19 @@ pub struct Theme {
     pub model: Color,
     pub warning: Color,
     pub selection: Color,
+    /// Colours for token probabilities, least to most likely (five steps).
+    pub probability: [Color; 5],
+}
+
+/// Probability bands of the colour scale: below 10%, 30%, 50%, 80%, and the rest.
+pub const PROBABILITY_BANDS: [f32; 4] = [0.1, 0.3, 0.5, 0.8];
+
+impl Theme {
+    /// The colour for a token drawn with probability `p`.
+    pub fn probability_color(&self, p: f32) -> Color {
+        let band = PROBABILITY_BANDS.iter().take_while(|&&edge| p >= edge).count();
+        self.probability[band]
+    }
 }
 
 #[derive(Deserialize)]
@@ -41,6 +54,7 @@ struct ThemeFile {
     model: String,
     warning: String,
     selection: String,
+    probability: Vec<String>,
 }
 
 impl Theme {
@@ -60,6 +74,16 @@ impl Theme {
             model: color("model", &file.model)?,
             warning: color("warning", &file.warning)?,
             selection: color("selection", &file.selection)?,
+            probability: {
+                let colors = file
+                    .probability
+                    .iter()
+                    .map(|c| color("probability", c))
+                    .collect::<Result<Vec<_>, _>>()?;
+                colors
+                    .try_into()
+                    .map_err(|v: Vec<Color>| format!("`probability` needs 5 colours, got {}", v.len()))?
+            },
             name: file.name,
         })
     }

@@ -38,6 +38,61 @@ pub fn draw(frame: &mut Frame, app: &App) {
     if app.show_help {
         draw_help(frame, app, area);
     }
+    if app.show_anatomy {
+        draw_anatomy(frame, app, area);
+    }
+}
+
+fn popup_area(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width.saturating_sub(2));
+    let height = height.min(area.height.saturating_sub(2));
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    }
+}
+
+fn draw_anatomy(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let Some(anatomy) = &app.anatomy else {
+        return;
+    };
+    let summary = anatomy.summary();
+    let popup = popup_area(area, 72, summary.len() as u16 + 5);
+    frame.render_widget(Clear, popup);
+    let block = border(app, "model anatomy · any key closes", true).style(Style::default().bg(t.background));
+    let inner = block.inner(popup);
+    frame.render_widget(block, popup);
+    let bar_width = 20usize;
+    let mut lines: Vec<Line> = summary
+        .iter()
+        .map(|part| {
+            let share = part.parameters as f64 / anatomy.total.max(1) as f64;
+            let filled = (share * bar_width as f64).round() as usize;
+            Line::from(vec![
+                Span::styled(format!("{:>12} ", part.parameters), Style::default().fg(t.foreground)),
+                Span::styled("█".repeat(filled), Style::default().fg(t.accent)),
+                Span::styled("·".repeat(bar_width - filled.min(bar_width)), Style::default().fg(t.border)),
+                Span::styled(format!(" {:>5.1}% {}", share * 100.0, part.name), Style::default().fg(t.foreground)),
+            ])
+        })
+        .collect();
+    let dtype_bytes = match app.model.as_ref().map(|m| m.dtype.as_str()) {
+        Some("f16") | Some("bf16") => 2,
+        _ => 4,
+    };
+    lines.push(Line::styled(
+        format!(
+            "{:>12} total, {:.1} MB at {} bytes each",
+            anatomy.total,
+            (anatomy.total * dtype_bytes) as f64 / 1e6,
+            dtype_bytes
+        ),
+        Style::default().fg(t.muted),
+    ));
+    frame.render_widget(Paragraph::new(lines), inner);
 }
 
 fn border(app: &App, title: &str, focused: bool) -> Block<'static> {
@@ -80,7 +135,10 @@ fn draw_body(frame: &mut Frame, app: &App, area: Rect) {
         Mode::Chat => format!("chat · {}", app.format.name()),
         Mode::Complete => "completion".to_string(),
     };
-    let block = border(app, &title, false);
+    let mut block = border(app, &title, false);
+    if app.show_probs {
+        block = block.title(probability_legend(app));
+    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let width = inner.width as usize;
@@ -92,11 +150,18 @@ fn draw_body(frame: &mut Frame, app: &App, area: Rect) {
                     lines.push(Line::styled(l, Style::default().fg(t.muted)));
                 }
             }
-            for turn in &app.turns {
+            for (index, turn) in app.turns.iter().enumerate() {
                 let (name, color) = match turn.role {
                     Role::User => ("You", t.user),
                     Role::Model => ("GPT-2", t.model),
                 };
+                if let (true, Some(pieces)) = (app.show_probs, app.pieces.get(&index)) {
+                    let mut segments = vec![(format!("{name}: "), Style::default().fg(color).add_modifier(Modifier::BOLD))];
+                    segments.extend(pieces.iter().map(|(text, p)| (text.clone(), Style::default().fg(t.probability_color(*p)))));
+                    lines.extend(wrap_segments(&segments, width));
+                    lines.push(Line::default());
+                    continue;
+                }
                 let text = format!("{name}: {}", turn.text);
                 for (i, l) in wrap(&text, width).into_iter().enumerate() {
                     if i == 0 && l.len() >= name.len() + 1 {
@@ -114,6 +179,14 @@ fn draw_body(frame: &mut Frame, app: &App, area: Rect) {
             if app.turns.is_empty() {
                 lines.push(Line::styled("Type a message and press Enter. F1 for help.", Style::default().fg(t.muted)));
             }
+        }
+        Mode::Complete if app.show_probs && app.pieces.contains_key(&usize::MAX) => {
+            let start = app.continuation_start.unwrap_or(app.document.len()).min(app.document.len());
+            let mut segments = vec![(app.document[..start].to_string(), Style::default().fg(t.foreground))];
+            segments.extend(
+                app.pieces[&usize::MAX].iter().map(|(text, p)| (text.clone(), Style::default().fg(t.probability_color(*p)))),
+            );
+            lines.extend(wrap_segments(&segments, width));
         }
         Mode::Complete => {
             let start = app.continuation_start.unwrap_or(app.document.len()).min(app.document.len());
@@ -150,15 +223,83 @@ fn draw_body(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(Paragraph::new(lines[start..].to_vec()), inner);
 }
 
+/// The probability colour scale, for the conversation's title.
+fn probability_legend(app: &App) -> Line<'static> {
+    let t = &app.theme;
+    let labels = ["<10%", "<30%", "<50%", "<80%", "≥80%"];
+    let mut spans = vec![Span::styled(" p: ", Style::default().fg(t.muted))];
+    for (label, color) in labels.iter().zip(t.probability) {
+        spans.push(Span::styled(format!("■{label} "), Style::default().fg(color)));
+    }
+    Line::from(spans).right_aligned()
+}
+
+/// Wraps styled text at `width` columns, breaking anywhere (token colouring has no word view).
+pub fn wrap_segments(segments: &[(String, Style)], width: usize) -> Vec<Line<'static>> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line: Vec<Span<'static>> = Vec::new();
+    let mut used = 0;
+    for (text, style) in segments {
+        let mut current = String::new();
+        for c in text.chars() {
+            let w = c.to_string().width();
+            if c == '\n' || used + w > width {
+                if !current.is_empty() {
+                    line.push(Span::styled(std::mem::take(&mut current), *style));
+                }
+                lines.push(Line::from(std::mem::take(&mut line)));
+                used = 0;
+                if c == '\n' {
+                    continue;
+                }
+            }
+            current.push(c);
+            used += w;
+        }
+        if !current.is_empty() {
+            line.push(Span::styled(current, *style));
+        }
+    }
+    lines.push(Line::from(line));
+    lines
+}
+
+/// The input split into its tokens, on alternating backgrounds, with ids when asked.
+fn token_lines(app: &App) -> Option<Vec<Line<'static>>> {
+    let tokenizer = app.tokenizer.as_ref().filter(|_| app.token_view > 0)?;
+    let rows = crate::inspect::token_rows(tokenizer, &app.input).ok()?;
+    let t = &app.theme;
+    let shades = [Style::default().bg(t.selection).fg(t.foreground), Style::default().bg(t.border).fg(t.foreground)];
+    let spans: Vec<Span<'static>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let text = row.text.replace('\n', "⏎");
+            let text = if app.token_view == 2 { format!("{text}·{}", row.id) } else { text };
+            Span::styled(text, shades[i % 2])
+        })
+        .collect();
+    Some(vec![Line::from(spans)])
+}
+
 fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
     let title = match (app.mode, app.is_generating()) {
         (_, true) => "writing… Esc stops",
         (Mode::Chat, false) => "message · Enter sends · Alt+Enter new line",
         (Mode::Complete, false) => "text to add · Enter continues",
     };
-    let block = border(app, title, app.focus == Focus::Input);
+    let mut block = border(app, title, app.focus == Focus::Input);
+    if let Some(m) = &app.model {
+        let count = format!(" {} tokens · window {} ", app.input_tokens, m.window);
+        block = block.title(Line::styled(count, Style::default().fg(app.theme.muted)).right_aligned());
+    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    if let Some(lines) = token_lines(app) {
+        frame.render_widget(Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: false }), inner);
+        return;
+    }
     let t = &app.theme;
     let lines: Vec<Line> = app.input.split('\n').map(|l| Line::styled(l.to_string(), Style::default().fg(t.foreground))).collect();
     let before_cursor = &app.input[..app.cursor];
@@ -253,6 +394,9 @@ pub const HELP: &[(&str, &str)] = &[
     ("Ctrl+T", "next theme"),
     ("F1, ? (empty input)", "this help"),
     ("F2", "switch chat / completion mode"),
+    ("F3, /probs", "colour generated tokens by their probability"),
+    ("F4, /tokens", "show the input as tokens (again: with ids)"),
+    ("F5, /anatomy", "where the model's parameters sit"),
     ("/set NAME VALUE", "temperature top_k top_p min_p repeat_penalty repeat_last_n max_tokens seed"),
     ("/mode chat|complete", "switch mode"),
     ("/format dialogpt|transcript", "chat prompt format"),
