@@ -71,8 +71,15 @@ fn main() -> anyhow::Result<()> {
     let weights_mb = weights_bytes(&session) as f64 / 1e6;
 
     // A fixed, ordinary prompt: a sentence repeated to the length asked for.
-    let sentence = session.tokenizer().encode(" The quick brown fox jumps over the lazy dog, and the dog sleeps on.")?;
-    let prompt: Vec<u32> = sentence.iter().copied().cycle().take(args.prompt_tokens).collect();
+    let sentence = session
+        .tokenizer()
+        .encode(" The quick brown fox jumps over the lazy dog, and the dog sleeps on.")?;
+    let prompt: Vec<u32> = sentence
+        .iter()
+        .copied()
+        .cycle()
+        .take(args.prompt_tokens)
+        .collect();
     let params = SamplingParams {
         max_tokens: args.decode_tokens,
         ..SamplingParams::default()
@@ -100,7 +107,8 @@ fn main() -> anyhow::Result<()> {
         }
         let stats = generation.stats().clone();
         drop(generation);
-        best_prefill = best_prefill.max(stats.prefill_tokens as f64 / stats.prefill_time.as_secs_f64());
+        best_prefill =
+            best_prefill.max(stats.prefill_tokens as f64 / stats.prefill_time.as_secs_f64());
         best_decode = best_decode.max(tokens as f64 / timer.elapsed().as_secs_f64());
     }
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());

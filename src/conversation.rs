@@ -61,7 +61,8 @@ impl ChatFormat {
     }
 }
 
-const TRANSCRIPT_PREAMBLE: &str = "A conversation between a curious user and GPT-2, a language model.\n";
+const TRANSCRIPT_PREAMBLE: &str =
+    "A conversation between a curious user and GPT-2, a language model.\n";
 
 /// A prompt ready to run, and how many of the oldest turns had to be left out to fit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,17 +97,27 @@ pub fn chat_prompt(
             tokenizer.encode(&preamble)?
         }
     };
-    let encoded: Vec<Vec<u32>> = turns.iter().map(|t| encode_turn(tokenizer, eos, format, t)).collect::<Result<_>>()?;
+    let encoded: Vec<Vec<u32>> = turns
+        .iter()
+        .map(|t| encode_turn(tokenizer, eos, format, t))
+        .collect::<Result<_>>()?;
     let tail = match format {
         ChatFormat::Dialogpt => vec![],
         ChatFormat::Transcript => tokenizer.encode("GPT-2:")?,
     };
     let mut first = 0;
-    let total = |first: usize| head.len() + encoded[first..].iter().map(Vec::len).sum::<usize>() + tail.len();
+    let total = |first: usize| {
+        head.len() + encoded[first..].iter().map(Vec::len).sum::<usize>() + tail.len()
+    };
     while first + 1 < encoded.len() && total(first) > budget {
         first += 1;
     }
-    let mut tokens: Vec<u32> = head.iter().chain(encoded[first..].iter().flatten()).chain(&tail).copied().collect();
+    let mut tokens: Vec<u32> = head
+        .iter()
+        .chain(encoded[first..].iter().flatten())
+        .chain(&tail)
+        .copied()
+        .collect();
     if tokens.len() > budget {
         tokens.drain(..tokens.len() - budget);
     }
@@ -121,7 +132,12 @@ fn with_eos(mut tokens: Vec<u32>, eos: u32) -> Vec<u32> {
     tokens
 }
 
-fn encode_turn(tokenizer: &Tokenizer, eos: u32, format: ChatFormat, turn: &Turn) -> Result<Vec<u32>> {
+fn encode_turn(
+    tokenizer: &Tokenizer,
+    eos: u32,
+    format: ChatFormat,
+    turn: &Turn,
+) -> Result<Vec<u32>> {
     Ok(match format {
         ChatFormat::Dialogpt => with_eos(tokenizer.encode(turn.text.trim())?, eos),
         ChatFormat::Transcript => {
@@ -157,18 +173,36 @@ mod tests {
     #[test]
     fn auto_format_follows_the_model() {
         assert_eq!(ChatFormat::choose("auto", "bundled"), ChatFormat::Dialogpt);
-        assert_eq!(ChatFormat::choose("auto", "DialoGPT-medium"), ChatFormat::Dialogpt);
-        assert_eq!(ChatFormat::choose("auto", "gpt2-large"), ChatFormat::Transcript);
-        assert_eq!(ChatFormat::choose("transcript", "bundled"), ChatFormat::Transcript);
+        assert_eq!(
+            ChatFormat::choose("auto", "DialoGPT-medium"),
+            ChatFormat::Dialogpt
+        );
+        assert_eq!(
+            ChatFormat::choose("auto", "gpt2-large"),
+            ChatFormat::Transcript
+        );
+        assert_eq!(
+            ChatFormat::choose("transcript", "bundled"),
+            ChatFormat::Transcript
+        );
     }
 
     #[test]
     fn markdown_export_names_the_speakers() {
         let turns = [
-            Turn { role: Role::User, text: "Hi".into() },
-            Turn { role: Role::Model, text: "Hello".into() },
+            Turn {
+                role: Role::User,
+                text: "Hi".into(),
+            },
+            Turn {
+                role: Role::Model,
+                text: "Hello".into(),
+            },
         ];
         let md = to_markdown("m", "", &turns);
-        assert!(md.contains("**You**: Hi") && md.contains("**GPT-2**: Hello"), "{md}");
+        assert!(
+            md.contains("**You**: Hi") && md.contains("**GPT-2**: Hello"),
+            "{md}"
+        );
     }
 }

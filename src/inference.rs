@@ -17,14 +17,21 @@ use crate::tokenizer::Tokenizer;
 #[derive(Debug, Clone)]
 pub enum Prompt {
     /// A chat: the turns so far, ending with the user's message.
-    Chat { format: ChatFormat, system: String, turns: Vec<Turn> },
+    Chat {
+        format: ChatFormat,
+        system: String,
+        turns: Vec<Turn>,
+    },
     /// A document to continue.
     Complete { text: String },
 }
 
 #[derive(Debug, Clone)]
 pub enum Request {
-    Generate { prompt: Prompt, params: SamplingParams },
+    Generate {
+        prompt: Prompt,
+        params: SamplingParams,
+    },
     /// New settings, applied from the next token.
     SetParams(SamplingParams),
     /// Stop the current generation, keeping what was written.
@@ -51,9 +58,20 @@ pub enum Reply {
     Progress(String),
     Loaded,
     /// The prompt was laid out: its size, and how many old turns were left out to fit.
-    Started { prompt_tokens: usize, dropped_turns: usize },
-    Token { id: u32, text: String, logprob: f32 },
-    Finished { reason: Option<FinishReason>, text: String, stats: Stats },
+    Started {
+        prompt_tokens: usize,
+        dropped_turns: usize,
+    },
+    Token {
+        id: u32,
+        text: String,
+        logprob: f32,
+    },
+    Finished {
+        reason: Option<FinishReason>,
+        text: String,
+        stats: Stats,
+    },
     Error(String),
 }
 
@@ -101,7 +119,12 @@ impl Drop for Engine {
     }
 }
 
-fn run(load: Loader, inbox: Receiver<Request>, outbox: Sender<Reply>, info: Arc<std::sync::OnceLock<ModelInfo>>) {
+fn run(
+    load: Loader,
+    inbox: Receiver<Request>,
+    outbox: Sender<Reply>,
+    info: Arc<std::sync::OnceLock<ModelInfo>>,
+) {
     let progress = |stage: String| {
         let _ = outbox.send(Reply::Progress(stage));
     };
@@ -149,9 +172,25 @@ fn generate(
     // Room for the reply: what was asked for, but never more than half the window.
     let reserve = params.max_tokens.min(window / 2);
     let (tokens, stop, dropped_turns) = match &prompt {
-        Prompt::Chat { format, system, turns } => {
-            let laid_out = chat_prompt(session.tokenizer(), eos, *format, system, turns, window, reserve)?;
-            (laid_out.tokens, format.stop_sequences(), laid_out.dropped_turns)
+        Prompt::Chat {
+            format,
+            system,
+            turns,
+        } => {
+            let laid_out = chat_prompt(
+                session.tokenizer(),
+                eos,
+                *format,
+                system,
+                turns,
+                window,
+                reserve,
+            )?;
+            (
+                laid_out.tokens,
+                format.stop_sequences(),
+                laid_out.dropped_turns,
+            )
         }
         Prompt::Complete { text } => (session.tokenizer().encode(text)?, vec![], 0),
     };
@@ -170,7 +209,11 @@ fn generate(
                 Ok(Request::SetParams(p)) => params = p,
                 Ok(Request::Cancel) | Err(TryRecvError::Disconnected) => {
                     let stats = generation.stats().clone();
-                    let _ = outbox.send(Reply::Finished { reason: None, text: String::new(), stats });
+                    let _ = outbox.send(Reply::Finished {
+                        reason: None,
+                        text: String::new(),
+                        stats,
+                    });
                     return Ok(());
                 }
                 Ok(Request::Shutdown) => return Ok(()),
@@ -187,7 +230,11 @@ fn generate(
             }
             Step::Done { reason, text } => {
                 let stats = generation.stats().clone();
-                let _ = outbox.send(Reply::Finished { reason: Some(reason), text, stats });
+                let _ = outbox.send(Reply::Finished {
+                    reason: Some(reason),
+                    text,
+                    stats,
+                });
                 return Ok(());
             }
         }

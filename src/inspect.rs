@@ -25,13 +25,21 @@ pub struct Anatomy {
 
 impl Anatomy {
     pub fn of(config: &Gpt2Config, tied_head: bool) -> Self {
-        let (v, p, e, i) = (config.vocab_size, config.n_positions, config.n_embd, config.mlp_width());
+        let (v, p, e, i) = (
+            config.vocab_size,
+            config.n_positions,
+            config.n_embd,
+            config.mlp_width(),
+        );
         let part = |name: &str, parameters: usize, block: Option<usize>| Part {
             name: name.to_string(),
             parameters,
             block,
         };
-        let mut parts = vec![part("token embeddings (wte)", v * e, None), part("position embeddings (wpe)", p * e, None)];
+        let mut parts = vec![
+            part("token embeddings (wte)", v * e, None),
+            part("position embeddings (wpe)", p * e, None),
+        ];
         for b in 0..config.n_layer {
             parts.push(part("attention qkv (c_attn)", e * 3 * e + 3 * e, Some(b)));
             parts.push(part("attention projection (c_proj)", e * e + e, Some(b)));
@@ -40,17 +48,29 @@ impl Anatomy {
         }
         parts.push(part("final layer norm (ln_f)", 2 * e, None));
         parts.push(part(
-            if tied_head { "language-model head (tied to wte)" } else { "language-model head (lm_head)" },
+            if tied_head {
+                "language-model head (tied to wte)"
+            } else {
+                "language-model head (lm_head)"
+            },
             if tied_head { 0 } else { v * e },
             None,
         ));
         let total = parts.iter().map(|p| p.parameters).sum();
-        Self { parts, total, tied_head }
+        Self {
+            parts,
+            total,
+            tied_head,
+        }
     }
 
     /// Parameters of all blocks' parts with this name.
     pub fn sum_over_blocks(&self, name: &str) -> usize {
-        self.parts.iter().filter(|p| p.block.is_some() && p.name == name).map(|p| p.parameters).sum()
+        self.parts
+            .iter()
+            .filter(|p| p.block.is_some() && p.name == name)
+            .map(|p| p.parameters)
+            .sum()
     }
 
     /// The parts with the per-block ones added up over all blocks, in order.
@@ -59,7 +79,10 @@ impl Anatomy {
         for p in &self.parts {
             match out.iter_mut().find(|q| q.name == p.name) {
                 Some(q) => q.parameters += p.parameters,
-                None => out.push(Part { block: None, ..p.clone() }),
+                None => out.push(Part {
+                    block: None,
+                    ..p.clone()
+                }),
             }
         }
         out
@@ -99,6 +122,9 @@ mod tests {
         let a = Anatomy::of(&Gpt2Config::gpt2_small(), true);
         assert_eq!(a.total, 124_439_808);
         assert_eq!(a.summary().len(), 8);
-        assert_eq!(a.sum_over_blocks("MLP (c_fc + c_proj)"), 12 * (768 * 3072 * 2 + 3072 + 768));
+        assert_eq!(
+            a.sum_over_blocks("MLP (c_fc + c_proj)"),
+            12 * (768 * 3072 * 2 + 3072 + 768)
+        );
     }
 }

@@ -19,7 +19,17 @@ impl Tmux {
     fn start(command: &str) -> Self {
         let session = format!("gpt2tui-e2e-{}", std::process::id());
         let status = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &session, "-x", "100", "-y", "30", command])
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &session,
+                "-x",
+                "100",
+                "-y",
+                "30",
+                command,
+            ])
             .status()
             .expect("tmux starts");
         assert!(status.success());
@@ -44,7 +54,10 @@ impl Tmux {
             if check(&screen) {
                 return screen;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; screen:\n{screen}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{screen}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -71,20 +84,30 @@ fn chat_live_settings_stop_and_quit_in_a_real_terminal() {
         model.display()
     );
     let tmux = Tmux::start(&command);
-    tmux.wait_for("the model to load", |s| s.contains("idle") && s.contains("tiny-gpt2"));
+    tmux.wait_for("the model to load", |s| {
+        s.contains("idle") && s.contains("tiny-gpt2")
+    });
 
     // A message, and a streamed answer under it.
     tmux.keys(&["Hello there", "Enter"]);
     let screen = tmux.wait_for("the answer", |s| {
-        s.contains("idle") && s.lines().any(|l| l.contains("GPT-2:") && l.trim_end_matches('│').trim().len() > 10)
+        s.contains("idle")
+            && s.lines()
+                .any(|l| l.contains("GPT-2:") && l.trim_end_matches('│').trim().len() > 10)
     });
     assert!(screen.contains("You: Hello there"), "{screen}");
 
     // Live settings, by command and by keys.
     tmux.keys(&["/set temperature 0.42", "Enter"]);
-    tmux.wait_for("the panel to show 0.42", |s| s.lines().any(|l| l.contains("temperature") && l.contains("0.42")));
+    tmux.wait_for("the panel to show 0.42", |s| {
+        s.lines()
+            .any(|l| l.contains("temperature") && l.contains("0.42"))
+    });
     tmux.keys(&["Tab", "Right", "Tab"]);
-    tmux.wait_for("the panel to show 0.47", |s| s.lines().any(|l| l.contains("temperature") && l.contains("0.47")));
+    tmux.wait_for("the panel to show 0.47", |s| {
+        s.lines()
+            .any(|l| l.contains("temperature") && l.contains("0.47"))
+    });
 
     // A long generation, stopped with Esc: the partial reply stays.
     tmux.keys(&["/set max_tokens 1000000", "Enter"]);
@@ -92,11 +115,24 @@ fn chat_live_settings_stop_and_quit_in_a_real_terminal() {
     tmux.wait_for("generation to start", |s| s.contains("generating"));
     tmux.keys(&["Escape"]);
     let screen = tmux.wait_for("the stop", |s| s.contains("idle") && s.contains("stopped"));
-    assert!(screen.contains("You: Go on") || screen.contains("GPT-2:"), "{screen}");
+    assert!(
+        screen.contains("You: Go on") || screen.contains("GPT-2:"),
+        "{screen}"
+    );
 
     // Quit: the program ends with status 0 and leaves the alternate screen.
     tmux.keys(&["C-c"]);
     tmux.wait_for("the program to exit", |s| s.contains("EXITED 0"));
-    let alternate = Tmux::run(&["display-message", "-p", "-t", &tmux.session, "#{alternate_on}"]);
-    assert_eq!(alternate.trim(), "0", "the terminal is back on the main screen");
+    let alternate = Tmux::run(&[
+        "display-message",
+        "-p",
+        "-t",
+        &tmux.session,
+        "#{alternate_on}",
+    ]);
+    assert_eq!(
+        alternate.trim(),
+        "0",
+        "the terminal is back on the main screen"
+    );
 }

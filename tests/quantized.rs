@@ -21,25 +21,51 @@ fn q8_0_logits_stay_close_to_f32() {
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     // Fresh GPT-2-initialised weights, detached from training.
     let trained = Gpt2::load(vb, &config()).unwrap();
-    let tensors = varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
+    let tensors = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .collect();
     drop(trained);
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
     let dense = Gpt2::load(vb, &config()).unwrap();
     let mut quantized = dense.clone();
-    assert_eq!(quantized.quantize_q8_0().unwrap(), 0, "every matrix has a width divisible by 32");
+    assert_eq!(
+        quantized.quantize_q8_0().unwrap(),
+        0,
+        "every matrix has a width divisible by 32"
+    );
     assert!(quantized.is_quantized());
     let prompt: Vec<u32> = (0..40).map(|i| (i * 37 % 300) as u32).collect();
     let run = |model: &Gpt2| {
         let mut cache = KvCache::new(2, 64);
-        let mut out = vec![model.forward(&prompt, &mut cache).unwrap().to_vec1::<f32>().unwrap()];
+        let mut out = vec![model
+            .forward(&prompt, &mut cache)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()];
         for t in 0..5u32 {
-            out.push(model.forward(&[t * 11], &mut cache).unwrap().to_vec1::<f32>().unwrap());
+            out.push(
+                model
+                    .forward(&[t * 11], &mut cache)
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            );
         }
         out
     };
     for (d, q) in run(&dense).iter().zip(run(&quantized)) {
         let scale = d.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let worst = d.iter().zip(&q).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(worst < 0.02 * scale, "q8_0 logits off by {worst} (scale {scale})");
+        let worst = d
+            .iter()
+            .zip(&q)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            worst < 0.02 * scale,
+            "q8_0 logits off by {worst} (scale {scale})"
+        );
     }
 }

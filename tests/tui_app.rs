@@ -14,7 +14,14 @@ use ratatui::Terminal;
 
 fn app() -> App {
     let (themes, _) = load_themes(None);
-    let mut app = App::new(SamplingParams::default(), Mode::Chat, ChatFormat::Dialogpt, String::new(), themes, "dark");
+    let mut app = App::new(
+        SamplingParams::default(),
+        Mode::Chat,
+        ChatFormat::Dialogpt,
+        String::new(),
+        themes,
+        "dark",
+    );
     app.update(Action::Loaded(ModelSummary {
         name: "bundled".into(),
         parameters: 5_300_000,
@@ -47,9 +54,16 @@ fn send(app: &mut App, text: &str) -> Vec<Request> {
 }
 
 fn stream(app: &mut App, pieces: &[&str]) {
-    app.update(Action::Reply(Reply::Started { prompt_tokens: 10, dropped_turns: 0 }));
+    app.update(Action::Reply(Reply::Started {
+        prompt_tokens: 10,
+        dropped_turns: 0,
+    }));
     for p in pieces {
-        app.update(Action::Reply(Reply::Token { id: 1, text: p.to_string(), logprob: -1.0 }));
+        app.update(Action::Reply(Reply::Token {
+            id: 1,
+            text: p.to_string(),
+            logprob: -1.0,
+        }));
     }
 }
 
@@ -60,14 +74,22 @@ fn finish(app: &mut App, reason: Option<FinishReason>) {
         decode_time: std::time::Duration::from_secs(1),
         ..Stats::default()
     };
-    app.update(Action::Reply(Reply::Finished { reason, text: String::new(), stats }));
+    app.update(Action::Reply(Reply::Finished {
+        reason,
+        text: String::new(),
+        stats,
+    }));
 }
 
 #[test]
 fn sending_a_message_asks_for_a_chat_generation_and_streams_the_reply() {
     let mut app = app();
     let requests = send(&mut app, "Good morrow");
-    let [Request::Generate { prompt: Prompt::Chat { turns, format, .. }, .. }] = requests.as_slice() else {
+    let [Request::Generate {
+        prompt: Prompt::Chat { turns, format, .. },
+        ..
+    }] = requests.as_slice()
+    else {
         panic!("expected one generate request, got {requests:?}")
     };
     assert_eq!(turns.len(), 1);
@@ -98,7 +120,10 @@ fn panel_keys_change_the_setting_and_reach_a_running_generation() {
 #[test]
 fn set_command_changes_the_panel_value_and_reports_errors() {
     let mut app = app();
-    assert!(send(&mut app, "/set temperature 0.42").is_empty(), "idle: nothing to tell the engine");
+    assert!(
+        send(&mut app, "/set temperature 0.42").is_empty(),
+        "idle: nothing to tell the engine"
+    );
     assert_eq!(app.params.temperature, 0.42);
     send(&mut app, "/set top_p 7");
     assert_eq!(app.params.top_p, 0.95);
@@ -109,12 +134,21 @@ fn set_command_changes_the_panel_value_and_reports_errors() {
 fn escape_cancels_and_ctrl_c_quits_only_when_idle() {
     let mut app = app();
     send(&mut app, "hi");
-    assert!(matches!(app.update(key(KeyCode::Esc)).as_slice(), [Request::Cancel]));
-    assert!(matches!(app.update(ctrl('c')).as_slice(), [Request::Cancel]));
+    assert!(matches!(
+        app.update(key(KeyCode::Esc)).as_slice(),
+        [Request::Cancel]
+    ));
+    assert!(matches!(
+        app.update(ctrl('c')).as_slice(),
+        [Request::Cancel]
+    ));
     assert!(!app.quit);
     stream(&mut app, &["partial"]);
     finish(&mut app, None);
-    assert_eq!(app.turns[1].text, "partial", "a stopped reply keeps its text");
+    assert_eq!(
+        app.turns[1].text, "partial",
+        "a stopped reply keeps its text"
+    );
     app.update(ctrl('c'));
     assert!(app.quit);
 }
@@ -133,7 +167,10 @@ fn regenerate_replaces_the_last_reply_and_undo_removes_the_exchange() {
     assert_eq!(app.turns[1].text, "second");
     send(&mut app, "/undo");
     assert!(app.turns.is_empty());
-    assert_eq!(app.input, "hi", "the undone message comes back to the input");
+    assert_eq!(
+        app.input, "hi",
+        "the undone message comes back to the input"
+    );
 }
 
 #[test]
@@ -160,12 +197,17 @@ fn completion_mode_continues_the_document() {
     send(&mut app, "/mode complete");
     assert_eq!(app.mode, Mode::Complete);
     let requests = send(&mut app, "Once upon a time");
-    assert!(matches!(requests.as_slice(), [Request::Generate { prompt: Prompt::Complete { text }, .. }] if text == "Once upon a time"));
+    assert!(
+        matches!(requests.as_slice(), [Request::Generate { prompt: Prompt::Complete { text }, .. }] if text == "Once upon a time")
+    );
     stream(&mut app, &[" there", " was"]);
     finish(&mut app, Some(FinishReason::MaxTokens));
     assert_eq!(app.document, "Once upon a time there was");
     app.update(ctrl('r'));
-    assert_eq!(app.document, "Once upon a time", "regenerate drops the last continuation");
+    assert_eq!(
+        app.document, "Once upon a time",
+        "regenerate drops the last continuation"
+    );
 }
 
 #[test]
@@ -180,13 +222,19 @@ fn save_load_and_export_round_trip() {
     let md = dir.path().join("t.md");
     send(&mut app, &format!("/save {}", json.display()));
     send(&mut app, &format!("/export {}", md.display()));
-    assert!(std::fs::read_to_string(&md).unwrap().contains("**GPT-2**: hi there"));
+    assert!(std::fs::read_to_string(&md)
+        .unwrap()
+        .contains("**GPT-2**: hi there"));
     let mut other = self::app();
     send(&mut other, &format!("/load {}", json.display()));
     assert_eq!(other.turns, app.turns);
     assert_eq!(other.params.seed, Some(7));
     send(&mut other, "/load /no/such/file.json");
-    assert!(other.message.as_deref().unwrap().contains("/no/such/file.json"));
+    assert!(other
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("/no/such/file.json"));
 }
 
 #[test]
@@ -197,12 +245,17 @@ fn themes_cycle_and_unknown_names_are_reported() {
     send(&mut app, "/theme light");
     assert_eq!(app.theme.name, "light");
     send(&mut app, "/theme neon");
-    assert!(app.message.as_deref().unwrap().contains("no theme \"neon\""));
+    assert!(app
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("no theme \"neon\""));
 }
 
 #[test]
 fn the_example_config_parses_and_matches_the_defaults() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"))
+        .unwrap();
     let config = Config::parse(&text).unwrap();
     assert_eq!(config.sampling, SamplingParams::default());
     assert_eq!(config.model.as_deref(), Some("bundled"));
@@ -257,7 +310,10 @@ fn snapshot_each_theme_with_its_colours() {
         let terminal = render(&app, 64, 16);
         let buffer = terminal.backend().buffer();
         // The speaker's name is drawn in the theme's colour for that speaker.
-        let you = (0..16).flat_map(|y| (0..64).map(move |x| (x, y))).find(|&(x, y)| buffer[(x, y)].symbol() == "Y").unwrap();
+        let you = (0..16)
+            .flat_map(|y| (0..64).map(move |x| (x, y)))
+            .find(|&(x, y)| buffer[(x, y)].symbol() == "Y")
+            .unwrap();
         assert_eq!(buffer[you].fg, app.theme.user, "{name}");
         insta::assert_debug_snapshot!(format!("theme_{name}"), buffer);
     }
@@ -267,14 +323,31 @@ fn snapshot_each_theme_with_its_colours() {
 fn probability_colouring_records_each_token_while_streaming() {
     let mut app = app();
     send(&mut app, "hi");
-    app.update(Action::Reply(Reply::Started { prompt_tokens: 3, dropped_turns: 0 }));
-    app.update(Action::Reply(Reply::Token { id: 5, text: " sure".into(), logprob: (0.9f32).ln() }));
-    app.update(Action::Reply(Reply::Token { id: 6, text: " thing".into(), logprob: (0.05f32).ln() }));
+    app.update(Action::Reply(Reply::Started {
+        prompt_tokens: 3,
+        dropped_turns: 0,
+    }));
+    app.update(Action::Reply(Reply::Token {
+        id: 5,
+        text: " sure".into(),
+        logprob: (0.9f32).ln(),
+    }));
+    app.update(Action::Reply(Reply::Token {
+        id: 6,
+        text: " thing".into(),
+        logprob: (0.05f32).ln(),
+    }));
     let pieces = &app.pieces[&1];
     assert_eq!(pieces.len(), 2);
     assert!((pieces[0].1 - 0.9).abs() < 1e-6);
-    assert_eq!(app.theme.probability_color(pieces[0].1), app.theme.probability[4]);
-    assert_eq!(app.theme.probability_color(pieces[1].1), app.theme.probability[0]);
+    assert_eq!(
+        app.theme.probability_color(pieces[0].1),
+        app.theme.probability[4]
+    );
+    assert_eq!(
+        app.theme.probability_color(pieces[1].1),
+        app.theme.probability[0]
+    );
     app.update(key(KeyCode::F(3)));
     assert!(app.show_probs);
     // Regenerating drops the old reply's probabilities with it.
@@ -287,12 +360,27 @@ fn inspection_app(theme: &str) -> App {
     let mut app = conversation();
     let model = common_fixture_session();
     app.tokenizer = Some(model.shared_tokenizer());
-    app.anatomy = Some(gpt2_tui::inspect::Anatomy::of(model.config(), model.model().has_tied_head()));
+    app.anatomy = Some(gpt2_tui::inspect::Anatomy::of(
+        model.config(),
+        model.model().has_tied_head(),
+    ));
     send(&mut app, &format!("/theme {theme}"));
     send(&mut app, "hi");
-    app.update(Action::Reply(Reply::Started { prompt_tokens: 3, dropped_turns: 0 }));
-    for (text, p) in [(" Good", 0.95f32), (" my", 0.4), (" lord", 0.2), ("!", 0.05)] {
-        app.update(Action::Reply(Reply::Token { id: 1, text: text.into(), logprob: p.ln() }));
+    app.update(Action::Reply(Reply::Started {
+        prompt_tokens: 3,
+        dropped_turns: 0,
+    }));
+    for (text, p) in [
+        (" Good", 0.95f32),
+        (" my", 0.4),
+        (" lord", 0.2),
+        ("!", 0.05),
+    ] {
+        app.update(Action::Reply(Reply::Token {
+            id: 1,
+            text: text.into(),
+            logprob: p.ln(),
+        }));
     }
     finish(&mut app, Some(FinishReason::Eos));
     app
@@ -302,7 +390,8 @@ fn common_fixture_session() -> gpt2_tui::session::Session {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-gpt2");
     let files = gpt2_tui::model::ModelFiles::from_folder(std::path::Path::new(dir)).unwrap();
     gpt2_tui::session::Session::new(
-        gpt2_tui::model::loader::load(&files, &candle_core::Device::Cpu, candle_core::DType::F32).unwrap(),
+        gpt2_tui::model::loader::load(&files, &candle_core::Device::Cpu, candle_core::DType::F32)
+            .unwrap(),
     )
 }
 
@@ -321,12 +410,21 @@ fn snapshot_each_inspection_view_in_each_theme() {
     for name in themes.keys() {
         let mut app = inspection_app(name);
         app.update(key(KeyCode::F(3)));
-        insta::assert_debug_snapshot!(format!("probabilities_{name}"), render(&app, 70, 12).backend().buffer());
+        insta::assert_debug_snapshot!(
+            format!("probabilities_{name}"),
+            render(&app, 70, 12).backend().buffer()
+        );
         type_text(&mut app, "naïve café");
         app.update(key(KeyCode::F(4)));
         app.update(key(KeyCode::F(4)));
-        insta::assert_debug_snapshot!(format!("tokens_{name}"), render(&app, 70, 12).backend().buffer());
+        insta::assert_debug_snapshot!(
+            format!("tokens_{name}"),
+            render(&app, 70, 12).backend().buffer()
+        );
         app.update(key(KeyCode::F(5)));
-        insta::assert_debug_snapshot!(format!("anatomy_{name}"), render(&app, 90, 16).backend().buffer());
+        insta::assert_debug_snapshot!(
+            format!("anatomy_{name}"),
+            render(&app, 90, 16).backend().buffer()
+        );
     }
 }

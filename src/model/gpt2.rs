@@ -13,7 +13,10 @@ use super::kernels;
 use super::kv_cache::KvCache;
 
 /// GPT-2's initialisation for fresh weights.
-const INIT: Init = Init::Randn { mean: 0.0, stdev: 0.02 };
+const INIT: Init = Init::Randn {
+    mean: 0.0,
+    stdev: 0.02,
+};
 
 /// GPT-2 scales the residual projections by 1/sqrt(2 * n_layer) at init.
 fn residual_init(cfg: &Gpt2Config) -> Init {
@@ -66,7 +69,11 @@ impl Linear {
         let x = x.reshape((rows, in_dim))?;
         let y = match &self.weight {
             Weight::Dense(w) => {
-                let fast = if rows == 1 { kernels::single_row_matmul(&x, w)? } else { None };
+                let fast = if rows == 1 {
+                    kernels::single_row_matmul(&x, w)?
+                } else {
+                    None
+                };
                 match fast {
                     Some(y) => y,
                     None => x.matmul(w)?,
@@ -346,7 +353,12 @@ impl Gpt2 {
     pub fn quantize_q8_0(&mut self) -> Result<usize> {
         let mut skipped = 0;
         for block in &mut self.blocks {
-            for linear in [&mut block.attn.c_attn, &mut block.attn.c_proj, &mut block.mlp.c_fc, &mut block.mlp.c_proj] {
+            for linear in [
+                &mut block.attn.c_attn,
+                &mut block.attn.c_proj,
+                &mut block.mlp.c_fc,
+                &mut block.mlp.c_proj,
+            ] {
                 if !linear.quantize()? {
                     skipped += 1;
                 }
@@ -392,7 +404,9 @@ impl Gpt2 {
         let (b, t, e) = x.dims3()?;
         let x = x.reshape((b * t, e))?;
         if let Some(q) = &self.lm_head_q8 {
-            return q.forward(&x.to_dtype(DType::F32)?)?.reshape((b, t, self.config.vocab_size));
+            return q
+                .forward(&x.to_dtype(DType::F32)?)?
+                .reshape((b, t, self.config.vocab_size));
         }
         // Half-precision storage would round the logits (to 1/16 at |x| near 10 in bf16): the
         // head runs in f32 from its own f32 copy.
@@ -400,12 +414,18 @@ impl Gpt2 {
             Some(head) => (x.to_dtype(DType::F32)?, head),
             None => (x, &self.lm_head),
         };
-        let fast = if b * t == 1 { kernels::single_row_matmul_t(&x, head)? } else { None };
+        let fast = if b * t == 1 {
+            kernels::single_row_matmul_t(&x, head)?
+        } else {
+            None
+        };
         let logits = match fast {
             Some(logits) => logits,
             None => x.matmul(&head.t()?)?,
         };
-        logits.reshape((b, t, self.config.vocab_size))?.to_dtype(DType::F32)
+        logits
+            .reshape((b, t, self.config.vocab_size))?
+            .to_dtype(DType::F32)
     }
 
     /// Runs `ids` through the model after the tokens already in `cache`, appends them to the
@@ -434,7 +454,9 @@ impl Gpt2 {
         let input = Tensor::new(ids, self.device())?.unsqueeze(0)?;
         let mut x = self.embed(&input, start)?;
         for (layer, block) in self.blocks.iter().enumerate() {
-            x = block.forward(&x, Some((&mut *cache, layer)), start, Mode::Inference)?.0;
+            x = block
+                .forward(&x, Some((&mut *cache, layer)), start, Mode::Inference)?
+                .0;
         }
         cache.record(ids);
         let last = x.narrow(1, ids.len() - 1, 1)?;

@@ -143,7 +143,11 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
             acc[j] += a[c * 8 + j] * b[c * 8 + j];
         }
     }
-    let tail: f32 = a[chunks * 8..].iter().zip(&b[chunks * 8..]).map(|(x, y)| x * y).sum();
+    let tail: f32 = a[chunks * 8..]
+        .iter()
+        .zip(&b[chunks * 8..])
+        .map(|(x, y)| x * y)
+        .sum();
     acc.iter().sum::<f32>() + tail
 }
 
@@ -158,7 +162,11 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     for i in 0..blocks {
         for (j, lane) in acc.iter_mut().enumerate() {
             let off = i * 32 + j * 8;
-            *lane = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(off)), _mm256_loadu_ps(pb.add(off)), *lane);
+            *lane = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(off)),
+                _mm256_loadu_ps(pb.add(off)),
+                *lane,
+            );
         }
     }
     let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
@@ -178,7 +186,11 @@ unsafe fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
     let blocks = n / 8;
     for i in 0..blocks {
         let off = i * 8;
-        let v = _mm256_fmadd_ps(va, _mm256_loadu_ps(px.add(off)), _mm256_loadu_ps(py.add(off)));
+        let v = _mm256_fmadd_ps(
+            va,
+            _mm256_loadu_ps(px.add(off)),
+            _mm256_loadu_ps(py.add(off)),
+        );
         _mm256_storeu_ps(py.add(off), v);
     }
     for i in blocks * 8..n {
@@ -192,7 +204,12 @@ unsafe fn axpy4_avx2(a: [f32; 4], w: &[f32], y: &mut [f32]) {
     use std::arch::x86_64::*;
     let n = y.len();
     let py = y.as_mut_ptr();
-    let rows = [w.as_ptr(), w.as_ptr().add(n), w.as_ptr().add(2 * n), w.as_ptr().add(3 * n)];
+    let rows = [
+        w.as_ptr(),
+        w.as_ptr().add(n),
+        w.as_ptr().add(2 * n),
+        w.as_ptr().add(3 * n),
+    ];
     let va = a.map(|v| _mm256_set1_ps(v));
     let blocks = n / 8;
     for i in 0..blocks {
@@ -216,7 +233,12 @@ unsafe fn dot4_avx2(x: &[f32], w: &[f32]) -> [f32; 4] {
     use std::arch::x86_64::*;
     let k = x.len();
     let px = x.as_ptr();
-    let rows = [w.as_ptr(), w.as_ptr().add(k), w.as_ptr().add(2 * k), w.as_ptr().add(3 * k)];
+    let rows = [
+        w.as_ptr(),
+        w.as_ptr().add(k),
+        w.as_ptr().add(2 * k),
+        w.as_ptr().add(3 * k),
+    ];
     let mut acc = [[_mm256_setzero_ps(); 2]; 4];
     let blocks = k / 16;
     for i in 0..blocks {
@@ -250,7 +272,12 @@ pub fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
 
 /// The single-row fast path: `kernel(x, w, y)` on CPU f32 data, or `None` when it does not apply
 /// (another device or dtype, strided data, or a variable being trained).
-fn single_row(x: &Tensor, w: &Tensor, n: usize, kernel: fn(&[f32], &[f32], &mut [f32])) -> Result<Option<Tensor>> {
+fn single_row(
+    x: &Tensor,
+    w: &Tensor,
+    n: usize,
+    kernel: fn(&[f32], &[f32], &mut [f32]),
+) -> Result<Option<Tensor>> {
     if w.is_variable() {
         return Ok(None);
     }
@@ -262,7 +289,9 @@ fn single_row(x: &Tensor, w: &Tensor, n: usize, kernel: fn(&[f32], &[f32], &mut 
         })
     })
     .flatten();
-    result.map(|y| Tensor::from_vec(y, (1, n), x.device())).transpose()
+    result
+        .map(|y| Tensor::from_vec(y, (1, n), x.device()))
+        .transpose()
 }
 
 /// `x @ w` for one row `x` (1, k) and `w` (k, n).
@@ -309,7 +338,10 @@ mod tests {
             let x = sample(n, 0.3);
             let four = dot4(&x, &w);
             for r in 0..4 {
-                assert!((four[r] - dot(&x, &w[r * n..(r + 1) * n])).abs() < 1e-4, "dot4 n = {n}");
+                assert!(
+                    (four[r] - dot(&x, &w[r * n..(r + 1) * n])).abs() < 1e-4,
+                    "dot4 n = {n}"
+                );
             }
             let mut y4 = sample(n, 0.9);
             let mut y1 = y4.clone();
@@ -317,7 +349,10 @@ mod tests {
             for (r, a) in [0.5, -1.0, 2.0, 0.25].into_iter().enumerate() {
                 axpy(a, &w[r * n..(r + 1) * n], &mut y1);
             }
-            assert!(y4.iter().zip(&y1).all(|(a, b)| (a - b).abs() < 1e-4), "axpy4 n = {n}");
+            assert!(
+                y4.iter().zip(&y1).all(|(a, b)| (a - b).abs() < 1e-4),
+                "axpy4 n = {n}"
+            );
         }
     }
 
@@ -328,11 +363,25 @@ mod tests {
             let w = Tensor::from_vec(sample(k * n, 0.07), (k, n), &Device::Cpu).unwrap();
             let slow = x.matmul(&w).unwrap();
             let fast = single_row_matmul(&x, &w).unwrap().unwrap();
-            let diff = (fast - &slow).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let diff = (fast - &slow)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(diff < 1e-4, "in-out {k}x{n}: {diff}");
             let w_t = w.t().unwrap().contiguous().unwrap();
             let fast = single_row_matmul_t(&x, &w_t).unwrap().unwrap();
-            let diff = (fast - slow).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let diff = (fast - slow)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(diff < 1e-4, "rows {k}x{n}: {diff}");
         }
     }

@@ -47,8 +47,9 @@ pub fn for_each_tensor(
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut len_bytes = [0u8; 8];
-    file.read_exact(&mut len_bytes)
-        .map_err(|_| corrupt("not a safetensors file (shorter than its 8-byte header length)".into()))?;
+    file.read_exact(&mut len_bytes).map_err(|_| {
+        corrupt("not a safetensors file (shorter than its 8-byte header length)".into())
+    })?;
     let header_len = u64::from_le_bytes(len_bytes);
     if header_len > file_len.saturating_sub(8) || header_len > 100 << 20 {
         return Err(corrupt(format!(
@@ -56,7 +57,8 @@ pub fn for_each_tensor(
         )));
     }
     let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
+    file.read_exact(&mut header)
+        .map_err(|e| Error::io(path, e))?;
     let mut entries: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header)
         .map_err(|e| corrupt(format!("corrupt safetensors header: {e}")))?;
     entries.remove("__metadata__");
@@ -75,8 +77,12 @@ pub fn for_each_tensor(
         if !wanted(&name) {
             continue;
         }
-        let dtype = dtype_of(&entry.dtype)
-            .ok_or_else(|| corrupt(format!("tensor `{name}` has unsupported dtype {}", entry.dtype)))?;
+        let dtype = dtype_of(&entry.dtype).ok_or_else(|| {
+            corrupt(format!(
+                "tensor `{name}` has unsupported dtype {}",
+                entry.dtype
+            ))
+        })?;
         let (begin, end) = entry.data_offsets;
         let expected = entry.shape.iter().product::<usize>() * dtype.size_in_bytes();
         if end < begin || (end - begin) as usize != expected {
@@ -94,8 +100,10 @@ pub fn for_each_tensor(
             )));
         }
         buffer.resize(expected, 0);
-        file.seek(SeekFrom::Start(data_start + begin)).map_err(|e| Error::io(path, e))?;
-        file.read_exact(&mut buffer).map_err(|e| Error::io(path, e))?;
+        file.seek(SeekFrom::Start(data_start + begin))
+            .map_err(|e| Error::io(path, e))?;
+        file.read_exact(&mut buffer)
+            .map_err(|e| Error::io(path, e))?;
         let tensor = Tensor::from_raw_buffer(&buffer, dtype, &entry.shape, &Device::Cpu)?;
         f(&name, tensor)?;
     }

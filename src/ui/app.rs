@@ -125,10 +125,20 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(params: SamplingParams, mode: Mode, format: ChatFormat, system: String, themes: BTreeMap<String, Theme>, theme: &str) -> Self {
+    pub fn new(
+        params: SamplingParams,
+        mode: Mode,
+        format: ChatFormat,
+        system: String,
+        themes: BTreeMap<String, Theme>,
+        theme: &str,
+    ) -> Self {
         let (theme, message) = match themes.get(theme) {
             Some(t) => (t.clone(), None),
-            None => (Theme::default_theme(), Some(format!("no theme named \"{theme}\"; using dark"))),
+            None => (
+                Theme::default_theme(),
+                Some(format!("no theme named \"{theme}\"; using dark")),
+            ),
         };
         Self {
             mode,
@@ -216,7 +226,10 @@ impl App {
         match reply {
             Reply::Progress(stage) => self.engine = EngineState::Loading(stage),
             Reply::Loaded => {}
-            Reply::Started { prompt_tokens, dropped_turns } => {
+            Reply::Started {
+                prompt_tokens,
+                dropped_turns,
+            } => {
                 self.context_used = prompt_tokens;
                 self.dropped_turns = dropped_turns;
                 self.generation_started = Some(Instant::now());
@@ -228,7 +241,10 @@ impl App {
                     Mode::Chat => self.turns.len().saturating_sub(1),
                     Mode::Complete => usize::MAX,
                 };
-                self.pieces.entry(key).or_default().push((text, logprob.exp()));
+                self.pieces
+                    .entry(key)
+                    .or_default()
+                    .push((text, logprob.exp()));
                 self.generated += 1;
                 // Past the window the oldest tokens are dropped, so the window is the most in use.
                 let window = self.model.as_ref().map_or(usize::MAX, |m| m.window);
@@ -240,7 +256,11 @@ impl App {
                     }
                 }
             }
-            Reply::Finished { reason, text, stats } => {
+            Reply::Finished {
+                reason,
+                text,
+                stats,
+            } => {
                 self.append_output(&text);
                 self.engine = EngineState::Idle;
                 if stats.generated_tokens > 1 {
@@ -257,7 +277,11 @@ impl App {
                 }
             }
             Reply::Error(e) => {
-                self.engine = if self.model.is_none() { EngineState::Failed(e.clone()) } else { EngineState::Idle };
+                self.engine = if self.model.is_none() {
+                    EngineState::Failed(e.clone())
+                } else {
+                    EngineState::Idle
+                };
                 self.message = Some(e);
             }
         }
@@ -267,7 +291,10 @@ impl App {
         match self.mode {
             Mode::Chat => match self.turns.last_mut() {
                 Some(turn) if turn.role == Role::Model => turn.text.push_str(text),
-                _ => self.turns.push(Turn { role: Role::Model, text: text.to_string() }),
+                _ => self.turns.push(Turn {
+                    role: Role::Model,
+                    text: text.to_string(),
+                }),
             },
             Mode::Complete => self.document.push_str(text),
         }
@@ -312,7 +339,11 @@ impl App {
                 return vec![];
             }
             KeyCode::F(2) => {
-                self.set_mode(if self.mode == Mode::Chat { Mode::Complete } else { Mode::Chat });
+                self.set_mode(if self.mode == Mode::Chat {
+                    Mode::Complete
+                } else {
+                    Mode::Chat
+                });
                 return vec![];
             }
             KeyCode::PageUp => {
@@ -324,7 +355,11 @@ impl App {
                 return vec![];
             }
             KeyCode::Tab | KeyCode::BackTab => {
-                self.focus = if self.focus == Focus::Input { Focus::Panel } else { Focus::Input };
+                self.focus = if self.focus == Focus::Input {
+                    Focus::Panel
+                } else {
+                    Focus::Input
+                };
                 return vec![];
             }
             _ => {}
@@ -333,7 +368,9 @@ impl App {
             return self.on_panel_key(key);
         }
         match key.code {
-            KeyCode::Enter if alt || key.modifiers.contains(KeyModifiers::SHIFT) => self.insert("\n"),
+            KeyCode::Enter if alt || key.modifiers.contains(KeyModifiers::SHIFT) => {
+                self.insert("\n")
+            }
             KeyCode::Char('j') if ctrl => self.insert("\n"),
             KeyCode::Enter => return self.submit(),
             KeyCode::Char('?') if self.input.is_empty() => self.show_help = true,
@@ -444,7 +481,10 @@ impl App {
                 if text.trim().is_empty() {
                     return vec![];
                 }
-                self.turns.push(Turn { role: Role::User, text });
+                self.turns.push(Turn {
+                    role: Role::User,
+                    text,
+                });
                 self.generate()
             }
             Mode::Complete => {
@@ -471,10 +511,15 @@ impl App {
             Mode::Complete => {
                 self.continuation_start = Some(self.document.len());
                 self.pieces.remove(&usize::MAX);
-                Prompt::Complete { text: self.document.clone() }
+                Prompt::Complete {
+                    text: self.document.clone(),
+                }
             }
         };
-        vec![Request::Generate { prompt, params: self.params.clone() }]
+        vec![Request::Generate {
+            prompt,
+            params: self.params.clone(),
+        }]
     }
 
     fn regenerate(&mut self) -> Vec<Request> {
@@ -517,7 +562,10 @@ impl App {
 
     fn cycle_theme(&mut self) {
         let names: Vec<&String> = self.themes.keys().collect();
-        let at = names.iter().position(|n| **n == self.theme.name).unwrap_or(0);
+        let at = names
+            .iter()
+            .position(|n| **n == self.theme.name)
+            .unwrap_or(0);
         let next = names[(at + 1) % names.len()].clone();
         self.theme = self.themes[&next].clone();
         self.message = Some(format!("theme {next}"));
@@ -560,7 +608,11 @@ impl App {
             },
             "system" => {
                 self.system = rest.to_string();
-                Ok(Some(if rest.is_empty() { "system text cleared".into() } else { "system text set".into() }))
+                Ok(Some(if rest.is_empty() {
+                    "system text cleared".into()
+                } else {
+                    "system text set".into()
+                }))
             }
             "regen" => return self.regenerate(),
             "undo" => {
@@ -602,7 +654,10 @@ impl App {
             }
             "probs" => {
                 self.show_probs = !self.show_probs;
-                Ok(Some(format!("probability colours {}", if self.show_probs { "on" } else { "off" })))
+                Ok(Some(format!(
+                    "probability colours {}",
+                    if self.show_probs { "on" } else { "off" }
+                )))
             }
             "tokens" => {
                 self.token_view = (self.token_view + 1) % 3;
@@ -614,7 +669,11 @@ impl App {
             }
             "quit" | "exit" => {
                 self.quit = true;
-                return if self.is_generating() { vec![Request::Cancel] } else { vec![] };
+                return if self.is_generating() {
+                    vec![Request::Cancel]
+                } else {
+                    vec![]
+                };
             }
             other => Err(format!("unknown command /{other} (F1 lists them)")),
         };
@@ -650,7 +709,11 @@ impl App {
 
     pub fn transcript(&self) -> Transcript {
         Transcript {
-            model: self.model.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
+            model: self
+                .model
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default(),
             mode: self.mode,
             format: self.format,
             system: self.system.clone(),
@@ -674,7 +737,8 @@ impl App {
             return Err("stop the generation first (Esc)".into());
         }
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-        let t: Transcript = serde_json::from_str(&text).map_err(|e| format!("{path}: not a gpt2-tui transcript: {e}"))?;
+        let t: Transcript = serde_json::from_str(&text)
+            .map_err(|e| format!("{path}: not a gpt2-tui transcript: {e}"))?;
         t.settings.validate().map_err(|e| format!("{path}: {e}"))?;
         self.mode = t.mode;
         self.format = t.format;
@@ -691,7 +755,11 @@ impl App {
         if path.is_empty() {
             return Err("usage: /export PATH".into());
         }
-        let name = self.model.as_ref().map(|m| m.name.as_str()).unwrap_or("GPT-2");
+        let name = self
+            .model
+            .as_ref()
+            .map(|m| m.name.as_str())
+            .unwrap_or("GPT-2");
         let text = match self.mode {
             Mode::Chat => to_markdown(name, &self.system, &self.turns),
             Mode::Complete => format!("# Text continued by {name}\n\n{}\n", self.document),

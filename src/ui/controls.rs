@@ -59,12 +59,21 @@ impl Control {
         let d = direction as f32;
         let round = |x: f32| (x * 100.0).round() / 100.0;
         match self {
-            Control::Temperature => p.temperature = round((p.temperature + 0.05 * d).clamp(0.0, 2.0)),
-            Control::TopK => p.top_k = (p.top_k as i64 + 5 * direction as i64).clamp(0, 500) as usize,
+            Control::Temperature => {
+                p.temperature = round((p.temperature + 0.05 * d).clamp(0.0, 2.0))
+            }
+            Control::TopK => {
+                p.top_k = (p.top_k as i64 + 5 * direction as i64).clamp(0, 500) as usize
+            }
             Control::TopP => p.top_p = round((p.top_p + 0.05 * d).clamp(0.05, 1.0)),
             Control::MinP => p.min_p = round((p.min_p + 0.01 * d).clamp(0.0, 1.0)),
-            Control::RepeatPenalty => p.repeat_penalty = round((p.repeat_penalty + 0.05 * d).clamp(0.5, 2.0)),
-            Control::MaxTokens => p.max_tokens = (p.max_tokens as i64 + 16 * direction as i64).clamp(1, 100_000) as usize,
+            Control::RepeatPenalty => {
+                p.repeat_penalty = round((p.repeat_penalty + 0.05 * d).clamp(0.5, 2.0))
+            }
+            Control::MaxTokens => {
+                p.max_tokens =
+                    (p.max_tokens as i64 + 16 * direction as i64).clamp(1, 100_000) as usize
+            }
             Control::Seed => {
                 p.seed = match (p.seed, direction > 0) {
                     (None, true) => Some(0),
@@ -81,8 +90,16 @@ impl Control {
 /// Applies `/set NAME VALUE`; the error says what was wrong.
 pub fn set(p: &mut SamplingParams, name: &str, value: &str) -> Result<(), String> {
     let mut next = p.clone();
-    let number = || value.parse::<f32>().map_err(|_| format!("{name}: \"{value}\" is not a number"));
-    let count = || value.parse::<usize>().map_err(|_| format!("{name}: \"{value}\" is not a whole number"));
+    let number = || {
+        value
+            .parse::<f32>()
+            .map_err(|_| format!("{name}: \"{value}\" is not a number"))
+    };
+    let count = || {
+        value
+            .parse::<usize>()
+            .map_err(|_| format!("{name}: \"{value}\" is not a whole number"))
+    };
     match name.replace('-', "_").as_str() {
         "temperature" | "temp" => next.temperature = number()?,
         "top_k" => next.top_k = count()?,
@@ -114,13 +131,19 @@ mod tests {
 
     #[test]
     fn steps_stay_in_range() {
-        let mut p = SamplingParams { temperature: 0.02, ..SamplingParams::default() };
+        let mut p = SamplingParams {
+            temperature: 0.02,
+            ..SamplingParams::default()
+        };
         Control::Temperature.step(&mut p, -1);
         assert_eq!(p.temperature, 0.0);
         Control::TopP.step(&mut p, 1);
         Control::TopP.step(&mut p, 1);
         assert_eq!(p.top_p, 1.0);
-        let mut p = SamplingParams { seed: Some(0), ..SamplingParams::default() };
+        let mut p = SamplingParams {
+            seed: Some(0),
+            ..SamplingParams::default()
+        };
         Control::Seed.step(&mut p, -1);
         assert_eq!(p.seed, None);
     }
@@ -133,7 +156,13 @@ mod tests {
         set(&mut p, "top-k", "7").unwrap();
         assert_eq!(p.top_k, 7);
         assert!(set(&mut p, "top_p", "3").unwrap_err().contains("top-p 3"));
-        assert!(set(&mut p, "warmth", "1").unwrap_err().contains("unknown setting"));
-        assert_eq!(p.top_p, SamplingParams::default().top_p, "a rejected value changes nothing");
+        assert!(set(&mut p, "warmth", "1")
+            .unwrap_err()
+            .contains("unknown setting"));
+        assert_eq!(
+            p.top_p,
+            SamplingParams::default().top_p,
+            "a rejected value changes nothing"
+        );
     }
 }

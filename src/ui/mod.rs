@@ -48,10 +48,22 @@ pub fn run(cli: &Cli, config: &Config) -> Result<()> {
     let params = cli.generate.sampling(config);
     params.validate().map_err(Error::Usage)?;
     let model_spec = cli.common.model_spec(config);
-    let mode = if config.chat.mode == "complete" { Mode::Complete } else { Mode::Chat };
+    let mode = if config.chat.mode == "complete" {
+        Mode::Complete
+    } else {
+        Mode::Chat
+    };
     let format = ChatFormat::choose(&config.chat.format, &model_spec);
-    let (themes, problems) = theme::load_themes(Config::default_dir().map(|d| d.join("themes")).as_deref());
-    let mut app = App::new(params, mode, format, config.chat.system.clone(), themes, &config.ui.theme);
+    let (themes, problems) =
+        theme::load_themes(Config::default_dir().map(|d| d.join("themes")).as_deref());
+    let mut app = App::new(
+        params,
+        mode,
+        format,
+        config.chat.system.clone(),
+        themes,
+        &config.ui.theme,
+    );
     if !problems.is_empty() {
         app.message = Some(problems.join("; "));
     }
@@ -69,7 +81,8 @@ pub fn run(cli: &Cli, config: &Config) -> Result<()> {
         restore_terminal();
         previous_hook(info);
     }));
-    terminal::enable_raw_mode().map_err(|e| Error::Other(format!("cannot set up the terminal: {e}")))?;
+    terminal::enable_raw_mode()
+        .map_err(|e| Error::Other(format!("cannot set up the terminal: {e}")))?;
     let _guard = TerminalGuard;
     execute!(
         std::io::stdout(),
@@ -83,9 +96,14 @@ pub fn run(cli: &Cli, config: &Config) -> Result<()> {
     event_loop(&mut terminal, &mut app, &engine)
 }
 
-fn event_loop(terminal: &mut Terminal<CrosstermBackend<std::io::Stdout>>, app: &mut App, engine: &Engine) -> Result<()> {
+fn event_loop(
+    terminal: &mut Terminal<CrosstermBackend<std::io::Stdout>>,
+    app: &mut App,
+    engine: &Engine,
+) -> Result<()> {
     let draw_error = |e: std::io::Error| Error::Other(format!("drawing: {e}"));
-    let mut frame_log = std::env::var_os("GPT2_TUI_FRAME_LOG").and_then(|p| std::fs::File::create(p).ok());
+    let mut frame_log =
+        std::env::var_os("GPT2_TUI_FRAME_LOG").and_then(|p| std::fs::File::create(p).ok());
     let mut dirty = true;
     let mut last_draw = Instant::now() - FRAME;
     // The time of the oldest input not yet on screen, for the frame log.
@@ -105,30 +123,41 @@ fn event_loop(terminal: &mut Terminal<CrosstermBackend<std::io::Stdout>>, app: &
             dirty = true;
         }
         if dirty && last_draw.elapsed() >= FRAME {
-            terminal.draw(|frame| view::draw(frame, app)).map_err(draw_error)?;
+            terminal
+                .draw(|frame| view::draw(frame, app))
+                .map_err(draw_error)?;
             last_draw = Instant::now();
             dirty = false;
             if let (Some(log), Some(since)) = (frame_log.as_mut(), pending_input.take()) {
-                let _ = writeln!(log, "input_to_frame_ms {:.2}", since.elapsed().as_secs_f64() * 1e3);
+                let _ = writeln!(
+                    log,
+                    "input_to_frame_ms {:.2}",
+                    since.elapsed().as_secs_f64() * 1e3
+                );
             }
             if let Some(log) = frame_log.as_mut() {
                 let _ = writeln!(log, "frame {:.3}", last_draw.elapsed().as_secs_f64());
             }
         }
-        let wait = if dirty { FRAME.saturating_sub(last_draw.elapsed()) } else { Duration::from_millis(20) };
+        let wait = if dirty {
+            FRAME.saturating_sub(last_draw.elapsed())
+        } else {
+            Duration::from_millis(20)
+        };
         if !event::poll(wait).map_err(|e| Error::Other(format!("reading the terminal: {e}")))? {
             continue;
         }
-        let action = match event::read().map_err(|e| Error::Other(format!("reading the terminal: {e}")))? {
-            Event::Key(key) if key.kind != KeyEventKind::Release => Some(Action::Key(key)),
-            Event::Paste(text) => Some(Action::Paste(text)),
-            Event::Mouse(mouse) => app::wheel(mouse.kind).map(Action::Scroll),
-            Event::Resize(..) => {
-                dirty = true;
-                None
-            }
-            _ => None,
-        };
+        let action =
+            match event::read().map_err(|e| Error::Other(format!("reading the terminal: {e}")))? {
+                Event::Key(key) if key.kind != KeyEventKind::Release => Some(Action::Key(key)),
+                Event::Paste(text) => Some(Action::Paste(text)),
+                Event::Mouse(mouse) => app::wheel(mouse.kind).map(Action::Scroll),
+                Event::Resize(..) => {
+                    dirty = true;
+                    None
+                }
+                _ => None,
+            };
         if let Some(action) = action {
             pending_input.get_or_insert_with(Instant::now);
             for request in app.update(action) {

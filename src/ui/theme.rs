@@ -11,7 +11,10 @@ use serde::Deserialize;
 const BUILT_IN: [(&str, &str); 3] = [
     ("dark", include_str!("../../themes/dark.toml")),
     ("light", include_str!("../../themes/light.toml")),
-    ("high-contrast", include_str!("../../themes/high-contrast.toml")),
+    (
+        "high-contrast",
+        include_str!("../../themes/high-contrast.toml"),
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +39,10 @@ pub const PROBABILITY_BANDS: [f32; 4] = [0.1, 0.3, 0.5, 0.8];
 impl Theme {
     /// The colour for a token drawn with probability `p`.
     pub fn probability_color(&self, p: f32) -> Color {
-        let band = PROBABILITY_BANDS.iter().take_while(|&&edge| p >= edge).count();
+        let band = PROBABILITY_BANDS
+            .iter()
+            .take_while(|&&edge| p >= edge)
+            .count();
         self.probability[band]
     }
 }
@@ -60,7 +66,8 @@ struct ThemeFile {
 impl Theme {
     /// Parses a theme file; the error names the key and value at fault.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let file: ThemeFile = toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))?;
+        let file: ThemeFile =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))?;
         let color = |key: &str, value: &str| {
             Color::from_str(value).map_err(|_| format!("`{key}` = \"{value}\" is not a colour"))
         };
@@ -80,9 +87,9 @@ impl Theme {
                     .iter()
                     .map(|c| color("probability", c))
                     .collect::<Result<Vec<_>, _>>()?;
-                colors
-                    .try_into()
-                    .map_err(|v: Vec<Color>| format!("`probability` needs 5 colours, got {}", v.len()))?
+                colors.try_into().map_err(|v: Vec<Color>| {
+                    format!("`probability` needs 5 colours, got {}", v.len())
+                })?
             },
             name: file.name,
         })
@@ -111,10 +118,16 @@ pub fn load_themes(user_dir: Option<&Path>) -> (BTreeMap<String, Theme>, Vec<Str
     let Ok(entries) = std::fs::read_dir(dir) else {
         return (themes, problems);
     };
-    let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    let mut paths: Vec<_> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
     paths.sort();
     for path in paths {
-        let parsed = std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|t| Theme::parse(&t));
+        let parsed = std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| Theme::parse(&t));
         match parsed {
             Ok(theme) => {
                 themes.insert(theme.name.clone(), theme);
@@ -133,20 +146,34 @@ mod tests {
     fn every_built_in_theme_loads() {
         let (themes, problems) = load_themes(None);
         assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(themes.keys().collect::<Vec<_>>(), vec!["dark", "high-contrast", "light"]);
+        assert_eq!(
+            themes.keys().collect::<Vec<_>>(),
+            vec!["dark", "high-contrast", "light"]
+        );
     }
 
     #[test]
     fn user_themes_add_and_override_and_bad_ones_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         let dark = BUILT_IN[0].1.replace("#1e1e2e", "#000001");
-        std::fs::write(dir.path().join("mine.toml"), dark.replace("name = \"dark\"", "name = \"mine\"")).unwrap();
+        std::fs::write(
+            dir.path().join("mine.toml"),
+            dark.replace("name = \"dark\"", "name = \"mine\""),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("dark.toml"), &dark).unwrap();
-        std::fs::write(dir.path().join("broken.toml"), dark.replace("#cdd6f4", "not-a-colour")).unwrap();
+        std::fs::write(
+            dir.path().join("broken.toml"),
+            dark.replace("#cdd6f4", "not-a-colour"),
+        )
+        .unwrap();
         let (themes, problems) = load_themes(Some(dir.path()));
         assert!(themes.contains_key("mine"));
         assert_eq!(themes["dark"].background, Color::Rgb(0, 0, 1));
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].contains("broken.toml") && problems[0].contains("foreground"), "{problems:?}");
+        assert!(
+            problems[0].contains("broken.toml") && problems[0].contains("foreground"),
+            "{problems:?}"
+        );
     }
 }

@@ -16,19 +16,26 @@ const PANEL_WIDTH: u16 = 28;
 pub fn draw(frame: &mut Frame, app: &App) {
     let t = &app.theme;
     let area = frame.area();
-    frame.render_widget(Block::default().style(Style::default().bg(t.background).fg(t.foreground)), area);
+    frame.render_widget(
+        Block::default().style(Style::default().bg(t.background).fg(t.foreground)),
+        area,
+    );
     let [main, status] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
     let show_panel = main.width >= 60;
     let (left, panel) = if show_panel {
-        let [l, p] = Layout::horizontal([Constraint::Min(0), Constraint::Length(PANEL_WIDTH)]).areas(main);
+        let [l, p] =
+            Layout::horizontal([Constraint::Min(0), Constraint::Length(PANEL_WIDTH)]).areas(main);
         (l, Some(p))
     } else {
         (main, None)
     };
-    let input_height = (app.input.lines().count().max(1) as u16 + if app.input.ends_with('\n') { 1 } else { 0 } + 2)
-        .min(left.height / 2)
-        .max(3.min(left.height));
-    let [body, input] = Layout::vertical([Constraint::Min(0), Constraint::Length(input_height)]).areas(left);
+    let input_height = (app.input.lines().count().max(1) as u16
+        + if app.input.ends_with('\n') { 1 } else { 0 }
+        + 2)
+    .min(left.height / 2)
+    .max(3.min(left.height));
+    let [body, input] =
+        Layout::vertical([Constraint::Min(0), Constraint::Length(input_height)]).areas(left);
     draw_body(frame, app, body);
     draw_input(frame, app, input);
     if let Some(panel) = panel {
@@ -62,7 +69,8 @@ fn draw_anatomy(frame: &mut Frame, app: &App, area: Rect) {
     let summary = anatomy.summary();
     let popup = popup_area(area, 72, summary.len() as u16 + 5);
     frame.render_widget(Clear, popup);
-    let block = border(app, "model anatomy · any key closes", true).style(Style::default().bg(t.background));
+    let block = border(app, "model anatomy · any key closes", true)
+        .style(Style::default().bg(t.background));
     let inner = block.inner(popup);
     frame.render_widget(block, popup);
     let bar_width = 20usize;
@@ -72,10 +80,19 @@ fn draw_anatomy(frame: &mut Frame, app: &App, area: Rect) {
             let share = part.parameters as f64 / anatomy.total.max(1) as f64;
             let filled = (share * bar_width as f64).round() as usize;
             Line::from(vec![
-                Span::styled(format!("{:>12} ", part.parameters), Style::default().fg(t.foreground)),
+                Span::styled(
+                    format!("{:>12} ", part.parameters),
+                    Style::default().fg(t.foreground),
+                ),
                 Span::styled("█".repeat(filled), Style::default().fg(t.accent)),
-                Span::styled("·".repeat(bar_width - filled.min(bar_width)), Style::default().fg(t.border)),
-                Span::styled(format!(" {:>5.1}% {}", share * 100.0, part.name), Style::default().fg(t.foreground)),
+                Span::styled(
+                    "·".repeat(bar_width - filled.min(bar_width)),
+                    Style::default().fg(t.border),
+                ),
+                Span::styled(
+                    format!(" {:>5.1}% {}", share * 100.0, part.name),
+                    Style::default().fg(t.foreground),
+                ),
             ])
         })
         .collect();
@@ -100,7 +117,10 @@ fn border(app: &App, title: &str, focused: bool) -> Block<'static> {
     Block::default()
         .borders(Borders::ALL)
         .border_style(Style::default().fg(if focused { t.accent } else { t.border }))
-        .title(Span::styled(format!(" {title} "), Style::default().fg(t.muted)))
+        .title(Span::styled(
+            format!(" {title} "),
+            Style::default().fg(t.muted),
+        ))
 }
 
 /// Word-wraps `text` into lines of at most `width` columns (long words are cut).
@@ -156,8 +176,13 @@ fn draw_body(frame: &mut Frame, app: &App, area: Rect) {
                     Role::Model => ("GPT-2", t.model),
                 };
                 if let (true, Some(pieces)) = (app.show_probs, app.pieces.get(&index)) {
-                    let mut segments = vec![(format!("{name}: "), Style::default().fg(color).add_modifier(Modifier::BOLD))];
-                    segments.extend(pieces.iter().map(|(text, p)| (text.clone(), Style::default().fg(t.probability_color(*p)))));
+                    let mut segments = vec![(
+                        format!("{name}: "),
+                        Style::default().fg(color).add_modifier(Modifier::BOLD),
+                    )];
+                    segments.extend(pieces.iter().map(|(text, p)| {
+                        (text.clone(), Style::default().fg(t.probability_color(*p)))
+                    }));
                     lines.extend(wrap_segments(&segments, width));
                     lines.push(Line::default());
                     continue;
@@ -167,7 +192,10 @@ fn draw_body(frame: &mut Frame, app: &App, area: Rect) {
                     if i == 0 && l.len() >= name.len() + 1 {
                         let (head, rest) = l.split_at(name.len() + 1);
                         lines.push(Line::from(vec![
-                            Span::styled(head.to_string(), Style::default().fg(color).add_modifier(Modifier::BOLD)),
+                            Span::styled(
+                                head.to_string(),
+                                Style::default().fg(color).add_modifier(Modifier::BOLD),
+                            ),
                             Span::styled(rest.to_string(), Style::default().fg(t.foreground)),
                         ]));
                     } else {
@@ -177,19 +205,33 @@ fn draw_body(frame: &mut Frame, app: &App, area: Rect) {
                 lines.push(Line::default());
             }
             if app.turns.is_empty() {
-                lines.push(Line::styled("Type a message and press Enter. F1 for help.", Style::default().fg(t.muted)));
+                lines.push(Line::styled(
+                    "Type a message and press Enter. F1 for help.",
+                    Style::default().fg(t.muted),
+                ));
             }
         }
         Mode::Complete if app.show_probs && app.pieces.contains_key(&usize::MAX) => {
-            let start = app.continuation_start.unwrap_or(app.document.len()).min(app.document.len());
-            let mut segments = vec![(app.document[..start].to_string(), Style::default().fg(t.foreground))];
+            let start = app
+                .continuation_start
+                .unwrap_or(app.document.len())
+                .min(app.document.len());
+            let mut segments = vec![(
+                app.document[..start].to_string(),
+                Style::default().fg(t.foreground),
+            )];
             segments.extend(
-                app.pieces[&usize::MAX].iter().map(|(text, p)| (text.clone(), Style::default().fg(t.probability_color(*p)))),
+                app.pieces[&usize::MAX]
+                    .iter()
+                    .map(|(text, p)| (text.clone(), Style::default().fg(t.probability_color(*p)))),
             );
             lines.extend(wrap_segments(&segments, width));
         }
         Mode::Complete => {
-            let start = app.continuation_start.unwrap_or(app.document.len()).min(app.document.len());
+            let start = app
+                .continuation_start
+                .unwrap_or(app.document.len())
+                .min(app.document.len());
             let given = &app.document[..start];
             // Colour the model's continuation; wrapping works on the whole text.
             let mut offset = 0;
@@ -229,7 +271,10 @@ fn probability_legend(app: &App) -> Line<'static> {
     let labels = ["<10%", "<30%", "<50%", "<80%", "≥80%"];
     let mut spans = vec![Span::styled(" p: ", Style::default().fg(t.muted))];
     for (label, color) in labels.iter().zip(t.probability) {
-        spans.push(Span::styled(format!("■{label} "), Style::default().fg(color)));
+        spans.push(Span::styled(
+            format!("■{label} "),
+            Style::default().fg(color),
+        ));
     }
     Line::from(spans).right_aligned()
 }
@@ -270,13 +315,20 @@ fn token_lines(app: &App) -> Option<Vec<Line<'static>>> {
     let tokenizer = app.tokenizer.as_ref().filter(|_| app.token_view > 0)?;
     let rows = crate::inspect::token_rows(tokenizer, &app.input).ok()?;
     let t = &app.theme;
-    let shades = [Style::default().bg(t.selection).fg(t.foreground), Style::default().bg(t.border).fg(t.foreground)];
+    let shades = [
+        Style::default().bg(t.selection).fg(t.foreground),
+        Style::default().bg(t.border).fg(t.foreground),
+    ];
     let spans: Vec<Span<'static>> = rows
         .iter()
         .enumerate()
         .map(|(i, row)| {
             let text = row.text.replace('\n', "⏎");
-            let text = if app.token_view == 2 { format!("{text}·{}", row.id) } else { text };
+            let text = if app.token_view == 2 {
+                format!("{text}·{}", row.id)
+            } else {
+                text
+            };
             Span::styled(text, shades[i % 2])
         })
         .collect();
@@ -292,21 +344,32 @@ fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
     let mut block = border(app, title, app.focus == Focus::Input);
     if let Some(m) = &app.model {
         let count = format!(" {} tokens · window {} ", app.input_tokens, m.window);
-        block = block.title(Line::styled(count, Style::default().fg(app.theme.muted)).right_aligned());
+        block =
+            block.title(Line::styled(count, Style::default().fg(app.theme.muted)).right_aligned());
     }
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if let Some(lines) = token_lines(app) {
-        frame.render_widget(Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: false }), inner);
+        frame.render_widget(
+            Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: false }),
+            inner,
+        );
         return;
     }
     let t = &app.theme;
-    let lines: Vec<Line> = app.input.split('\n').map(|l| Line::styled(l.to_string(), Style::default().fg(t.foreground))).collect();
+    let lines: Vec<Line> = app
+        .input
+        .split('\n')
+        .map(|l| Line::styled(l.to_string(), Style::default().fg(t.foreground)))
+        .collect();
     let before_cursor = &app.input[..app.cursor];
     let row = before_cursor.matches('\n').count();
     let col = before_cursor.rsplit('\n').next().unwrap_or("").width();
     let skip = (row + 1).saturating_sub(inner.height as usize);
-    frame.render_widget(Paragraph::new(lines[skip.min(lines.len())..].to_vec()), inner);
+    frame.render_widget(
+        Paragraph::new(lines[skip.min(lines.len())..].to_vec()),
+        inner,
+    );
     if app.focus == Focus::Input && inner.width > 0 && inner.height > 0 {
         let x = inner.x + (col as u16).min(inner.width - 1);
         let y = inner.y + ((row - skip) as u16).min(inner.height - 1);
@@ -324,17 +387,27 @@ fn draw_panel(frame: &mut Frame, app: &App, area: Rect) {
     for (i, control) in CONTROLS.iter().enumerate() {
         let selected = focused && i == app.selected;
         let style = if selected {
-            Style::default().bg(t.selection).fg(t.accent).add_modifier(Modifier::BOLD)
+            Style::default()
+                .bg(t.selection)
+                .fg(t.accent)
+                .add_modifier(Modifier::BOLD)
         } else {
             Style::default().fg(t.foreground)
         };
         let value = control.show(&app.params);
         let label = control.label();
         let pad = (inner.width as usize).saturating_sub(label.width() + value.width() + 1);
-        lines.push(Line::styled(format!("{label}{} {value}", " ".repeat(pad)), style));
+        lines.push(Line::styled(
+            format!("{label}{} {value}", " ".repeat(pad)),
+            style,
+        ));
     }
     lines.push(Line::default());
-    let hint = if focused { "↑↓ choose  ←→ change" } else { "Tab to adjust" };
+    let hint = if focused {
+        "↑↓ choose  ←→ change"
+    } else {
+        "Tab to adjust"
+    };
     lines.push(Line::styled(hint, Style::default().fg(t.muted)));
     frame.render_widget(Paragraph::new(lines), inner);
 }
@@ -368,26 +441,41 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
         spans.push(sep.clone());
         let share = app.context_used as f64 / m.window.max(1) as f64;
         let color = if share > 0.9 { t.warning } else { t.foreground };
-        spans.push(Span::styled(format!("ctx {}/{}", app.context_used, m.window), Style::default().fg(color)));
+        spans.push(Span::styled(
+            format!("ctx {}/{}", app.context_used, m.window),
+            Style::default().fg(color),
+        ));
     }
     if app.dropped_turns > 0 {
         spans.push(sep.clone());
-        spans.push(Span::styled(format!("{} old turns dropped to fit", app.dropped_turns), Style::default().fg(t.warning)));
+        spans.push(Span::styled(
+            format!("{} old turns dropped to fit", app.dropped_turns),
+            Style::default().fg(t.warning),
+        ));
     }
     if let Some(message) = &app.message {
         spans.push(sep);
         spans.push(Span::styled(message.clone(), Style::default().fg(t.muted)));
     }
-    frame.render_widget(Paragraph::new(Line::from(spans)).style(Style::default().bg(t.selection)), area);
+    frame.render_widget(
+        Paragraph::new(Line::from(spans)).style(Style::default().bg(t.selection)),
+        area,
+    );
 }
 
 pub const HELP: &[(&str, &str)] = &[
-    ("Enter", "send the message (completion mode: continue the text)"),
+    (
+        "Enter",
+        "send the message (completion mode: continue the text)",
+    ),
     ("Alt+Enter, Ctrl+J", "new line in the input"),
     ("Up / Down", "recall earlier inputs"),
     ("PgUp / PgDn, wheel", "scroll the conversation"),
     ("Tab", "move to the sampling panel and back"),
-    ("↑↓ ←→ - +", "in the panel: choose a control, change it (live)"),
+    (
+        "↑↓ ←→ - +",
+        "in the panel: choose a control, change it (live)",
+    ),
     ("Esc", "stop generating, keep the text"),
     ("Ctrl+C", "stop generating; quit when idle"),
     ("Ctrl+R", "regenerate the last reply"),
@@ -397,12 +485,24 @@ pub const HELP: &[(&str, &str)] = &[
     ("F3, /probs", "colour generated tokens by their probability"),
     ("F4, /tokens", "show the input as tokens (again: with ids)"),
     ("F5, /anatomy", "where the model's parameters sit"),
-    ("/set NAME VALUE", "temperature top_k top_p min_p repeat_penalty repeat_last_n max_tokens seed"),
+    (
+        "/set NAME VALUE",
+        "temperature top_k top_p min_p repeat_penalty repeat_last_n max_tokens seed",
+    ),
     ("/mode chat|complete", "switch mode"),
     ("/format dialogpt|transcript", "chat prompt format"),
-    ("/system TEXT", "text before the conversation (empty clears)"),
-    ("/regen  /undo  /clear", "regenerate, remove the last exchange, start over"),
-    ("/save PATH  /load PATH", "transcript as JSON, with the settings"),
+    (
+        "/system TEXT",
+        "text before the conversation (empty clears)",
+    ),
+    (
+        "/regen  /undo  /clear",
+        "regenerate, remove the last exchange, start over",
+    ),
+    (
+        "/save PATH  /load PATH",
+        "transcript as JSON, with the settings",
+    ),
     ("/export PATH", "conversation as Markdown"),
     ("/theme NAME", "dark, light, high-contrast, or your own"),
     ("/help  /quit", "this help; quit"),
@@ -427,7 +527,10 @@ fn draw_help(frame: &mut Frame, app: &App, area: Rect) {
         .iter()
         .map(|(key, what)| {
             Line::from(vec![
-                Span::styled(format!("{key:<key_width$}  "), Style::default().fg(t.accent)),
+                Span::styled(
+                    format!("{key:<key_width$}  "),
+                    Style::default().fg(t.accent),
+                ),
                 Span::styled(what.to_string(), Style::default().fg(t.foreground)),
             ])
         })
