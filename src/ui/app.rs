@@ -372,6 +372,9 @@ impl App {
                 self.insert("\n")
             }
             KeyCode::Char('j') if ctrl => self.insert("\n"),
+            KeyCode::Char('e') if ctrl && self.mode == Mode::Complete && !self.is_generating() => {
+                self.edit_document()
+            }
             KeyCode::Enter => return self.submit(),
             KeyCode::Char('?') if self.input.is_empty() => self.show_help = true,
             KeyCode::Char(c) if !ctrl => self.insert(&c.to_string()),
@@ -552,11 +555,23 @@ impl App {
         }
     }
 
+    /// Completion mode: moves the whole document into the input to edit it; Enter then
+    /// continues from the edited text.
+    fn edit_document(&mut self) {
+        let document = std::mem::take(&mut self.document);
+        self.input = document + &self.input;
+        self.cursor = self.input.len();
+        self.continuation_start = None;
+        self.pieces.remove(&usize::MAX);
+    }
+
     fn set_mode(&mut self, mode: Mode) {
         self.mode = mode;
         self.message = Some(match mode {
             Mode::Chat => "chat mode".into(),
-            Mode::Complete => "completion mode: Enter continues the document".into(),
+            Mode::Complete => {
+                "completion mode: Enter continues the document, Ctrl+E edits it".into()
+            }
         });
     }
 

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::conversation::ChatFormat;
 use crate::error::{Error, Result};
 use crate::inference::{Engine, Reply};
+use crate::model::hub::DownloadEvent;
 use app::{Action, App, Mode, ModelSummary};
 
 /// Frames are drawn at most this often, however fast tokens come.
@@ -71,8 +72,20 @@ pub fn run(cli: &Cli, config: &Config) -> Result<()> {
     let common = cli.common.clone();
     let load_config = config.clone();
     let engine = Engine::start(Box::new(move |progress: &dyn Fn(String)| {
-        progress(format!("{model_spec}"));
-        crate::commands::load_session(&common, &load_config)
+        progress(model_spec.clone());
+        let mut report = |event: &DownloadEvent| {
+            let stage = match event {
+                DownloadEvent::Contacting { model } => format!("asking the hub for {model}"),
+                DownloadEvent::Start { file, .. } => format!("downloading {file}"),
+                DownloadEvent::Progress { file, done, total } => {
+                    format!("downloading {file} {}%", done * 100 / (*total).max(1))
+                }
+                _ => return,
+            };
+            progress(stage);
+        };
+        crate::commands::load_session_with(&common, &load_config, &mut report)
+            .map(|(session, _)| session)
     }));
 
     // A panic must not leave the terminal in raw mode on the alternate screen.

@@ -482,6 +482,10 @@ pub const HELP: &[(&str, &str)] = &[
     ("Ctrl+T", "next theme"),
     ("F1, ? (empty input)", "this help"),
     ("F2", "switch chat / completion mode"),
+    (
+        "Ctrl+E",
+        "completion mode: edit the whole document in the input",
+    ),
     ("F3, /probs", "colour generated tokens by their probability"),
     ("F4, /tokens", "show the input as tokens (again: with ids)"),
     ("F5, /anatomy", "where the model's parameters sit"),
