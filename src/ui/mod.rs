@@ -121,6 +121,7 @@ fn event_loop(
     let mut last_draw = Instant::now() - FRAME;
     // The time of the oldest input not yet on screen, for the frame log.
     let mut pending_input: Option<Instant> = None;
+    let started = Instant::now();
     while !app.quit {
         while let Ok(reply) = engine.replies.try_recv() {
             if matches!(reply, Reply::Loaded) {
@@ -149,7 +150,8 @@ fn event_loop(
                 );
             }
             if let Some(log) = frame_log.as_mut() {
-                let _ = writeln!(log, "frame {:.3}", last_draw.elapsed().as_secs_f64());
+                let state = if app.is_generating() { "generating" } else { "idle" };
+                let _ = writeln!(log, "frame_at_ms {:.1} {state}", started.elapsed().as_secs_f64() * 1e3);
             }
         }
         let wait = if dirty {
