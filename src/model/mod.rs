@@ -9,6 +9,7 @@ pub mod kernels;
 pub mod kv_cache;
 pub mod loader;
 pub mod safetensors_file;
+pub mod save;
 pub mod source;
 
 pub use config::Gpt2Config;
