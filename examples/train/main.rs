@@ -43,21 +43,21 @@ struct Args {
     out: PathBuf,
     /// `bpe:N` trains a byte-level BPE of N tokens on the training text; `gpt2:DIR` takes
     /// the tokenizer.json in DIR (GPT-2's own).
-    #[arg(long, default_value = "bpe:8192")]
+    #[arg(long, default_value = "bpe:4096")]
     tokenizer: String,
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 4)]
     n_layer: usize,
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 4)]
     n_head: usize,
-    #[arg(long, default_value_t = 192)]
+    #[arg(long, default_value_t = 128)]
     n_embd: usize,
     /// Context window (n_positions) and training sequence length.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 128)]
     ctx: usize,
     /// Sequences per step.
     #[arg(long, default_value_t = 16)]
     batch: usize,
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 1200)]
     steps: usize,
     #[arg(long, default_value_t = 2e-3)]
     lr: f64,
@@ -77,13 +77,13 @@ struct Args {
     #[arg(long, default_value_t = 0.25)]
     chat_frac: f64,
     /// Steps between evaluations on the held-out plays (0: only at the end).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 200)]
     eval_every: usize,
     /// Held-out windows per evaluation (evenly spread over the held-out text).
     #[arg(long, default_value_t = 48)]
     eval_windows: usize,
     /// Steps between training-loss log lines.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 50)]
     log_every: usize,
     /// Loss plot to write.
     #[arg(long, default_value = "assets/loss.png")]
