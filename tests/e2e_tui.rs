@@ -17,7 +17,9 @@ impl Tmux {
     }
 
     fn start(command: &str) -> Self {
-        let session = format!("gpt2tui-e2e-{}", std::process::id());
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let session = format!("gpt2tui-e2e-{}-{n}", std::process::id());
         let status = Command::new("tmux")
             .args([
                 "new-session",
@@ -135,4 +137,31 @@ fn chat_live_settings_stop_and_quit_in_a_real_terminal() {
         "0",
         "the terminal is back on the main screen"
     );
+}
+
+/// README's run command starts the interface on the bundled model, with no model files and no
+/// network (the hub is switched off).
+#[test]
+fn starts_on_the_bundled_model_offline() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipped: tmux is not installed (.ci/run installs it)");
+        return;
+    }
+    let config_home = tempfile::tempdir().unwrap();
+    let empty_cache = tempfile::tempdir().unwrap();
+    let command = format!(
+        "cd {} && XDG_CONFIG_HOME={} HF_HOME={} HF_HUB_OFFLINE=1 {}; echo EXITED $?; sleep 30",
+        empty_cache.path().display(),
+        config_home.path().display(),
+        empty_cache.path().display(),
+        env!("CARGO_BIN_EXE_gpt2-tui"),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for("the bundled model", |s| {
+        s.contains("idle") && s.contains("bundled")
+    });
+    tmux.keys(&["Good morrow", "Enter"]);
+    tmux.wait_for("a reply", |s| s.contains("idle") && s.contains("GPT-2:"));
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("the program to exit", |s| s.contains("EXITED 0"));
 }
