@@ -150,8 +150,16 @@ fn event_loop(
                 );
             }
             if let Some(log) = frame_log.as_mut() {
-                let state = if app.is_generating() { "generating" } else { "idle" };
-                let _ = writeln!(log, "frame_at_ms {:.1} {state}", started.elapsed().as_secs_f64() * 1e3);
+                let state = if app.is_generating() {
+                    "generating"
+                } else {
+                    "idle"
+                };
+                let _ = writeln!(
+                    log,
+                    "frame_at_ms {:.1} {state}",
+                    started.elapsed().as_secs_f64() * 1e3
+                );
             }
         }
         let wait = if dirty {
