@@ -525,16 +525,21 @@ impl App {
         }]
     }
 
+    /// Removes the last turn if it is the model's, with its token probabilities.
+    fn drop_last_reply(&mut self) {
+        if self.turns.last().is_some_and(|t| t.role == Role::Model) {
+            self.turns.pop();
+            self.pieces.remove(&self.turns.len());
+        }
+    }
+
     fn regenerate(&mut self) -> Vec<Request> {
         if self.is_generating() {
             return vec![];
         }
         match self.mode {
             Mode::Chat => {
-                if self.turns.last().is_some_and(|t| t.role == Role::Model) {
-                    self.turns.pop();
-                    self.pieces.remove(&self.turns.len());
-                }
+                self.drop_last_reply();
                 if self.turns.last().is_some_and(|t| t.role == Role::User) {
                     return self.generate();
                 }
@@ -703,10 +708,7 @@ impl App {
     fn undo(&mut self) {
         match self.mode {
             Mode::Chat => {
-                if self.turns.last().is_some_and(|t| t.role == Role::Model) {
-                    self.turns.pop();
-                    self.pieces.remove(&self.turns.len());
-                }
+                self.drop_last_reply();
                 if self.turns.last().is_some_and(|t| t.role == Role::User) {
                     if let Some(turn) = self.turns.pop() {
                         self.input = turn.text;
