@@ -1,5 +1,7 @@
 //! A chat as the model sees it: turns, the prompt formats, and fitting them in the window.
 
+use std::collections::VecDeque;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -64,6 +66,46 @@ impl ChatFormat {
 const TRANSCRIPT_PREAMBLE: &str =
     "A conversation between a curious user and GPT-2, a language model.\n";
 
+/// The token ids of replies the model wrote, by their text. A later prompt repeats a reply as
+/// exactly these tokens, which are the ones in the cache: encoding the text again can split it
+/// differently (BPE does not round-trip every sequence), and the cached prefix would end there.
+#[derive(Debug, Default, Clone)]
+pub struct ReplyTokens {
+    entries: VecDeque<(String, Vec<u32>)>,
+}
+
+impl ReplyTokens {
+    /// How many replies are remembered (a long chat drops its oldest turns anyway).
+    const CAPACITY: usize = 256;
+
+    /// Remembers the reply `text` written as `ids`. The ids may run past the text (a stop
+    /// sequence's tokens, a held-back partial character): only the ids that decode to exactly
+    /// the text are kept; when none do, nothing is remembered.
+    pub fn remember(&mut self, tokenizer: &Tokenizer, text: &str, ids: &[u32]) {
+        let Some(k) = (0..=ids.len())
+            .rev()
+            .take(8)
+            .find(|&k| tokenizer.decode(&ids[..k]) == text)
+        else {
+            return;
+        };
+        self.entries.retain(|(t, _)| t != text);
+        self.entries
+            .push_back((text.to_string(), ids[..k].to_vec()));
+        if self.entries.len() > Self::CAPACITY {
+            self.entries.pop_front();
+        }
+    }
+
+    pub fn get(&self, text: &str) -> Option<&[u32]> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(t, _)| t == text)
+            .map(|(_, ids)| ids.as_slice())
+    }
+}
+
 /// A prompt ready to run, and how many of the oldest turns had to be left out to fit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatPrompt {
@@ -73,13 +115,16 @@ pub struct ChatPrompt {
 
 /// Lays out `turns` (ending with the user's message) for the model, leaving `reserve` tokens of
 /// the window free for the reply. The oldest turns go first when it does not fit; the last user
-/// message always stays (cut to its end if it alone is too long).
+/// message always stays (cut to its end if it alone is too long). Replies found in `written`
+/// are laid out as the tokens the model wrote, so the cache is reused past them.
+#[allow(clippy::too_many_arguments)]
 pub fn chat_prompt(
     tokenizer: &Tokenizer,
     eos: u32,
     format: ChatFormat,
     system: &str,
     turns: &[Turn],
+    written: &ReplyTokens,
     window: usize,
     reserve: usize,
 ) -> Result<ChatPrompt> {
@@ -99,7 +144,7 @@ pub fn chat_prompt(
     };
     let encoded: Vec<Vec<u32>> = turns
         .iter()
-        .map(|t| encode_turn(tokenizer, eos, format, t))
+        .map(|t| encode_turn(tokenizer, eos, format, t, written))
         .collect::<Result<_>>()?;
     let tail = match format {
         ChatFormat::Dialogpt => vec![],
@@ -137,7 +182,23 @@ fn encode_turn(
     eos: u32,
     format: ChatFormat,
     turn: &Turn,
+    written: &ReplyTokens,
 ) -> Result<Vec<u32>> {
+    let known = match turn.role {
+        Role::Model => written.get(&turn.text),
+        Role::User => None,
+    };
+    if let Some(ids) = known {
+        return Ok(match format {
+            ChatFormat::Dialogpt => with_eos(ids.to_vec(), eos),
+            ChatFormat::Transcript => {
+                let mut tokens = tokenizer.encode("GPT-2:")?;
+                tokens.extend_from_slice(ids);
+                tokens.extend(tokenizer.encode("\n")?);
+                tokens
+            }
+        });
+    }
     Ok(match format {
         ChatFormat::Dialogpt => with_eos(tokenizer.encode(turn.text.trim())?, eos),
         ChatFormat::Transcript => {
@@ -204,5 +265,59 @@ mod tests {
             md.contains("**You**: Hi") && md.contains("**GPT-2**: Hello"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn a_remembered_reply_keeps_its_own_tokens() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tiny-gpt2/tokenizer.json"
+        );
+        let tokenizer = Tokenizer::from_json_file(std::path::Path::new(path)).unwrap();
+        let canonical = tokenizer.encode(" there").unwrap();
+        // " there" written as " the" + "re": not how the text encodes, but what is in the cache.
+        let mut written: Vec<u32> = tokenizer.encode(" the").unwrap();
+        written.extend(tokenizer.encode("re").unwrap());
+        assert_ne!(written, canonical);
+        let mut memory = ReplyTokens::default();
+        // With a stop sequence's tokens after it: those are left out.
+        let mut ids = written.clone();
+        ids.extend(tokenizer.encode("\nUser:").unwrap());
+        memory.remember(&tokenizer, " there", &ids);
+        assert_eq!(memory.get(" there"), Some(written.as_slice()));
+        let turns = [
+            Turn {
+                role: Role::User,
+                text: "hi".into(),
+            },
+            Turn {
+                role: Role::Model,
+                text: " there".into(),
+            },
+            Turn {
+                role: Role::User,
+                text: "so".into(),
+            },
+        ];
+        let eos = 50256;
+        let laid = chat_prompt(
+            &tokenizer,
+            eos,
+            ChatFormat::Dialogpt,
+            "",
+            &turns,
+            &memory,
+            64,
+            8,
+        )
+        .unwrap();
+        let hi = tokenizer.encode("hi").unwrap();
+        assert_eq!(
+            &laid.tokens[hi.len() + 1..hi.len() + 1 + written.len()],
+            written.as_slice()
+        );
+        // Text that the ids cannot spell is not remembered.
+        memory.remember(&tokenizer, "something else", &ids);
+        assert_eq!(memory.get("something else"), None);
     }
 }

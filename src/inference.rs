@@ -7,8 +7,9 @@
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use crate::conversation::{chat_prompt, ChatFormat, Turn};
+use crate::conversation::{chat_prompt, ChatFormat, ReplyTokens, Turn};
 use crate::generate::SamplingParams;
 use crate::session::{FinishReason, GenerateOptions, Session, Stats, Step};
 use crate::tokenizer::Tokenizer;
@@ -57,15 +58,25 @@ pub enum Reply {
     /// Loading, with a human-readable stage.
     Progress(String),
     Loaded,
-    /// The prompt was laid out: its size, and how many old turns were left out to fit.
+    /// The prompt was laid out: its size, and what was left out to fit the window (old turns
+    /// in a chat, the start of the text in completion mode).
     Started {
         prompt_tokens: usize,
         dropped_turns: usize,
+        dropped_tokens: usize,
     },
     Token {
         id: u32,
         text: String,
         logprob: f32,
+        /// Tokens now in the window (prompt and reply).
+        context: usize,
+    },
+    /// The window filled while writing: the oldest half was dropped (the count so far).
+    ContextShifted(usize),
+    /// New settings arrived while writing and are used from this token of the reply on.
+    ParamsApplied {
+        from_token: usize,
     },
     Finished {
         reason: Option<FinishReason>,
@@ -94,7 +105,21 @@ impl Engine {
         let shared = info.clone();
         let thread = std::thread::Builder::new()
             .name("inference".into())
-            .spawn(move || run(load, inbox, outbox, shared))
+            .spawn(move || {
+                // A panic in the engine becomes an error in the interface, not a dead screen.
+                let crashed = outbox.clone();
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(load, inbox, outbox, shared)
+                }));
+                if let Err(payload) = result {
+                    let what = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown cause".into());
+                    let _ = crashed.send(Reply::Error(format!("the engine stopped: {what}")));
+                }
+            })
             .expect("can spawn a thread");
         Self {
             requests,
@@ -104,17 +129,27 @@ impl Engine {
         }
     }
 
-    pub fn send(&self, request: Request) {
-        // The thread only ends on Shutdown or after an error it has already reported.
-        let _ = self.requests.send(request);
+    /// Sends a request; false when the engine thread has ended (after a load error or a crash,
+    /// both already reported as [`Reply::Error`]).
+    pub fn send(&self, request: Request) -> bool {
+        self.requests.send(request).is_ok()
     }
 }
 
 impl Drop for Engine {
+    /// Asks the thread to stop and waits briefly. It stops within one token when generating;
+    /// while the model is still loading it cannot be interrupted, so it is left to end with the
+    /// process rather than holding up the exit.
     fn drop(&mut self) {
         let _ = self.requests.send(Request::Shutdown);
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -146,10 +181,12 @@ fn run(
         anatomy: crate::inspect::Anatomy::of(session.config(), session.model().has_tied_head()),
     });
     let _ = outbox.send(Reply::Loaded);
+    let mut written = ReplyTokens::default();
     while let Ok(request) = inbox.recv() {
         match request {
             Request::Generate { prompt, params } => {
-                if let Err(e) = generate(&mut session, prompt, params, &inbox, &outbox) {
+                let result = generate(&mut session, prompt, params, &mut written, &inbox, &outbox);
+                if let Err(e) = result {
                     let _ = outbox.send(Reply::Error(e.to_string()));
                 }
             }
@@ -164,6 +201,7 @@ fn generate(
     session: &mut Session,
     prompt: Prompt,
     mut params: SamplingParams,
+    written: &mut ReplyTokens,
     inbox: &Receiver<Request>,
     outbox: &Sender<Reply>,
 ) -> crate::Result<()> {
@@ -171,7 +209,7 @@ fn generate(
     let window = session.window();
     // Room for the reply: what was asked for, but never more than half the window.
     let reserve = params.max_tokens.min(window / 2);
-    let (tokens, stop, dropped_turns) = match &prompt {
+    let (tokens, stop, dropped_turns, dropped_tokens) = match &prompt {
         Prompt::Chat {
             format,
             system,
@@ -183,6 +221,7 @@ fn generate(
                 *format,
                 system,
                 turns,
+                written,
                 window,
                 reserve,
             )?;
@@ -190,24 +229,49 @@ fn generate(
                 laid_out.tokens,
                 format.stop_sequences(),
                 laid_out.dropped_turns,
+                0,
             )
         }
-        Prompt::Complete { text } => (session.tokenizer().encode(text)?, vec![], 0),
+        Prompt::Complete { text } => {
+            // Keep the end of a long text, with room left for the continuation.
+            let mut tokens = session.tokenizer().encode(text)?;
+            let budget = window.saturating_sub(reserve).max(1);
+            let cut = tokens.len().saturating_sub(budget);
+            tokens.drain(..cut);
+            (tokens, vec![], 0, cut)
+        }
     };
     let _ = outbox.send(Reply::Started {
         prompt_tokens: tokens.len(),
         dropped_turns,
+        dropped_tokens,
     });
     let options = GenerateOptions {
         stop,
         ..GenerateOptions::default()
     };
+    let is_chat = matches!(prompt, Prompt::Chat { .. });
+    let tokenizer = session.shared_tokenizer();
     let mut generation = session.generate(&tokens, options, params.seed)?;
+    let mut shifts = 0;
+    // The reply as the interface receives it, and the ids drawn, to lay out the next turn.
+    let mut reply_text = String::new();
+    let mut reply_ids = Vec::new();
+    let mut remember = |text: &str, ids: &[u32]| {
+        if is_chat {
+            written.remember(&tokenizer, text, ids);
+        }
+    };
     loop {
+        let mut changed = false;
         loop {
             match inbox.try_recv() {
-                Ok(Request::SetParams(p)) => params = p,
+                Ok(Request::SetParams(p)) => {
+                    params = p;
+                    changed = true;
+                }
                 Ok(Request::Cancel) | Err(TryRecvError::Disconnected) => {
+                    remember(&reply_text, &reply_ids);
                     let stats = generation.stats().clone();
                     let _ = outbox.send(Reply::Finished {
                         reason: None,
@@ -220,15 +284,30 @@ fn generate(
                 Ok(Request::Generate { .. }) | Err(TryRecvError::Empty) => break,
             }
         }
+        if changed {
+            let _ = outbox.send(Reply::ParamsApplied {
+                from_token: generation.stats().generated_tokens + 1,
+            });
+        }
         match generation.step(&params)? {
             Step::Token(token) => {
+                let stats = generation.stats();
+                if stats.context_shifts > shifts {
+                    shifts = stats.context_shifts;
+                    let _ = outbox.send(Reply::ContextShifted(shifts));
+                }
+                reply_ids.push(token.id);
+                reply_text.push_str(&token.text);
                 let _ = outbox.send(Reply::Token {
                     id: token.id,
                     text: token.text,
                     logprob: token.logprob,
+                    context: generation.tokens().len(),
                 });
             }
             Step::Done { reason, text } => {
+                reply_text.push_str(&text);
+                remember(&reply_text, &reply_ids);
                 let stats = generation.stats().clone();
                 let _ = outbox.send(Reply::Finished {
                     reason: Some(reason),

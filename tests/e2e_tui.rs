@@ -16,10 +16,8 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn start(command: &str) -> Self {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let session = format!("gpt2tui-e2e-{}-{n}", std::process::id());
+    fn start(name: &str, command: &str) -> Self {
+        let session = format!("gpt2tui-e2e-{name}-{}", std::process::id());
         let status = Command::new("tmux")
             .args([
                 "new-session",
@@ -71,21 +69,60 @@ impl Drop for Tmux {
     }
 }
 
+fn have_tmux() -> bool {
+    let ok = Command::new("tmux").arg("-V").output().is_ok();
+    if !ok {
+        eprintln!("skipped: tmux is not installed (.ci/run installs it)");
+    }
+    ok
+}
+
+/// The shell line that runs the program on the fixture model and then reports how it ended and
+/// the terminal's modes (`stty -a`), so the test can see the terminal was given back.
+fn program(config_home: &std::path::Path, env: &str, flags: &str) -> String {
+    format!(
+        "{env} XDG_CONFIG_HOME={} {} --model {} {flags}; echo EXITED $?; stty -a | tr -s ' ;\\n' '\\n\\n\\n' | grep -xE -- '-?(icanon|echo)' | tr '\\n' ' '; echo; sleep 30",
+        config_home.display(),
+        env!("CARGO_BIN_EXE_gpt2-tui"),
+        common::fixtures().join("tiny-gpt2").display()
+    )
+}
+
+/// After the program ended: back on the main screen, with line editing and echo on again.
+fn assert_restored(tmux: &Tmux, screen: &str) {
+    let alternate = Tmux::run(&[
+        "display-message",
+        "-p",
+        "-t",
+        &tmux.session,
+        "#{alternate_on}",
+    ]);
+    assert_eq!(
+        alternate.trim(),
+        "0",
+        "the terminal is back on the main screen"
+    );
+    let modes = screen
+        .lines()
+        .find(|l| l.contains("icanon"))
+        .unwrap_or_else(|| panic!("stty output on screen:\n{screen}"));
+    assert!(
+        modes.split_whitespace().any(|m| m == "icanon")
+            && modes.split_whitespace().any(|m| m == "echo"),
+        "raw mode is off again: {modes}"
+    );
+}
+
 #[test]
 fn chat_live_settings_stop_and_quit_in_a_real_terminal() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("skipped: tmux is not installed (.ci/run installs it)");
+    if !have_tmux() {
         return;
     }
     let config_home = tempfile::tempdir().unwrap();
-    let model = common::fixtures().join("tiny-gpt2");
-    let command = format!(
-        "XDG_CONFIG_HOME={} {} --model {} --max-tokens 20 --seed 3; echo EXITED $?; sleep 30",
-        config_home.path().display(),
-        env!("CARGO_BIN_EXE_gpt2-tui"),
-        model.display()
+    let tmux = Tmux::start(
+        "chat",
+        &program(config_home.path(), "", "--max-tokens 20 --seed 3"),
     );
-    let tmux = Tmux::start(&command);
     tmux.wait_for("the model to load", |s| {
         s.contains("idle") && s.contains("tiny-gpt2")
     });
@@ -111,32 +148,110 @@ fn chat_live_settings_stop_and_quit_in_a_real_terminal() {
             .any(|l| l.contains("temperature") && l.contains("0.47"))
     });
 
-    // A long generation, stopped with Esc: the partial reply stays.
+    // A long generation: a change in the panel reaches it mid-reply, then Esc stops it and the
+    // partial reply stays.
     tmux.keys(&["/set max_tokens 1000000", "Enter"]);
     tmux.keys(&["Go on", "Enter"]);
     tmux.wait_for("generation to start", |s| s.contains("generating"));
-    tmux.keys(&["Escape"]);
+    tmux.keys(&["Tab", "Left", "Left"]);
+    tmux.wait_for("the live change to reach the reply", |s| {
+        s.contains("generating")
+            && s.contains("settings in use from token")
+            && s.lines()
+                .any(|l| l.contains("temperature") && l.contains("0.37"))
+    });
+    tmux.keys(&["Tab", "Escape"]);
     let screen = tmux.wait_for("the stop", |s| s.contains("idle") && s.contains("stopped"));
     assert!(
         screen.contains("You: Go on") || screen.contains("GPT-2:"),
         "{screen}"
     );
 
-    // Quit: the program ends with status 0 and leaves the alternate screen.
+    // Quit: the program ends with status 0 and gives the terminal back.
     tmux.keys(&["C-c"]);
-    tmux.wait_for("the program to exit", |s| s.contains("EXITED 0"));
-    let alternate = Tmux::run(&[
-        "display-message",
-        "-p",
+    let screen = tmux.wait_for("the program to exit", |s| {
+        s.contains("EXITED 0") && s.contains("icanon")
+    });
+    assert_restored(&tmux, &screen);
+}
+
+#[test]
+fn a_panic_in_the_interface_still_restores_the_terminal() {
+    if !have_tmux() {
+        return;
+    }
+    let config_home = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start(
+        "panic",
+        &program(config_home.path(), "GPT2_TUI_TEST_PANIC_KEY=1", ""),
+    );
+    tmux.wait_for("the model to load", |s| {
+        s.contains("idle") && s.contains("tiny-gpt2")
+    });
+    tmux.keys(&["F12"]);
+    let screen = tmux.wait_for("the program to exit", |s| {
+        s.contains("EXITED 101") && s.contains("icanon")
+    });
+    assert!(
+        screen.contains("test panic"),
+        "the panic message is shown: {screen}"
+    );
+    assert_restored(&tmux, &screen);
+}
+
+#[test]
+fn a_tiny_terminal_and_rapid_resizing_do_not_break_it() {
+    if !have_tmux() {
+        return;
+    }
+    let config_home = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start(
+        "resize",
+        &program(config_home.path(), "", "--max-tokens 1000000"),
+    );
+    tmux.wait_for("the model to load", |s| {
+        s.contains("idle") && s.contains("tiny-gpt2")
+    });
+    tmux.keys(&["hello", "Enter"]);
+    tmux.wait_for("generation to start", |s| s.contains("generating"));
+    for (w, h) in [
+        (20, 5),
+        (100, 30),
+        (7, 2),
+        (61, 12),
+        (20, 5),
+        (150, 40),
+        (20, 5),
+    ] {
+        Tmux::run(&[
+            "resize-window",
+            "-t",
+            &tmux.session,
+            "-x",
+            &w.to_string(),
+            "-y",
+            &h.to_string(),
+        ]);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    tmux.keys(&["Escape"]);
+    Tmux::run(&[
+        "resize-window",
         "-t",
         &tmux.session,
-        "#{alternate_on}",
+        "-x",
+        "100",
+        "-y",
+        "30",
     ]);
-    assert_eq!(
-        alternate.trim(),
-        "0",
-        "the terminal is back on the main screen"
-    );
+    tmux.wait_for("the stop, still drawing", |s| {
+        s.contains("idle") && s.contains("stopped")
+    });
+    tmux.keys(&["/quit", "Enter"]);
+    let screen = tmux.wait_for("the program to exit", |s| {
+        s.contains("EXITED 0") && s.contains("icanon")
+    });
+    assert_restored(&tmux, &screen);
 }
 
 /// README's run command starts the interface on the bundled model, with no model files and no
@@ -156,7 +271,7 @@ fn starts_on_the_bundled_model_offline() {
         empty_cache.path().display(),
         env!("CARGO_BIN_EXE_gpt2-tui"),
     );
-    let tmux = Tmux::start(&command);
+    let tmux = Tmux::start("bundled", &command);
     tmux.wait_for("the bundled model", |s| {
         s.contains("idle") && s.contains("bundled")
     });

@@ -57,12 +57,14 @@ fn stream(app: &mut App, pieces: &[&str]) {
     app.update(Action::Reply(Reply::Started {
         prompt_tokens: 10,
         dropped_turns: 0,
+        dropped_tokens: 0,
     }));
-    for p in pieces {
+    for (i, p) in pieces.iter().enumerate() {
         app.update(Action::Reply(Reply::Token {
             id: 1,
             text: p.to_string(),
             logprob: -1.0,
+            context: 11 + i,
         }));
     }
 }
@@ -70,6 +72,8 @@ fn stream(app: &mut App, pieces: &[&str]) {
 fn finish(app: &mut App, reason: Option<FinishReason>) {
     // Fixed statistics keep the status bar (and so the snapshots) the same on every run.
     let stats = Stats {
+        prompt_tokens: 12,
+        prefill_tokens: 5,
         generated_tokens: 10,
         decode_time: std::time::Duration::from_secs(1),
         ..Stats::default()
@@ -326,16 +330,19 @@ fn probability_colouring_records_each_token_while_streaming() {
     app.update(Action::Reply(Reply::Started {
         prompt_tokens: 3,
         dropped_turns: 0,
+        dropped_tokens: 0,
     }));
     app.update(Action::Reply(Reply::Token {
         id: 5,
         text: " sure".into(),
         logprob: (0.9f32).ln(),
+        context: 4,
     }));
     app.update(Action::Reply(Reply::Token {
         id: 6,
         text: " thing".into(),
         logprob: (0.05f32).ln(),
+        context: 5,
     }));
     let pieces = &app.pieces[&1];
     assert_eq!(pieces.len(), 2);
@@ -369,6 +376,7 @@ fn inspection_app(theme: &str) -> App {
     app.update(Action::Reply(Reply::Started {
         prompt_tokens: 3,
         dropped_turns: 0,
+        dropped_tokens: 0,
     }));
     for (text, p) in [
         (" Good", 0.95f32),
@@ -380,6 +388,7 @@ fn inspection_app(theme: &str) -> App {
             id: 1,
             text: text.into(),
             logprob: p.ln(),
+            context: 4,
         }));
     }
     finish(&mut app, Some(FinishReason::Eos));
@@ -426,5 +435,230 @@ fn snapshot_each_inspection_view_in_each_theme() {
             format!("anatomy_{name}"),
             render(&app, 90, 16).backend().buffer()
         );
+    }
+}
+
+#[test]
+fn scrolling_back_holds_the_view_while_the_reply_streams_and_pgdn_returns_to_it() {
+    let mut app = app();
+    for i in 0..30 {
+        send(&mut app, &format!("message {i}"));
+        stream(&mut app, &["a reply"]);
+        finish(&mut app, Some(FinishReason::Eos));
+    }
+    render(&app, 80, 20);
+    let (total, height) = app.body_metrics.get();
+    assert!(total > height, "more lines than fit: {total} > {height}");
+    assert_eq!(app.scroll_top, None, "at the bottom, following");
+    app.update(key(KeyCode::PageUp));
+    let top = app.scroll_top.expect("scrolled back");
+    assert_eq!(top, total - height - (height - 1), "one page less one line");
+    // New text arrives: the view stays where the reader left it.
+    send(&mut app, "/set max_tokens 10");
+    app.engine = EngineState::Idle;
+    send(&mut app, "more");
+    app.update(key(KeyCode::PageUp));
+    let top = app.scroll_top.unwrap();
+    stream(&mut app, &["line\n", "line\n", "line\n"]);
+    let screen = render(&app, 80, 20);
+    assert_eq!(app.scroll_top, Some(top));
+    assert!(format!("{:?}", screen.backend().buffer()).contains("more · PgDn"));
+    // Far past the top is clamped, so one PgDn per page brings it back down.
+    for _ in 0..100 {
+        app.update(Action::Scroll(3));
+    }
+    assert_eq!(app.scroll_top, Some(0));
+    for _ in 0..100 {
+        app.update(key(KeyCode::PageDown));
+    }
+    assert_eq!(app.scroll_top, None, "back at the bottom: following again");
+}
+
+#[test]
+fn a_message_sent_while_loading_is_queued_and_sent_when_the_model_is_ready() {
+    let (themes, _) = load_themes(None);
+    let mut app = App::new(
+        SamplingParams::default(),
+        Mode::Chat,
+        ChatFormat::Transcript,
+        String::new(),
+        themes,
+        "dark",
+    );
+    app.update(Action::Reply(Reply::Progress(
+        "downloading model.safetensors 40%".into(),
+    )));
+    assert_eq!(
+        app.engine,
+        EngineState::Loading("downloading model.safetensors 40%".into())
+    );
+    assert!(send(&mut app, "hello").is_empty());
+    assert!(app.queued);
+    assert!(send(&mut app, "again").is_empty(), "one at a time");
+    assert_eq!(app.input, "again", "a refused message stays in the input");
+    let requests = app.update(Action::Loaded(ModelSummary {
+        name: "gpt2".into(),
+        parameters: 124_000_000,
+        device: "cpu".into(),
+        dtype: "f32".into(),
+        window: 1024,
+    }));
+    assert!(
+        matches!(requests.as_slice(), [Request::Generate { prompt: Prompt::Chat { turns, .. }, .. }] if turns.len() == 1)
+    );
+    assert!(app.is_generating() && !app.queued);
+}
+
+#[test]
+fn engine_errors_are_shown_and_a_dead_engine_refuses_politely() {
+    let mut app = app();
+    send(&mut app, "hi");
+    app.update(Action::Reply(Reply::Error(
+        "the engine stopped: boom".into(),
+    )));
+    assert_eq!(app.engine, EngineState::Idle);
+    assert_eq!(app.message.as_deref(), Some("the engine stopped: boom"));
+    // The next request cannot be delivered: the interface says so and stays usable.
+    send(&mut app, "again");
+    app.update(Action::EngineGone);
+    assert!(matches!(app.engine, EngineState::Failed(_)));
+    assert!(send(&mut app, "and again").is_empty());
+    assert_eq!(app.input, "and again");
+    let screen = render(&app, 90, 12);
+    assert!(format!("{:?}", screen.backend().buffer()).contains("failed"));
+}
+
+#[test]
+fn context_use_and_window_overflow_reach_the_status_bar() {
+    let mut app = app();
+    send(&mut app, "hi");
+    app.update(Action::Reply(Reply::Started {
+        prompt_tokens: 200,
+        dropped_turns: 2,
+        dropped_tokens: 0,
+    }));
+    app.update(Action::Reply(Reply::Token {
+        id: 1,
+        text: "x".into(),
+        logprob: -1.0,
+        context: 240,
+    }));
+    assert_eq!(app.context_used, 240);
+    let screen = render(&app, 140, 12);
+    let buffer = screen.backend().buffer().clone();
+    let text = format!("{buffer:?}");
+    assert!(text.contains("ctx 240/256"), "{text}");
+    assert!(text.contains("2 old turns dropped"), "{text}");
+    // Past 90% of the window the count is drawn in the warning colour.
+    let (x, y) = (0..140)
+        .map(|x| (x, 11))
+        .find(|&(x, y)| buffer[(x, y)].symbol() == "c" && buffer[(x + 1, y)].symbol() == "t")
+        .unwrap();
+    assert_eq!(buffer[(x, y)].fg, app.theme.warning);
+    app.update(Action::Reply(Reply::ContextShifted(2)));
+    let text = format!("{:?}", render(&app, 200, 12).backend().buffer());
+    assert!(text.contains("window full ×2"), "{text}");
+    finish(&mut app, Some(FinishReason::MaxTokens));
+    let text = format!("{:?}", render(&app, 200, 12).backend().buffer());
+    assert!(text.contains("prompt 12 · 5 new"), "{text}");
+}
+
+#[test]
+fn resize_and_unknown_commands_change_nothing_else() {
+    let mut app = conversation();
+    let turns = app.turns.clone();
+    assert!(app.update(Action::Resize).is_empty());
+    send(&mut app, "/frobnicate");
+    assert!(app.message.as_deref().unwrap().contains("unknown command"));
+    assert_eq!(app.turns, turns);
+    for (w, h) in [(20, 5), (300, 80), (21, 6), (20, 5)] {
+        render(&app, w, h);
+    }
+}
+
+#[test]
+fn snapshot_help_overlay_scrolls_on_a_small_terminal() {
+    let mut app = conversation();
+    app.update(key(KeyCode::F(1)));
+    for _ in 0..40 {
+        app.update(key(KeyCode::Down));
+    }
+    assert!(
+        app.show_help,
+        "arrows scroll the help, they do not close it"
+    );
+    insta::assert_snapshot!(render(&app, 80, 24).backend());
+    app.update(key(KeyCode::Char('x')));
+    assert!(!app.show_help);
+    assert!(app.input.is_empty(), "the closing key is not typed");
+}
+
+fn screen_text(terminal: &Terminal<TestBackend>) -> String {
+    let buffer = terminal.backend().buffer();
+    let area = buffer.area;
+    (0..area.height)
+        .map(|y| {
+            (0..area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn redrawing_after_changes_shows_the_new_text_not_an_old_frame() {
+    // Frames reuse the wrapped lines of blocks that did not change; every change must show.
+    let mut app = conversation();
+    render(&app, 80, 20);
+    app.update(ctrl('r'));
+    stream(&mut app, &["It is the west, and Romeo is the moon."]);
+    finish(&mut app, Some(FinishReason::Eos));
+    let screen = screen_text(&render(&app, 80, 20));
+    assert!(screen.contains("Romeo is the moon"), "{screen}");
+    assert!(!screen.contains("Juliet"), "{screen}");
+    // A narrower pane wraps again.
+    let screen = screen_text(&render(&app, 62, 20));
+    assert!(screen.contains("GPT-2: It is the west, and"), "{screen}");
+    // So do a new theme and the probability view.
+    send(&mut app, "/theme light");
+    let terminal = render(&app, 80, 20);
+    let buffer = terminal.backend().buffer();
+    let (x, y) = (0..20)
+        .flat_map(|y| (0..80).map(move |x| (x, y)))
+        .find(|&(x, y)| buffer[(x, y)].symbol() == "Y")
+        .unwrap();
+    assert_eq!(buffer[(x, y)].fg, app.theme.user);
+    send(&mut app, "/system Speak as in Verona.");
+    assert!(screen_text(&render(&app, 80, 20)).contains("system: Speak as in Verona."));
+    send(&mut app, "/clear");
+    assert!(screen_text(&render(&app, 80, 20)).contains("Type a message"));
+}
+
+#[test]
+fn completion_mode_colours_exactly_the_continuation() {
+    let mut app = app();
+    send(&mut app, "/mode complete");
+    // The given text breaks at a space at the edge of the pane.
+    send(&mut app, "aaaa bbbb cccc dddd");
+    stream(&mut app, &[" eeee ffff"]);
+    finish(&mut app, Some(FinishReason::MaxTokens));
+    let terminal = render(&app, 11, 14);
+    let buffer = terminal.backend().buffer();
+    let screen = screen_text(&terminal);
+    for (word, colour) in [
+        ("aaaa", app.theme.foreground),
+        ("dddd", app.theme.foreground),
+        ("eeee", app.theme.model),
+        ("ffff", app.theme.model),
+    ] {
+        let (y, line) = screen
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.contains(word))
+            .unwrap_or_else(|| panic!("{word} on screen:\n{screen}"));
+        let x = line.chars().position(|_| true).unwrap()
+            + line[..line.find(word).unwrap()].chars().count();
+        assert_eq!(buffer[(x as u16, y as u16)].fg, colour, "{word}\n{screen}");
     }
 }

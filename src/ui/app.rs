@@ -1,6 +1,7 @@
 //! The interface's state and how actions change it. Drawing only reads this; the event loop
 //! only turns events into actions and sends the requests `update` returns to the engine.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -43,6 +44,10 @@ pub enum Action {
     Reply(Reply),
     /// The engine finished loading; carries what the status bar shows.
     Loaded(ModelSummary),
+    /// The engine thread has ended (a request could not be delivered).
+    EngineGone,
+    /// The terminal changed size: nothing to change, only to draw again.
+    Resize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,15 +101,31 @@ pub struct App {
     pub params: SamplingParams,
     pub focus: Focus,
     pub selected: usize,
-    /// Lines scrolled up from the bottom; 0 follows the stream.
-    pub scroll_up: usize,
+    /// The first conversation line shown when scrolled back; `None` follows the stream.
+    pub scroll_top: Option<usize>,
+    /// The conversation's wrapped line count and visible height at the last draw (written by
+    /// the view, so scrolling can be clamped and paged without knowing the layout).
+    pub body_metrics: Cell<(usize, usize)>,
+    /// The conversation's wrapped lines from the last frame (see [`super::view::WrapCache`]).
+    pub wrap_cache: std::cell::RefCell<super::view::WrapCache>,
     pub engine: EngineState,
     pub model: Option<ModelSummary>,
     pub tokens_per_s: f64,
     pub context_used: usize,
     pub dropped_turns: usize,
+    /// Tokens from the start of the text left out to fit (completion mode).
+    pub dropped_tokens: usize,
+    /// Times the window filled during the current (or last) reply, each dropping its oldest half.
+    pub context_shifts: usize,
+    /// Prompt tokens run through the model for the last reply, and the prompt's size: a new
+    /// chat turn reuses the cached prefix, so the first is much smaller than the second.
+    pub prefill: Option<(usize, usize)>,
+    /// A message sent while the model was loading, to be answered once it is ready.
+    pub queued: bool,
     pub message: Option<String>,
     pub show_help: bool,
+    /// Lines the help overlay is scrolled down (it can be taller than a small terminal).
+    pub help_scroll: usize,
     pub themes: BTreeMap<String, Theme>,
     pub theme: Theme,
     pub quit: bool,
@@ -154,14 +175,21 @@ impl App {
             params,
             focus: Focus::Input,
             selected: 0,
-            scroll_up: 0,
+            scroll_top: None,
+            body_metrics: Cell::new((0, 0)),
+            wrap_cache: Default::default(),
             engine: EngineState::Loading("starting".into()),
             model: None,
             tokens_per_s: 0.0,
             context_used: 0,
             dropped_turns: 0,
+            dropped_tokens: 0,
+            context_shifts: 0,
+            prefill: None,
+            queued: false,
             message,
             show_help: false,
+            help_scroll: 0,
             themes,
             theme,
             quit: false,
@@ -207,16 +235,29 @@ impl App {
                 vec![]
             }
             Action::Scroll(lines) => {
-                self.scroll_up = (self.scroll_up as i64 + lines as i64).max(0) as usize;
+                self.scroll(lines as i64);
                 vec![]
             }
             Action::Loaded(summary) => {
                 self.model = Some(summary);
                 self.engine = EngineState::Idle;
+                if std::mem::take(&mut self.queued) {
+                    return self.generate();
+                }
                 vec![]
             }
             Action::Reply(reply) => {
                 self.on_reply(reply);
+                vec![]
+            }
+            Action::Resize => vec![],
+            Action::EngineGone => {
+                let why = match &self.engine {
+                    EngineState::Failed(e) => e.clone(),
+                    _ => "the engine has stopped; restart gpt2-tui".into(),
+                };
+                self.engine = EngineState::Failed(why.clone());
+                self.message = Some(why);
                 vec![]
             }
         }
@@ -229,13 +270,25 @@ impl App {
             Reply::Started {
                 prompt_tokens,
                 dropped_turns,
+                dropped_tokens,
             } => {
                 self.context_used = prompt_tokens;
                 self.dropped_turns = dropped_turns;
+                self.dropped_tokens = dropped_tokens;
+                self.context_shifts = 0;
                 self.generation_started = Some(Instant::now());
                 self.generated = 0;
             }
-            Reply::Token { text, logprob, .. } => {
+            Reply::ParamsApplied { from_token } => {
+                self.message = Some(format!("settings in use from token {from_token}"));
+            }
+            Reply::ContextShifted(times) => self.context_shifts = times,
+            Reply::Token {
+                text,
+                logprob,
+                context,
+                ..
+            } => {
                 self.append_output(&text);
                 let key = match self.mode {
                     Mode::Chat => self.turns.len().saturating_sub(1),
@@ -246,9 +299,7 @@ impl App {
                     .or_default()
                     .push((text, logprob.exp()));
                 self.generated += 1;
-                // Past the window the oldest tokens are dropped, so the window is the most in use.
-                let window = self.model.as_ref().map_or(usize::MAX, |m| m.window);
-                self.context_used = (self.context_used + 1).min(window);
+                self.context_used = context;
                 if let Some(started) = self.generation_started {
                     let seconds = started.elapsed().as_secs_f64();
                     if seconds > 0.0 {
@@ -263,15 +314,11 @@ impl App {
             } => {
                 self.append_output(&text);
                 self.engine = EngineState::Idle;
+                self.prefill = Some((stats.prefill_tokens, stats.prompt_tokens));
                 if stats.generated_tokens > 1 {
                     self.tokens_per_s = stats.decode_tokens_per_s();
                 }
-                if stats.context_shifts > 0 {
-                    self.message = Some(format!(
-                        "the window filled {} time(s): the oldest tokens were dropped",
-                        stats.context_shifts
-                    ));
-                }
+                self.context_shifts = self.context_shifts.max(stats.context_shifts);
                 if reason.is_none() {
                     self.message = Some("stopped".into());
                 }
@@ -303,8 +350,22 @@ impl App {
     fn on_key(&mut self, key: KeyEvent) -> Vec<Request> {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let alt = key.modifiers.contains(KeyModifiers::ALT);
-        if self.show_help || self.show_anatomy {
-            self.show_help = false;
+        if self.show_help {
+            // Up/Down/PgUp/PgDn scroll the help; any other key closes it.
+            let max = super::view::HELP.len().saturating_sub(1);
+            match key.code {
+                KeyCode::Up => self.help_scroll = self.help_scroll.saturating_sub(1),
+                KeyCode::Down => self.help_scroll = (self.help_scroll + 1).min(max),
+                KeyCode::PageUp => self.help_scroll = self.help_scroll.saturating_sub(10),
+                KeyCode::PageDown => self.help_scroll = (self.help_scroll + 10).min(max),
+                _ => {
+                    self.show_help = false;
+                    self.help_scroll = 0;
+                }
+            }
+            return vec![];
+        }
+        if self.show_anatomy {
             self.show_anatomy = false;
             return vec![];
         }
@@ -347,11 +408,11 @@ impl App {
                 return vec![];
             }
             KeyCode::PageUp => {
-                self.scroll_up += 10;
+                self.scroll(self.page() as i64);
                 return vec![];
             }
             KeyCode::PageDown => {
-                self.scroll_up = self.scroll_up.saturating_sub(10);
+                self.scroll(-(self.page() as i64));
                 return vec![];
             }
             KeyCode::Tab | KeyCode::BackTab => {
@@ -431,6 +492,20 @@ impl App {
         self.params_changed()
     }
 
+    /// Scrolls the conversation `up` lines (negative: down). Reaching the bottom follows the
+    /// stream again; while scrolled back the view stays put as new text arrives.
+    pub fn scroll(&mut self, up: i64) {
+        let (total, height) = self.body_metrics.get();
+        let bottom = total.saturating_sub(height) as i64;
+        let top = (self.scroll_top.map_or(bottom, |t| t as i64) - up).clamp(0, bottom);
+        self.scroll_top = (top < bottom).then_some(top as usize);
+    }
+
+    /// Lines that PgUp/PgDn move: the visible height less one line of overlap.
+    fn page(&self) -> usize {
+        self.body_metrics.get().1.saturating_sub(1).max(1)
+    }
+
     /// A live change reaches a running generation at its next token.
     fn params_changed(&self) -> Vec<Request> {
         if self.is_generating() {
@@ -473,8 +548,17 @@ impl App {
         if let Some(command) = text.trim_start().strip_prefix('/') {
             return self.command(command.trim());
         }
-        if self.is_generating() {
-            self.message = Some("the model is still writing: Esc stops it".into());
+        let refuse = if self.is_generating() {
+            Some("the model is still writing: Esc stops it".to_string())
+        } else if let EngineState::Failed(e) = &self.engine {
+            Some(e.clone())
+        } else if self.queued {
+            Some("waiting for the model to load; your message is queued".into())
+        } else {
+            None
+        };
+        if let Some(why) = refuse {
+            self.message = Some(why);
             self.input = text;
             self.cursor = self.input.len();
             return vec![];
@@ -498,11 +582,19 @@ impl App {
     }
 
     fn generate(&mut self) -> Vec<Request> {
-        if self.model.is_none() {
-            self.message = Some("the model is still loading".into());
+        if let EngineState::Failed(e) = &self.engine {
+            self.message = Some(e.clone());
             return vec![];
         }
-        self.scroll_up = 0;
+        if self.model.is_none() {
+            // Answered as soon as the model is ready.
+            self.queued = true;
+            self.message = Some(
+                "the model is still loading: your message will be sent when it is ready".into(),
+            );
+            return vec![];
+        }
+        self.scroll_top = None;
         self.message = None;
         self.engine = EngineState::Generating;
         let prompt = match self.mode {
@@ -647,11 +739,15 @@ impl App {
                 if self.is_generating() {
                     Err("stop the generation first (Esc)".into())
                 } else {
+                    self.queued = false;
                     self.turns.clear();
                     self.pieces.clear();
                     self.document.clear();
                     self.continuation_start = None;
                     self.dropped_turns = 0;
+                    self.dropped_tokens = 0;
+                    self.context_shifts = 0;
+                    self.scroll_top = None;
                     Ok(Some("cleared".into()))
                 }
             }
@@ -706,6 +802,7 @@ impl App {
     }
 
     fn undo(&mut self) {
+        self.queued = false;
         match self.mode {
             Mode::Chat => {
                 self.drop_last_reply();

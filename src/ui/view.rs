@@ -123,25 +123,32 @@ fn border(app: &App, title: &str, focused: bool) -> Block<'static> {
         ))
 }
 
-/// Word-wraps `text` into lines of at most `width` columns (long words are cut).
+/// Word-wraps `text` into lines of at most `width` columns (long words are cut). Linear in the
+/// text's length: it runs over the whole conversation on every frame.
 pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    use unicode_width::UnicodeWidthChar;
     let width = width.max(1);
     let mut out = Vec::new();
     for paragraph in text.split('\n') {
         let mut line = String::new();
+        let mut used = 0;
         for word in paragraph.split_inclusive(' ') {
-            if line.width() + word.trim_end().width() > width && !line.is_empty() {
+            if used + word.trim_end().width() > width && !line.is_empty() {
                 out.push(std::mem::take(&mut line));
+                used = 0;
             }
             for c in word.chars() {
-                if line.width() + c.to_string().width() > width {
+                let w = c.width().unwrap_or(0);
+                if used + w > width {
                     out.push(std::mem::take(&mut line));
+                    used = 0;
                     if c == ' ' {
                         // A space that falls at a line break is the break itself.
                         continue;
                     }
                 }
                 line.push(c);
+                used += w;
             }
         }
         out.push(line);
@@ -149,44 +156,74 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
     out
 }
 
-fn draw_body(frame: &mut Frame, app: &App, area: Rect) {
-    let t = &app.theme;
-    let title = match app.mode {
-        Mode::Chat => format!("chat · {}", app.format.name()),
-        Mode::Complete => "completion".to_string(),
-    };
-    let mut block = border(app, &title, false);
-    if app.show_probs {
-        block = block.title(probability_legend(app));
+/// The conversation wrapped into lines at the last frame, block by block (the system text, each
+/// turn, the document), so a frame only wraps the blocks that changed: while the model writes,
+/// that is the reply being written, however long the conversation before it.
+#[derive(Default)]
+pub struct WrapCache {
+    width: usize,
+    theme: Option<super::theme::Theme>,
+    show_probs: bool,
+    blocks: Vec<(u64, Vec<Line<'static>>)>,
+}
+
+/// What the conversation pane shows, in order.
+enum BodyBlock<'a> {
+    System(&'a str),
+    Turn(usize),
+    Document,
+    Placeholder(&'static str),
+}
+
+fn block_key(app: &App, block: &BodyBlock) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match block {
+        BodyBlock::System(text) => (0u8, text).hash(&mut h),
+        BodyBlock::Turn(i) => {
+            let turn = &app.turns[*i];
+            let pieces = app.pieces.get(i).map_or(0, Vec::len);
+            (1u8, turn.role == Role::User, &turn.text, pieces).hash(&mut h);
+        }
+        BodyBlock::Document => {
+            let pieces = app.pieces.get(&usize::MAX).map_or(0, Vec::len);
+            (2u8, &app.document, app.continuation_start, pieces).hash(&mut h);
+        }
+        BodyBlock::Placeholder(text) => (3u8, text).hash(&mut h),
     }
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
-    let width = inner.width as usize;
-    let mut lines: Vec<Line> = Vec::new();
-    match app.mode {
-        Mode::Chat => {
-            if !app.system.is_empty() {
-                for l in wrap(&format!("system: {}", app.system), width) {
-                    lines.push(Line::styled(l, Style::default().fg(t.muted)));
-                }
+    h.finish()
+}
+
+fn block_lines(app: &App, block: &BodyBlock, width: usize) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    match block {
+        BodyBlock::System(text) => {
+            for l in wrap(&format!("system: {text}"), width) {
+                lines.push(Line::styled(l, Style::default().fg(t.muted)));
             }
-            for (index, turn) in app.turns.iter().enumerate() {
-                let (name, color) = match turn.role {
-                    Role::User => ("You", t.user),
-                    Role::Model => ("GPT-2", t.model),
-                };
-                if let (true, Some(pieces)) = (app.show_probs, app.pieces.get(&index)) {
-                    let mut segments = vec![(
-                        format!("{name}: "),
-                        Style::default().fg(color).add_modifier(Modifier::BOLD),
-                    )];
-                    segments.extend(pieces.iter().map(|(text, p)| {
+        }
+        BodyBlock::Placeholder(text) => {
+            lines.push(Line::styled(*text, Style::default().fg(t.muted)))
+        }
+        BodyBlock::Turn(index) => {
+            let turn = &app.turns[*index];
+            let (name, color) = match turn.role {
+                Role::User => ("You", t.user),
+                Role::Model => ("GPT-2", t.model),
+            };
+            if let (true, Some(pieces)) = (app.show_probs, app.pieces.get(index)) {
+                let mut segments = vec![(
+                    format!("{name}: "),
+                    Style::default().fg(color).add_modifier(Modifier::BOLD),
+                )];
+                segments.extend(
+                    pieces.iter().map(|(text, p)| {
                         (text.clone(), Style::default().fg(t.probability_color(*p)))
-                    }));
-                    lines.extend(wrap_segments(&segments, width));
-                    lines.push(Line::default());
-                    continue;
-                }
+                    }),
+                );
+                lines.extend(wrap_segments(&segments, width));
+            } else {
                 let text = format!("{name}: {}", turn.text);
                 for (i, l) in wrap(&text, width).into_iter().enumerate() {
                     if i == 0 && l.len() >= name.len() + 1 {
@@ -202,67 +239,137 @@ fn draw_body(frame: &mut Frame, app: &App, area: Rect) {
                         lines.push(Line::styled(l, Style::default().fg(t.foreground)));
                     }
                 }
-                lines.push(Line::default());
             }
-            if app.turns.is_empty() {
-                lines.push(Line::styled(
-                    "Type a message and press Enter. F1 for help.",
-                    Style::default().fg(t.muted),
-                ));
-            }
+            lines.push(Line::default());
         }
-        Mode::Complete if app.show_probs && app.pieces.contains_key(&usize::MAX) => {
+        BodyBlock::Document => {
             let start = app
                 .continuation_start
                 .unwrap_or(app.document.len())
                 .min(app.document.len());
-            let mut segments = vec![(
-                app.document[..start].to_string(),
-                Style::default().fg(t.foreground),
-            )];
-            segments.extend(
-                app.pieces[&usize::MAX]
-                    .iter()
-                    .map(|(text, p)| (text.clone(), Style::default().fg(t.probability_color(*p)))),
-            );
-            lines.extend(wrap_segments(&segments, width));
-        }
-        Mode::Complete => {
-            let start = app
-                .continuation_start
-                .unwrap_or(app.document.len())
-                .min(app.document.len());
-            let given = &app.document[..start];
-            // Colour the model's continuation; wrapping works on the whole text.
+            if let (true, Some(pieces)) = (app.show_probs, app.pieces.get(&usize::MAX)) {
+                let mut segments = vec![(
+                    app.document[..start].to_string(),
+                    Style::default().fg(t.foreground),
+                )];
+                segments.extend(
+                    pieces.iter().map(|(text, p)| {
+                        (text.clone(), Style::default().fg(t.probability_color(*p)))
+                    }),
+                );
+                lines.extend(wrap_segments(&segments, width));
+                return lines;
+            }
+            // Colour the model's continuation; wrapping works on the whole text. Each line is
+            // found in the text from where the last one ended (a break can swallow a space).
             let mut offset = 0;
             for l in wrap(&app.document, width) {
-                let end = offset + l.len();
-                let line = if end <= given.len() {
-                    Line::styled(l.clone(), Style::default().fg(t.foreground))
-                } else if offset >= given.len() {
-                    Line::styled(l.clone(), Style::default().fg(t.model))
+                let at = offset + app.document[offset..].find(l.as_str()).unwrap_or(0);
+                let end = at + l.len();
+                let line = if end <= start {
+                    Line::styled(l, Style::default().fg(t.foreground))
+                } else if at >= start {
+                    Line::styled(l, Style::default().fg(t.model))
                 } else {
-                    let cut = given.len() - offset;
+                    let cut = start - at;
                     Line::from(vec![
                         Span::styled(l[..cut].to_string(), Style::default().fg(t.foreground)),
                         Span::styled(l[cut..].to_string(), Style::default().fg(t.model)),
                     ])
                 };
                 lines.push(line);
-                offset = end + usize::from(app.document[end..].starts_with('\n'));
-            }
-            if app.document.is_empty() {
-                lines.push(Line::styled(
-                    "Type the start of a text and press Enter: the model continues it.",
-                    Style::default().fg(t.muted),
-                ));
+                offset = end;
             }
         }
     }
+    lines
+}
+
+fn draw_body(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let title = match app.mode {
+        Mode::Chat => format!("chat · {}", app.format.name()),
+        Mode::Complete => "completion".to_string(),
+    };
+    let mut block = border(app, &title, false);
+    if app.show_probs {
+        block = block.title(probability_legend(app));
+    }
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let width = inner.width as usize;
+    let mut blocks = Vec::new();
+    match app.mode {
+        Mode::Chat => {
+            if !app.system.is_empty() {
+                blocks.push(BodyBlock::System(&app.system));
+            }
+            blocks.extend((0..app.turns.len()).map(BodyBlock::Turn));
+            if app.turns.is_empty() {
+                blocks.push(BodyBlock::Placeholder(
+                    "Type a message and press Enter. F1 for help.",
+                ));
+            }
+        }
+        Mode::Complete if app.document.is_empty() => blocks.push(BodyBlock::Placeholder(
+            "Type the start of a text and press Enter: the model continues it.",
+        )),
+        Mode::Complete => blocks.push(BodyBlock::Document),
+    }
+    let mut cache = app.wrap_cache.borrow_mut();
+    if cache.width != width || cache.theme.as_ref() != Some(t) || cache.show_probs != app.show_probs
+    {
+        *cache = WrapCache {
+            width,
+            theme: Some(t.clone()),
+            show_probs: app.show_probs,
+            blocks: Vec::new(),
+        };
+    }
+    cache.blocks.truncate(blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        let key = block_key(app, block);
+        match cache.blocks.get(i) {
+            Some((cached, _)) if *cached == key => {}
+            _ => {
+                let entry = (key, block_lines(app, block, width));
+                if i < cache.blocks.len() {
+                    cache.blocks[i] = entry;
+                } else {
+                    cache.blocks.push(entry);
+                }
+            }
+        }
+    }
+    let total: usize = cache.blocks.iter().map(|(_, l)| l.len()).sum();
     let height = inner.height as usize;
-    let bottom_start = lines.len().saturating_sub(height);
-    let start = bottom_start.saturating_sub(app.scroll_up);
-    frame.render_widget(Paragraph::new(lines[start..].to_vec()), inner);
+    app.body_metrics.set((total, height));
+    let bottom = total.saturating_sub(height);
+    let start = app.scroll_top.map_or(bottom, |top| top.min(bottom));
+    let visible: Vec<Line> = cache
+        .blocks
+        .iter()
+        .flat_map(|(_, lines)| lines.iter())
+        .skip(start)
+        .take(height)
+        .cloned()
+        .collect();
+    frame.render_widget(Paragraph::new(visible), inner);
+    if start < bottom && inner.width > 10 && inner.height > 0 {
+        // Scrolled back: say how far, and how to get back to the stream.
+        let note = format!(" ↓ {} more · PgDn ", bottom - start);
+        let w = (note.width() as u16).min(inner.width);
+        let at = Rect {
+            x: inner.x + inner.width - w,
+            y: inner.y + inner.height - 1,
+            width: w,
+            height: 1,
+        };
+        frame.render_widget(
+            Paragraph::new(note).style(Style::default().fg(t.accent).bg(t.selection)),
+            at,
+        );
+    }
 }
 
 /// The probability colour scale, for the conversation's title.
@@ -336,14 +443,28 @@ fn token_lines(app: &App) -> Option<Vec<Line<'static>>> {
 }
 
 fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
-    let title = match (app.mode, app.is_generating()) {
-        (_, true) => "writing… Esc stops",
-        (Mode::Chat, false) => "message · Enter sends · Alt+Enter new line",
-        (Mode::Complete, false) => "text to add · Enter continues",
+    // The long title, else the short one, whichever fits beside the token count; the count
+    // goes when even the short title leaves it no room.
+    let (long, short) = match (app.mode, app.is_generating()) {
+        (_, true) => ("writing… Esc stops", "writing…"),
+        (Mode::Chat, false) => ("message · Enter sends · Alt+Enter new line", "message"),
+        (Mode::Complete, false) => ("text to add · Enter continues", "text to add"),
+    };
+    let count = app
+        .model
+        .as_ref()
+        .map(|m| format!(" {} tokens · window {} ", app.input_tokens, m.window));
+    let room = |title: &str, count: &str| title.width() + count.width() + 5 <= area.width as usize;
+    let count_width = count.as_deref().unwrap_or("");
+    let (title, count) = if room(long, count_width) {
+        (long, count)
+    } else if room(short, count_width) {
+        (short, count)
+    } else {
+        (short, None)
     };
     let mut block = border(app, title, app.focus == Focus::Input);
-    if let Some(m) = &app.model {
-        let count = format!(" {} tokens · window {} ", app.input_tokens, m.window);
+    if let Some(count) = count {
         block =
             block.title(Line::styled(count, Style::default().fg(app.theme.muted)).right_aligned());
     }
@@ -414,48 +535,107 @@ fn draw_panel(frame: &mut Frame, app: &App, area: Rect) {
 
 fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
-    let sep = Span::styled(" │ ", Style::default().fg(t.border));
-    let mut spans = Vec::new();
+    let warn = Style::default().fg(t.warning);
+    // Each item with how much it matters: when the bar is too narrow, the least important go
+    // first, so the state, the context and any notice stay in view.
+    let mut items: Vec<(u8, Span<'static>)> = Vec::new();
     match &app.model {
         Some(m) => {
-            spans.push(Span::styled(
-                format!(" {} {}", m.name, human_count(m.parameters)),
-                Style::default().fg(t.accent),
+            items.push((
+                2,
+                Span::styled(
+                    format!("{} {}", m.name, human_count(m.parameters)),
+                    Style::default().fg(t.accent),
+                ),
             ));
-            spans.push(sep.clone());
-            spans.push(Span::raw(format!("{} {}", m.device, m.dtype)));
+            items.push((1, Span::raw(format!("{} {}", m.device, m.dtype))));
         }
-        None => spans.push(Span::styled(" gpt2-tui", Style::default().fg(t.accent))),
+        None => items.push((2, Span::styled("gpt2-tui", Style::default().fg(t.accent)))),
     }
-    spans.push(sep.clone());
     let state = match &app.engine {
-        EngineState::Loading(stage) => format!("loading: {stage}"),
-        EngineState::Idle => "idle".into(),
-        EngineState::Generating => "generating".into(),
-        EngineState::Failed(_) => "failed".into(),
+        EngineState::Loading(stage) => Span::raw(format!("loading: {stage}")),
+        EngineState::Idle => Span::raw("idle"),
+        EngineState::Generating => Span::raw("generating"),
+        EngineState::Failed(_) => Span::styled("failed", warn),
     };
-    spans.push(Span::raw(state));
-    spans.push(sep.clone());
-    spans.push(Span::raw(format!("{:.1} tok/s", app.tokens_per_s)));
+    items.push((9, state));
+    items.push((3, Span::raw(format!("{:.1} tok/s", app.tokens_per_s))));
     if let Some(m) = &app.model {
-        spans.push(sep.clone());
         let share = app.context_used as f64 / m.window.max(1) as f64;
         let color = if share > 0.9 { t.warning } else { t.foreground };
-        spans.push(Span::styled(
-            format!("ctx {}/{}", app.context_used, m.window),
-            Style::default().fg(color),
+        items.push((
+            4,
+            Span::styled(
+                format!("ctx {}/{}", app.context_used, m.window),
+                Style::default().fg(color),
+            ),
         ));
     }
     if app.dropped_turns > 0 {
-        spans.push(sep.clone());
-        spans.push(Span::styled(
-            format!("{} old turns dropped to fit", app.dropped_turns),
-            Style::default().fg(t.warning),
+        let s = if app.dropped_turns == 1 { "" } else { "s" };
+        items.push((
+            5,
+            Span::styled(format!("{} old turn{s} dropped", app.dropped_turns), warn),
+        ));
+    }
+    if app.context_shifts > 0 {
+        let times = match app.context_shifts {
+            1 => String::new(),
+            n => format!(" ×{n}"),
+        };
+        items.push((5, Span::styled(format!("window full{times}"), warn)));
+    }
+    if app.dropped_tokens > 0 {
+        items.push((
+            5,
+            Span::styled(
+                format!("start of text cut ({} tokens)", app.dropped_tokens),
+                warn,
+            ),
         ));
     }
     if let Some(message) = &app.message {
-        spans.push(sep);
-        spans.push(Span::styled(message.clone(), Style::default().fg(t.muted)));
+        items.push((
+            6,
+            Span::styled(message.clone(), Style::default().fg(t.muted)),
+        ));
+    }
+    // How much of the last prompt the model had to read: a new chat turn reuses the cache.
+    if let (Some((ran, prompt)), false) = (app.prefill, app.is_generating()) {
+        if prompt > 0 {
+            items.push((
+                0,
+                Span::styled(
+                    format!("prompt {prompt} · {ran} new"),
+                    Style::default().fg(t.muted),
+                ),
+            ));
+        }
+    }
+    const SEP: usize = 3;
+    let width = |items: &[(u8, Span)]| {
+        1 + items.iter().map(|(_, s)| s.width()).sum::<usize>()
+            + SEP * items.len().saturating_sub(1)
+    };
+    while width(&items) > area.width as usize {
+        let Some(least) = items
+            .iter()
+            .enumerate()
+            .filter(|(_, (p, _))| *p < 4)
+            .min_by_key(|(i, (p, _))| (*p, usize::MAX - i))
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        items.remove(least);
+    }
+    let sep = Span::styled(" │ ", Style::default().fg(t.border));
+    let mut spans = vec![Span::raw(" ")];
+    for (i, (_, span)) in items.into_iter().enumerate() {
+        if i > 0 {
+            spans.push(sep.clone());
+        }
+        spans.push(span);
     }
     frame.render_widget(
         Paragraph::new(Line::from(spans)).style(Style::default().bg(t.selection)),
@@ -464,58 +644,46 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 pub const HELP: &[(&str, &str)] = &[
-    (
-        "Enter",
-        "send the message (completion mode: continue the text)",
-    ),
+    ("Enter", "send (completion mode: continue the text)"),
     ("Alt+Enter, Ctrl+J", "new line in the input"),
     ("Up / Down", "recall earlier inputs"),
+    ("← → Home End", "move in the input"),
     ("PgUp / PgDn, wheel", "scroll the conversation"),
-    ("Tab", "move to the sampling panel and back"),
+    ("Tab", "to the sampling panel and back"),
     (
-        "↑↓ ←→ - +",
-        "in the panel: choose a control, change it (live)",
+        "↑↓, then ←→ or - +",
+        "in the panel: pick a control, change it live",
     ),
     ("Esc", "stop generating, keep the text"),
     ("Ctrl+C", "stop generating; quit when idle"),
-    ("Ctrl+R", "regenerate the last reply"),
+    ("Ctrl+R, /regen", "regenerate the last reply"),
     ("Ctrl+T", "next theme"),
-    ("F1, ? (empty input)", "this help"),
-    ("F2", "switch chat / completion mode"),
-    (
-        "Ctrl+E",
-        "completion mode: edit the whole document in the input",
-    ),
-    ("F3, /probs", "colour generated tokens by their probability"),
-    ("F4, /tokens", "show the input as tokens (again: with ids)"),
+    ("/theme NAME", "dark, light, high-contrast, or your own"),
+    ("F1, ?, /help", "this help (? on an empty input)"),
+    ("F2, /mode chat|complete", "switch chat / completion mode"),
+    ("Ctrl+E", "completion mode: edit the whole text"),
+    ("F3, /probs", "colour tokens by their probability"),
+    ("F4, /tokens", "the input as tokens (again: with ids)"),
     ("F5, /anatomy", "where the model's parameters sit"),
-    (
-        "/set NAME VALUE",
-        "temperature top_k top_p min_p repeat_penalty repeat_last_n max_tokens seed",
-    ),
-    ("/mode chat|complete", "switch mode"),
+    ("/set NAME VALUE", "change a setting live; NAME is one of"),
+    ("", "temperature top_k top_p min_p max_tokens"),
+    ("", "repeat_penalty repeat_last_n seed (or random)"),
     ("/format dialogpt|transcript", "chat prompt format"),
+    ("/system TEXT", "text before the chat (empty: none)"),
+    ("/undo", "remove the last exchange"),
+    ("/clear", "start over"),
     (
-        "/system TEXT",
-        "text before the conversation (empty clears)",
-    ),
-    (
-        "/regen  /undo  /clear",
-        "regenerate, remove the last exchange, start over",
-    ),
-    (
-        "/save PATH  /load PATH",
+        "/save PATH, /load PATH",
         "transcript as JSON, with the settings",
     ),
-    ("/export PATH", "conversation as Markdown"),
-    ("/theme NAME", "dark, light, high-contrast, or your own"),
-    ("/help  /quit", "this help; quit"),
+    ("/export PATH", "the conversation as Markdown"),
+    ("/quit", "quit"),
 ];
 
 fn draw_help(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
-    let width = area.width.saturating_sub(4).min(86);
-    let height = area.height.saturating_sub(2).min(HELP.len() as u16 + 4);
+    let width = area.width.saturating_sub(4).min(80);
+    let height = area.height.saturating_sub(2).min(HELP.len() as u16 + 2);
     let popup = Rect {
         x: area.x + (area.width - width) / 2,
         y: area.y + (area.height - height) / 2,
@@ -523,12 +691,22 @@ fn draw_help(frame: &mut Frame, app: &App, area: Rect) {
         height,
     };
     frame.render_widget(Clear, popup);
-    let block = border(app, "help · any key closes", true).style(Style::default().bg(t.background));
+    let fits = popup.height.saturating_sub(2) as usize >= HELP.len();
+    let title = if fits {
+        "help · any key closes"
+    } else {
+        "help · ↑↓ scroll · other keys close"
+    };
+    let block = border(app, title, true).style(Style::default().bg(t.background));
     let inner = block.inner(popup);
     frame.render_widget(block, popup);
     let key_width = HELP.iter().map(|(k, _)| k.width()).max().unwrap_or(0);
+    let skip = app
+        .help_scroll
+        .min(HELP.len().saturating_sub(inner.height as usize));
     let lines: Vec<Line> = HELP
         .iter()
+        .skip(skip)
         .map(|(key, what)| {
             Line::from(vec![
                 Span::styled(
