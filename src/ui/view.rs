@@ -226,7 +226,7 @@ fn block_lines(app: &App, block: &BodyBlock, width: usize) -> Vec<Line<'static>>
             } else {
                 let text = format!("{name}: {}", turn.text);
                 for (i, l) in wrap(&text, width).into_iter().enumerate() {
-                    if i == 0 && l.len() >= name.len() + 1 {
+                    if i == 0 && l.len() > name.len() {
                         let (head, rest) = l.split_at(name.len() + 1);
                         lines.push(Line::from(vec![
                             Span::styled(
