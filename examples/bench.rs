@@ -62,12 +62,16 @@ fn main() -> anyhow::Result<()> {
     let dtype = select_dtype(dtype_request, &device);
     let started = Instant::now();
     let files = source::resolve(&args.model)?;
-    let mut loaded = loader::load(&files, &device, dtype)?;
-    if dtype_request == DTypeRequest::Q8_0 {
-        loaded.model.quantize_q8_0()?;
-    }
+    let loaded = if dtype_request == DTypeRequest::Q8_0 {
+        loader::load_q8_0(&files, &device)?.0
+    } else {
+        loader::load(&files, &device, dtype)?
+    };
+    // As the program does once its model is loaded.
+    gpt2_tui::model::allocator::keep_freed_buffers();
     let mut session = Session::new(loaded);
     let load_s = started.elapsed().as_secs_f64();
+    let load_peak_rss_mb = peak_rss_mb();
     let weights_mb = weights_bytes(&session) as f64 / 1e6;
 
     // A fixed, ordinary prompt: a sentence repeated to the length asked for.
@@ -127,6 +131,7 @@ fn main() -> anyhow::Result<()> {
             "decode_tokens_per_s": (best_decode * 10.0).round() / 10.0,
             "weights_mb": weights_mb.round(),
             "peak_rss_mb": peak_rss_mb().map(f64::round),
+            "load_peak_rss_mb": load_peak_rss_mb.map(f64::round),
         })
     );
     Ok(())

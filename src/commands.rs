@@ -75,13 +75,16 @@ pub fn load_session_with(
     };
     let memory = MemoryEstimate::new(&model_config, dtype, loading);
     check_memory(&device, dtype, &memory, &files.name)?;
-    let mut loaded = loader::load(&files, &device, dtype)?;
-    if dtype_request == DTypeRequest::Q8_0 {
-        let skipped = loaded.model.quantize_q8_0()?;
+    let loaded = if dtype_request == DTypeRequest::Q8_0 {
+        let (loaded, skipped) = loader::load_q8_0(&files, &device)?;
         if skipped > 0 {
             eprintln!("gpt2-tui: note: {skipped} matrices kept in f32 (q8_0 needs widths that are multiples of 32)");
         }
-    }
+        loaded
+    } else {
+        loader::load(&files, &device, dtype)?
+    };
+    crate::model::allocator::keep_freed_buffers();
     let session = Session::new(loaded);
     let report = LoadReport {
         device: describe_device(&device),

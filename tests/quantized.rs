@@ -69,3 +69,34 @@ fn q8_0_logits_stay_close_to_f32() {
         );
     }
 }
+
+/// The loader quantizes each projection as it reads it (so the f32 copies never all sit in
+/// memory); the result must be the very model that quantizing after a full load gives, from a
+/// folder and from the bytes embedded in the binary alike.
+#[test]
+fn quantizing_while_reading_equals_quantizing_after_loading() {
+    use gpt2_tui::model::{bundled, loader, ModelFiles};
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/model");
+    for files in [
+        ModelFiles::from_folder(&folder).unwrap(),
+        bundled::files().unwrap(),
+    ] {
+        let mut after = loader::load(&files, &Device::Cpu, DType::F32).unwrap();
+        assert_eq!(after.model.quantize_q8_0().unwrap(), 0);
+        let (while_reading, skipped) = loader::load_q8_0(&files, &Device::Cpu).unwrap();
+        assert_eq!(skipped, 0);
+        assert!(while_reading.model.is_quantized());
+        assert_eq!(while_reading.parameter_count, after.parameter_count);
+        let prompt: Vec<u32> = (0..30).map(|i| (i * 131 % 4000) as u32).collect();
+        let run = |model: &Gpt2| {
+            let mut cache = KvCache::new(model.config().n_layer, 64);
+            let mut logits = vec![model.forward(&prompt, &mut cache).unwrap()];
+            logits.push(model.forward(&[17], &mut cache).unwrap());
+            logits
+                .into_iter()
+                .map(|t| t.to_vec1::<f32>().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(&while_reading.model), run(&after.model));
+    }
+}

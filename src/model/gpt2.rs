@@ -4,10 +4,11 @@
 //! Weights keep Hugging Face's "Conv1D" orientation, (in, out), so `y = x @ W + b` and a folder
 //! written by the trainer is a valid transformers checkpoint.
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
+use super::activations;
 use super::config::{Activation, Gpt2Config};
 use super::kernels;
 use super::kv_cache::KvCache;
@@ -35,7 +36,7 @@ pub enum Mode {
 
 /// A weight matrix as the forward pass uses it.
 #[derive(Debug, Clone)]
-enum Weight {
+pub(super) enum Weight {
     /// Dense, in Hugging Face's "Conv1D" layout (in, out).
     Dense(Tensor),
     /// 8-bit blocks (GGML q8_0), stored (out, in) as the quantized kernels want.
@@ -43,20 +44,83 @@ enum Weight {
 }
 
 /// Quantized kernels work on blocks of 32 along the input dimension.
-const Q8_BLOCK: usize = 32;
+pub const Q8_BLOCK: usize = 32;
+
+/// Projection weights already in q8_0, by full name (`h.0.attn.c_attn.weight`): the loader
+/// quantizes each as it is read, so the f32 copies never all sit in memory at once.
+pub type QuantizedWeights = std::collections::HashMap<String, QMatMul>;
+
+/// The q8_0 form of a dense (in, out) weight, stored (out, in) as the quantized kernels want.
+pub fn quantize_q8_0_weight(w: &Tensor) -> Result<QMatMul> {
+    let q = QTensor::quantize(&w.t()?.contiguous()?, GgmlDType::Q8_0)?;
+    QMatMul::from_qtensor(in_huge_pages(q)?)
+}
+
+fn in_huge_pages(q: QTensor) -> Result<QTensor> {
+    if q.device().is_cpu() {
+        super::huge_pages::collapse(&q.data()?);
+    }
+    Ok(q)
+}
+
+/// q8_0 blocks of a row-major (rows, width) matrix, quantized a slice of rows at a time: the
+/// quantizer copies its input to f32 first, which for the whole head would add a third of
+/// GPT-2 small's f32 size to the peak memory.
+fn quantize_rows_q8_0(w: &Tensor) -> Result<QTensor> {
+    const ROWS_PER_SLICE: usize = 2048;
+    let (rows, width) = w.dims2()?;
+    if !w.device().is_cpu() {
+        return QTensor::quantize(&w.to_dtype(DType::F32)?, GgmlDType::Q8_0);
+    }
+    let mut bytes = Vec::with_capacity(rows * width / Q8_BLOCK * GgmlDType::Q8_0.type_size());
+    for start in (0..rows).step_by(ROWS_PER_SLICE) {
+        let slice = w
+            .narrow(0, start, ROWS_PER_SLICE.min(rows - start))?
+            .to_dtype(DType::F32)?;
+        bytes.extend_from_slice(&QTensor::quantize(&slice, GgmlDType::Q8_0)?.data()?);
+    }
+    let storage = QStorage::from_data(std::borrow::Cow::Owned(bytes), w.device(), GgmlDType::Q8_0)?;
+    in_huge_pages(QTensor::new(storage, (rows, width))?)
+}
+
+/// `x @ W^T` for f32 rows `x` (m, k) and 8-bit `W` (n, k): the compact-weight kernels on the
+/// CPU, the library's elsewhere.
+pub(super) fn quantized_matmul(q: &QMatMul, x: &Tensor) -> Result<Tensor> {
+    if let QMatMul::QTensor(w) = q {
+        if let Some(y) = super::q8::matmul_t(x, w)? {
+            return Ok(y);
+        }
+    }
+    q.forward(x)
+}
 
 /// A projection `y = x @ W + b`.
 #[derive(Debug, Clone)]
-struct Linear {
-    weight: Weight,
-    bias: Tensor,
-    out_dim: usize,
+pub(super) struct Linear {
+    pub(super) weight: Weight,
+    pub(super) bias: Tensor,
+    pub(super) out_dim: usize,
 }
 
 impl Linear {
-    fn load(vb: &VarBuilder, name: &str, shape: (usize, usize), init: Init) -> Result<Self> {
+    fn load(
+        vb: &VarBuilder,
+        name: &str,
+        shape: (usize, usize),
+        init: Init,
+        quantized: &mut QuantizedWeights,
+    ) -> Result<Self> {
+        let key = format!("{name}.weight");
+        let full_name = match vb.prefix() {
+            prefix if prefix.is_empty() => key.clone(),
+            prefix => format!("{prefix}.{key}"),
+        };
+        let weight = match quantized.remove(&full_name) {
+            Some(q) => Weight::Quantized(q),
+            None => Weight::Dense(vb.get_with_hints(shape, &key, init)?),
+        };
         Ok(Self {
-            weight: Weight::Dense(vb.get_with_hints(shape, &format!("{name}.weight"), init)?),
+            weight,
             bias: vb.get_with_hints(shape.1, &format!("{name}.bias"), Init::Const(0.0))?,
             out_dim: shape.1,
         })
@@ -79,7 +143,9 @@ impl Linear {
                     None => x.matmul(w)?,
                 }
             }
-            Weight::Quantized(q) => q.forward(&x.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?,
+            Weight::Quantized(q) => {
+                quantized_matmul(q, &x.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?
+            }
         };
         dims.push(self.out_dim);
         y.broadcast_add(&self.bias)?.reshape(dims)
@@ -93,17 +159,16 @@ impl Linear {
         if w.dim(0)? % Q8_BLOCK != 0 {
             return Ok(false);
         }
-        let q = QTensor::quantize(&w.t()?.contiguous()?, GgmlDType::Q8_0)?;
-        self.weight = Weight::Quantized(QMatMul::from_qtensor(q)?);
+        self.weight = Weight::Quantized(quantize_q8_0_weight(w)?);
         Ok(true)
     }
 }
 
 #[derive(Debug, Clone)]
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f64,
+pub(super) struct LayerNorm {
+    pub(super) weight: Tensor,
+    pub(super) bias: Tensor,
+    pub(super) eps: f64,
 }
 
 impl LayerNorm {
@@ -132,19 +197,19 @@ impl LayerNorm {
 }
 
 #[derive(Debug, Clone)]
-struct Attention {
-    c_attn: Linear,
-    c_proj: Linear,
-    n_head: usize,
-    head_dim: usize,
+pub(super) struct Attention {
+    pub(super) c_attn: Linear,
+    pub(super) c_proj: Linear,
+    pub(super) n_head: usize,
+    pub(super) head_dim: usize,
 }
 
 impl Attention {
-    fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
+    fn load(vb: VarBuilder, cfg: &Gpt2Config, q: &mut QuantizedWeights) -> Result<Self> {
         let e = cfg.n_embd;
         Ok(Self {
-            c_attn: Linear::load(&vb, "c_attn", (e, 3 * e), INIT)?,
-            c_proj: Linear::load(&vb, "c_proj", (e, e), residual_init(cfg))?,
+            c_attn: Linear::load(&vb, "c_attn", (e, 3 * e), INIT, q)?,
+            c_proj: Linear::load(&vb, "c_proj", (e, e), residual_init(cfg), q)?,
             n_head: cfg.n_head,
             head_dim: cfg.head_dim(),
         })
@@ -176,7 +241,10 @@ impl Attention {
             scores
         };
         match mode {
-            Mode::Inference => candle_nn::ops::softmax_last_dim(&scores),
+            Mode::Inference => match activations::softmax_last_dim(&scores)? {
+                Some(probs) => Ok(probs),
+                None => candle_nn::ops::softmax_last_dim(&scores),
+            },
             Mode::Training => candle_nn::ops::softmax(&scores, D::Minus1),
         }
     }
@@ -220,49 +288,54 @@ fn causal_mask(t: usize, start: usize, device: &Device) -> Result<Tensor> {
 }
 
 #[derive(Debug, Clone)]
-struct Mlp {
-    c_fc: Linear,
-    c_proj: Linear,
-    activation: Activation,
+pub(super) struct Mlp {
+    pub(super) c_fc: Linear,
+    pub(super) c_proj: Linear,
+    pub(super) activation: Activation,
 }
 
 impl Mlp {
-    fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
+    fn load(vb: VarBuilder, cfg: &Gpt2Config, q: &mut QuantizedWeights) -> Result<Self> {
         let (e, inner) = (cfg.n_embd, cfg.mlp_width());
         Ok(Self {
-            c_fc: Linear::load(&vb, "c_fc", (e, inner), INIT)?,
-            c_proj: Linear::load(&vb, "c_proj", (inner, e), residual_init(cfg))?,
+            c_fc: Linear::load(&vb, "c_fc", (e, inner), INIT, q)?,
+            c_proj: Linear::load(&vb, "c_proj", (inner, e), residual_init(cfg), q)?,
             activation: cfg.activation().map_err(candle_core::Error::wrap)?,
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let h = self.c_fc.forward(x)?;
-        let h = match self.activation {
-            Activation::GeluTanh => h.gelu()?,
-            Activation::GeluErf => h.gelu_erf()?,
-            Activation::Relu => h.relu()?,
+        let fast = match (self.activation, mode) {
+            (Activation::GeluTanh, Mode::Inference) => activations::gelu_tanh(&h)?,
+            _ => None,
+        };
+        let h = match (fast, self.activation) {
+            (Some(h), _) => h,
+            (None, Activation::GeluTanh) => h.gelu()?,
+            (None, Activation::GeluErf) => h.gelu_erf()?,
+            (None, Activation::Relu) => h.relu()?,
         };
         self.c_proj.forward(&h)
     }
 }
 
 #[derive(Debug, Clone)]
-struct Block {
-    ln_1: LayerNorm,
-    attn: Attention,
-    ln_2: LayerNorm,
-    mlp: Mlp,
+pub(super) struct Block {
+    pub(super) ln_1: LayerNorm,
+    pub(super) attn: Attention,
+    pub(super) ln_2: LayerNorm,
+    pub(super) mlp: Mlp,
 }
 
 impl Block {
-    fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
+    fn load(vb: VarBuilder, cfg: &Gpt2Config, q: &mut QuantizedWeights) -> Result<Self> {
         let eps = cfg.layer_norm_epsilon;
         Ok(Self {
             ln_1: LayerNorm::load(vb.pp("ln_1"), cfg.n_embd, eps)?,
-            attn: Attention::load(vb.pp("attn"), cfg)?,
+            attn: Attention::load(vb.pp("attn"), cfg, q)?,
             ln_2: LayerNorm::load(vb.pp("ln_2"), cfg.n_embd, eps)?,
-            mlp: Mlp::load(vb.pp("mlp"), cfg)?,
+            mlp: Mlp::load(vb.pp("mlp"), cfg, q)?,
         })
     }
 
@@ -277,7 +350,7 @@ impl Block {
         let normed = self.ln_1.forward(x, mode)?;
         let (attn, probs) = self.attn.forward(&normed, cache, start, mode)?;
         let x = (x + attn)?;
-        let out = (&x + self.mlp.forward(&self.ln_2.forward(&x, mode)?)?)?;
+        let out = (&x + self.mlp.forward(&self.ln_2.forward(&x, mode)?, mode)?)?;
         Ok((out, probs))
     }
 }
@@ -285,17 +358,17 @@ impl Block {
 /// A GPT-2 language model.
 #[derive(Debug, Clone)]
 pub struct Gpt2 {
-    wte: Tensor,
-    wpe: Tensor,
-    blocks: Vec<Block>,
-    ln_f: LayerNorm,
+    pub(super) wte: Tensor,
+    pub(super) wpe: Tensor,
+    pub(super) blocks: Vec<Block>,
+    pub(super) ln_f: LayerNorm,
     /// (vocab, n_embd); the same tensor as `wte` unless the checkpoint has `lm_head.weight`.
     lm_head: Tensor,
     /// The head in q8_0, when the model was quantized (`lm_head` then only serves lookups).
     lm_head_q8: Option<QMatMul>,
     /// An f32 copy of the head when the weights are stored in f16 or bf16.
     lm_head_f32: Option<Tensor>,
-    config: Gpt2Config,
+    pub(super) config: Gpt2Config,
 }
 
 impl Gpt2 {
@@ -303,6 +376,15 @@ impl Gpt2 {
     /// `h.0.attn.c_attn.weight`, ...). With a `VarMap`-backed builder this creates fresh,
     /// GPT-2-initialised variables for training.
     pub fn load(vb: VarBuilder, config: &Gpt2Config) -> Result<Self> {
+        Self::load_with_quantized(vb, config, QuantizedWeights::new())
+    }
+
+    /// Like [`Gpt2::load`], with some projections already in q8_0; `vb` need not hold those.
+    pub fn load_with_quantized(
+        vb: VarBuilder,
+        config: &Gpt2Config,
+        mut quantized: QuantizedWeights,
+    ) -> Result<Self> {
         let wte = vb.get_with_hints(
             (config.vocab_size, config.n_embd),
             "wte.weight",
@@ -320,8 +402,11 @@ impl Gpt2 {
             },
         )?;
         let blocks = (0..config.n_layer)
-            .map(|i| Block::load(vb.pp(format!("h.{i}")), config))
+            .map(|i| Block::load(vb.pp(format!("h.{i}")), config, &mut quantized))
             .collect::<Result<Vec<_>>>()?;
+        if let Some(name) = quantized.keys().next() {
+            candle_core::bail!("quantized weight `{name}` is not a projection of this model");
+        }
         let ln_f = LayerNorm::load(vb.pp("ln_f"), config.n_embd, config.layer_norm_epsilon)?;
         let lm_head = if vb.contains_tensor("lm_head.weight") {
             vb.get((config.vocab_size, config.n_embd), "lm_head.weight")?
@@ -365,8 +450,7 @@ impl Gpt2 {
             }
         }
         if self.config.n_embd % Q8_BLOCK == 0 {
-            let q = QTensor::quantize(&self.lm_head.to_dtype(DType::F32)?, GgmlDType::Q8_0)?;
-            self.lm_head_q8 = Some(QMatMul::from_qtensor(q)?);
+            self.lm_head_q8 = Some(QMatMul::from_qtensor(quantize_rows_q8_0(&self.lm_head)?)?);
         } else {
             skipped += 1;
         }
@@ -400,13 +484,15 @@ impl Gpt2 {
         tokens.broadcast_add(&positions)
     }
 
-    fn head(&self, x: &Tensor) -> Result<Tensor> {
+    pub(super) fn head(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, e) = x.dims3()?;
         let x = x.reshape((b * t, e))?;
         if let Some(q) = &self.lm_head_q8 {
-            return q
-                .forward(&x.to_dtype(DType::F32)?)?
-                .reshape((b, t, self.config.vocab_size));
+            return quantized_matmul(q, &x.to_dtype(DType::F32)?)?.reshape((
+                b,
+                t,
+                self.config.vocab_size,
+            ));
         }
         // Half-precision storage would round the logits (to 1/16 at |x| near 10 in bf16): the
         // head runs in f32 from its own f32 copy.
@@ -450,6 +536,9 @@ impl Gpt2 {
                 "token id {bad} is outside the vocabulary of {}",
                 self.config.vocab_size
             );
+        }
+        if ids.len() == 1 && self.can_decode_on_cpu() {
+            return self.decode_step(ids[0], cache);
         }
         let input = Tensor::new(ids, self.device())?.unsqueeze(0)?;
         let mut x = self.embed(&input, start)?;

@@ -87,6 +87,11 @@ impl KvCache {
         ))
     }
 
+    /// The key and value buffers of `layer`, (1, heads, capacity, head_dim), once allocated.
+    pub(crate) fn buffers(&self, layer: usize) -> Option<(&Tensor, &Tensor)> {
+        self.layers[layer].as_ref().map(|(k, v)| (k, v))
+    }
+
     /// Bytes held by the allocated buffers.
     pub fn allocated_bytes(&self) -> usize {
         self.layers

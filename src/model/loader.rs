@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::Gpt2Config;
-use super::gpt2::Gpt2;
+use super::gpt2::{quantize_q8_0_weight, Gpt2, QuantizedWeights, Q8_BLOCK};
 use super::safetensors_file;
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
@@ -177,6 +177,25 @@ pub fn read_config(files: &ModelFiles) -> Result<Gpt2Config> {
 }
 
 pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<LoadedModel> {
+    load_as(files, device, dtype, false)
+}
+
+/// Loads with the projections and the output head in 8-bit blocks (q8_0); embeddings, biases
+/// and layer norms stay f32. On the CPU each projection is quantized as soon as it is read, so
+/// peak memory stays near the size of the quantized model rather than the f32 one. Returns the
+/// model and how many matrices stayed f32 (q8_0 needs input widths that are multiples of 32).
+pub fn load_q8_0(files: &ModelFiles, device: &Device) -> Result<(LoadedModel, usize)> {
+    let mut loaded = load_as(files, device, DType::F32, device.is_cpu())?;
+    let skipped = loaded.model.quantize_q8_0()?;
+    Ok((loaded, skipped))
+}
+
+fn load_as(
+    files: &ModelFiles,
+    device: &Device,
+    dtype: DType,
+    quantize_while_reading: bool,
+) -> Result<LoadedModel> {
     let config_origin = files.config.origin("config.json");
     let config = read_config(files)?;
     let tokenizer = match &files.tokenizer {
@@ -197,9 +216,15 @@ pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<LoadedM
             ),
         });
     }
-    let (tensors, parameter_count) = read_tensors(&files.weights, &config, device, dtype)?;
+    let (tensors, quantized, parameter_count) = read_tensors(
+        &files.weights,
+        &config,
+        device,
+        dtype,
+        quantize_while_reading,
+    )?;
     let vb = VarBuilder::from_tensors(tensors, dtype, device);
-    let model = Gpt2::load(vb, &config)?;
+    let model = Gpt2::load_with_quantized(vb, &config, quantized)?;
     Ok(LoadedModel {
         name: files.name.clone(),
         model,
@@ -242,6 +267,14 @@ pub fn expected_shapes(config: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
     shapes
 }
 
+/// The four weight matrices of a block, the ones q8_0 stores in 8 bits.
+fn is_projection(name: &str) -> bool {
+    name.ends_with("attn.c_attn.weight")
+        || name.ends_with("attn.c_proj.weight")
+        || name.ends_with("mlp.c_fc.weight")
+        || name.ends_with("mlp.c_proj.weight")
+}
+
 /// The name a checkpoint key has in our layout, or `None` for buffers that are not weights.
 fn normalise_name(name: &str) -> Option<&str> {
     let name = name.strip_prefix("transformer.").unwrap_or(name);
@@ -254,10 +287,27 @@ fn read_tensors(
     config: &Gpt2Config,
     device: &Device,
     dtype: DType,
-) -> Result<(HashMap<String, Tensor>, usize)> {
+    quantize: bool,
+) -> Result<(HashMap<String, Tensor>, QuantizedWeights, usize)> {
     let mut raw: HashMap<String, (Tensor, String)> = HashMap::new();
+    let mut quantized = QuantizedWeights::new();
+    let mut quantized_count = 0;
+    let projection_shapes: HashMap<String, Vec<usize>> = expected_shapes(config)
+        .into_iter()
+        .filter(|(name, _)| is_projection(name))
+        .collect();
     let mut keep = |name: &str, tensor: Tensor, origin: &str| -> Result<()> {
-        if let Some(name) = normalise_name(name) {
+        let Some(name) = normalise_name(name) else {
+            return Ok(());
+        };
+        let quantizable = projection_shapes
+            .get(name)
+            .is_some_and(|shape| tensor.dims() == shape.as_slice() && shape[0] % Q8_BLOCK == 0);
+        if quantize && quantizable {
+            let weight = quantize_q8_0_weight(&tensor.to_dtype(DType::F32)?)?;
+            quantized_count += tensor.elem_count();
+            quantized.insert(name.to_string(), weight);
+        } else {
             // Convert one tensor at a time so peak memory stays near one copy of the weights.
             let tensor = tensor.to_dtype(dtype)?.to_device(device)?;
             raw.insert(name.to_string(), (tensor, origin.to_string()));
@@ -321,6 +371,9 @@ fn read_tensors(
         ));
     }
     for (name, shape) in expected {
+        if quantized.contains_key(&name) {
+            continue;
+        }
         let Some((tensor, origin)) = raw.remove(&name) else {
             return Err(Error::Weights {
                 file: weights_origin(weights),
@@ -347,7 +400,7 @@ fn read_tensors(
         count += tensor.elem_count();
         tensors.insert(name, tensor);
     }
-    Ok((tensors, count))
+    Ok((tensors, quantized, count + quantized_count))
 }
 
 fn weights_origin(weights: &WeightFiles) -> String {

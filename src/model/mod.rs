@@ -1,13 +1,18 @@
 //! GPT-2 itself: config, layers, KV cache, weight loading, device and dtype choice.
 
+pub mod activations;
+pub mod allocator;
 pub mod bundled;
 pub mod config;
+mod decode_cpu;
 pub mod device;
 pub mod gpt2;
 pub mod hub;
+mod huge_pages;
 pub mod kernels;
 pub mod kv_cache;
 pub mod loader;
+mod q8;
 pub mod safetensors_file;
 pub mod save;
 pub mod source;

@@ -1,0 +1,225 @@
+//! Products with weights stored in GGML's q8_0 format, on the CPU.
+//!
+//! q8_0 keeps each run of 32 weights as one f16 scale and 32 signed bytes (34 bytes for 128
+//! of f32). The library's own kernels keep a second, re-tiled copy of every matrix on
+//! AVX-512 machines, which doubles the memory of the 8-bit model; these work on the one
+//! compact copy: the input rows are quantized to 8 bits per 32-value block and multiplied
+//! with integer dot products, as llama.cpp does.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Result, Tensor};
+
+use super::kernels::SyncPtr;
+
+/// Values per block, and bytes per block: an f16 scale and 32 signed bytes.
+const BLOCK: usize = 32;
+const BLOCK_BYTES: usize = 34;
+
+/// `x @ w^T` for `x` (m, k) in f32 and `w` (n, k) in q8_0, both on the CPU; `None` when the
+/// weights are of another format or elsewhere, so the caller can use the library's product.
+pub fn matmul_t(x: &Tensor, w: &QTensor) -> Result<Option<Tensor>> {
+    let (n, k) = w.shape().dims2()?;
+    if w.dtype() != GgmlDType::Q8_0 || !matches!(w.device(), Device::Cpu) || k % BLOCK != 0 {
+        return Ok(None);
+    }
+    let (m, xk) = x.dims2()?;
+    if xk != k {
+        candle_core::bail!("q8_0 product: input width {xk}, weights ({n}, {k})");
+    }
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let rows: Vec<QuantizedRow> = xs.chunks_exact(k).map(quantize_row).collect();
+    let mut y = vec![0f32; m * n];
+    matmul_rows(&rows, &w.data()?, n, &mut y);
+    Tensor::from_vec(y, (m, n), x.device()).map(Some)
+}
+
+fn scale(block: &[u8]) -> f32 {
+    half::f16::from_le_bytes([block[0], block[1]]).to_f32()
+}
+
+/// An input row in 8 bits: per block of 32, a scale and the rounded values.
+struct QuantizedRow {
+    scales: Vec<f32>,
+    values: Vec<i8>,
+}
+
+/// Quantizes like llama.cpp: scale = max |x| / 127 per block, values rounded to nearest.
+fn quantize_row(x: &[f32]) -> QuantizedRow {
+    let mut scales = Vec::with_capacity(x.len() / BLOCK);
+    let mut values = Vec::with_capacity(x.len());
+    for block in x.chunks_exact(BLOCK) {
+        let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = max / 127.0;
+        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        scales.push(d);
+        values.extend(block.iter().map(|v| (v * inv).round() as i8));
+    }
+    QuantizedRow { scales, values }
+}
+
+/// Input rows handled per pass over the weights: their 8-bit copies stay in cache while every
+/// group of weight rows is read once per pass.
+const INPUT_ROWS_PER_PASS: usize = 64;
+
+/// `y[i][r] = dot(x[i], w[r])` for the quantized input rows and the `n` rows of `w`; the
+/// weight rows are split between threads, four at a time.
+fn matmul_rows(x: &[QuantizedRow], w: &[u8], n: usize, y: &mut [f32]) {
+    let Some(first_row) = x.first() else {
+        return;
+    };
+    let blocks_per_row = first_row.scales.len();
+    let row_bytes = blocks_per_row * BLOCK_BYTES;
+    debug_assert_eq!(w.len(), n * row_bytes);
+    let out = SyncPtr(y.as_mut_ptr());
+    let groups = n.div_ceil(4);
+    for (pass, inputs) in x.chunks(INPUT_ROWS_PER_PASS).enumerate() {
+        let first_input = pass * INPUT_ROWS_PER_PASS;
+        candle_core::utils::barrier_pool().execute_chunked(groups, |range| {
+            for group in range {
+                let first = group * 4;
+                let rows = 4.min(n - first);
+                let w = &w[first * row_bytes..(first + rows) * row_bytes];
+                for (i, input) in inputs.iter().enumerate() {
+                    let mut sums = [0f32; 4];
+                    dot_rows(input, w, blocks_per_row, &mut sums[..rows]);
+                    // SAFETY: each group of weight rows is handed to exactly one worker, so
+                    // these columns of the output row are written by it alone.
+                    let y = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            out.get().add((first_input + i) * n + first),
+                            rows,
+                        )
+                    };
+                    y.copy_from_slice(&sums[..rows]);
+                }
+            }
+        });
+    }
+}
+
+/// Dot products of the quantized input with `sums.len()` consecutive weight rows.
+fn dot_rows(x: &QuantizedRow, w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kernels::has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c") {
+        // SAFETY: the features were just detected.
+        return unsafe { dot_rows_avx2(x, w, blocks_per_row, sums) };
+    }
+    for (r, sum) in sums.iter_mut().enumerate() {
+        let row = &w[r * blocks_per_row * BLOCK_BYTES..(r + 1) * blocks_per_row * BLOCK_BYTES];
+        *sum = row
+            .chunks_exact(BLOCK_BYTES)
+            .enumerate()
+            .map(|(b, block)| {
+                let xs = &x.values[b * BLOCK..(b + 1) * BLOCK];
+                let dot: i32 = block[2..]
+                    .iter()
+                    .zip(xs)
+                    .map(|(&w, &x)| w as i8 as i32 * x as i32)
+                    .sum();
+                scale(block) * x.scales[b] * dot as f32
+            })
+            .sum();
+    }
+}
+
+/// Four rows at a time share each load of the input; the row count is a constant so the
+/// accumulators stay in registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_rows_avx2(x: &QuantizedRow, w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
+    let row_bytes = blocks_per_row * BLOCK_BYTES;
+    if sums.len() == 4 {
+        let four = dot_rows_fixed::<4>(x, w.as_ptr(), row_bytes, blocks_per_row);
+        sums.copy_from_slice(&four);
+    } else {
+        for (r, sum) in sums.iter_mut().enumerate() {
+            let ptr = w.as_ptr().add(r * row_bytes);
+            *sum = dot_rows_fixed::<1>(x, ptr, row_bytes, blocks_per_row)[0];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_rows_fixed<const ROWS: usize>(
+    x: &QuantizedRow,
+    w: *const u8,
+    row_bytes: usize,
+    blocks_per_row: usize,
+) -> [f32; ROWS] {
+    use std::arch::x86_64::*;
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); ROWS];
+    for b in 0..blocks_per_row {
+        let xv = _mm256_loadu_si256(x.values.as_ptr().add(b * BLOCK).cast());
+        let dx = *x.scales.get_unchecked(b);
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let block = w.add(r * row_bytes + b * BLOCK_BYTES);
+            // The rows of a group are short streams the hardware prefetcher does not pick up
+            // in time: fetch the same place of the next group (usually this thread's next).
+            _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(ROWS * row_bytes).cast());
+            let wv = _mm256_loadu_si256(block.add(2).cast());
+            // maddubs multiplies unsigned by signed bytes: move w's sign onto x.
+            let products = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+            let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(products, ones));
+            let bits = block.cast::<u16>().read_unaligned();
+            let dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)));
+            *acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), dot, *acc);
+        }
+    }
+    acc.map(|a| {
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), a);
+        lanes.iter().sum()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::kernels::tests::max_abs_diff;
+    use super::*;
+
+    fn matrix(n: usize, k: usize) -> Tensor {
+        let values: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 2654435761) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        Tensor::from_vec(values, (n, k), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn products_match_the_dequantized_weights() {
+        for (m, n, k) in [
+            (1, 7, 64),
+            (1, 50, 96),
+            (3, 9, 32),
+            (5, 4100, 64),
+            (70, 13, 64),
+        ] {
+            let w = matrix(n, k);
+            let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+            let dense = q.dequantize(&Device::Cpu).unwrap();
+            let x = (matrix(m, k) * 0.5).unwrap();
+            let want = x.matmul(&dense.t().unwrap()).unwrap();
+            let got = matmul_t(&x, &q).unwrap().unwrap();
+            assert_eq!(got.dims(), &[m, n]);
+            // The inputs are rounded to 8 bits: each value is off by at most half a step of
+            // its block's scale (|x| <= 0.5 here, so 0.5/127/2), times k weights below 1.
+            let tolerance = k as f32 * 0.5 / 127.0 / 2.0;
+            let diff = max_abs_diff(&got, &want);
+            assert!(diff <= tolerance, "({m}, {n}, {k}): {diff} > {tolerance}");
+        }
+    }
+
+    #[test]
+    fn an_all_zero_block_quantizes_to_zeros() {
+        let row = quantize_row(&[0.0; 64]);
+        assert_eq!(row.scales, vec![0.0, 0.0]);
+        assert!(row.values.iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn other_formats_are_left_to_the_library() {
+        let w = QTensor::quantize(&matrix(32, 256), GgmlDType::Q4K).unwrap();
+        assert!(matmul_t(&matrix(1, 256), &w).unwrap().is_none());
+    }
+}
