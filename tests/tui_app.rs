@@ -4,7 +4,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use gpt2_tui::config::Config;
 use gpt2_tui::conversation::{ChatFormat, Role};
 use gpt2_tui::generate::SamplingParams;
-use gpt2_tui::inference::{Prompt, Reply, Request};
+use gpt2_tui::inference::{Candidate, Prompt, Reply, Request};
 use gpt2_tui::session::{FinishReason, Stats};
 use gpt2_tui::ui::app::{Action, App, EngineState, Focus, Mode, ModelSummary};
 use gpt2_tui::ui::theme::load_themes;
@@ -60,12 +60,35 @@ fn stream(app: &mut App, pieces: &[&str]) {
         dropped_tokens: 0,
     }));
     for (i, p) in pieces.iter().enumerate() {
-        app.update(Action::Reply(Reply::Token {
-            id: 1,
-            text: p.to_string(),
-            logprob: -1.0,
-            context: 11 + i,
-        }));
+        app.update(Action::Reply(token(1, p.to_string(), -1.0, 11 + i)));
+    }
+}
+
+/// A streamed token with made-up alternatives: itself and three others, less likely.
+fn token(id: u32, text: String, logprob: f32, context: usize) -> Reply {
+    let p = logprob.exp();
+    let mut top = vec![Candidate {
+        id,
+        text: text.clone(),
+        prob: p,
+        ends: false,
+    }];
+    top.extend((0..3).map(|i| Candidate {
+        id: 100 + i,
+        text: format!(" alt{i}"),
+        prob: (1.0 - p) / (2.0 + i as f32),
+        ends: false,
+    }));
+    Reply::Token {
+        id,
+        text,
+        logprob,
+        context,
+        top,
+        params: SamplingParams {
+            seed: Some(context as u64),
+            ..SamplingParams::default()
+        },
     }
 }
 
@@ -332,27 +355,17 @@ fn probability_colouring_records_each_token_while_streaming() {
         dropped_turns: 0,
         dropped_tokens: 0,
     }));
-    app.update(Action::Reply(Reply::Token {
-        id: 5,
-        text: " sure".into(),
-        logprob: (0.9f32).ln(),
-        context: 4,
-    }));
-    app.update(Action::Reply(Reply::Token {
-        id: 6,
-        text: " thing".into(),
-        logprob: (0.05f32).ln(),
-        context: 5,
-    }));
-    let pieces = &app.pieces[&1];
+    app.update(Action::Reply(token(5, " sure".into(), (0.9f32).ln(), 4)));
+    app.update(Action::Reply(token(6, " thing".into(), (0.05f32).ln(), 5)));
+    let pieces = app.replies[&1].pieces();
     assert_eq!(pieces.len(), 2);
-    assert!((pieces[0].1 - 0.9).abs() < 1e-6);
+    assert!((pieces[0].prob - 0.9).abs() < 1e-6);
     assert_eq!(
-        app.theme.probability_color(pieces[0].1),
+        app.theme.probability_color(pieces[0].prob),
         app.theme.probability[4]
     );
     assert_eq!(
-        app.theme.probability_color(pieces[1].1),
+        app.theme.probability_color(pieces[1].prob),
         app.theme.probability[0]
     );
     app.update(key(KeyCode::F(3)));
@@ -360,7 +373,7 @@ fn probability_colouring_records_each_token_while_streaming() {
     // Regenerating drops the old reply's probabilities with it.
     finish(&mut app, Some(FinishReason::Eos));
     app.update(ctrl('r'));
-    assert!(!app.pieces.contains_key(&1));
+    assert!(!app.replies.contains_key(&1));
 }
 
 fn inspection_app(theme: &str) -> App {
@@ -384,12 +397,7 @@ fn inspection_app(theme: &str) -> App {
         (" lord", 0.2),
         ("!", 0.05),
     ] {
-        app.update(Action::Reply(Reply::Token {
-            id: 1,
-            text: text.into(),
-            logprob: p.ln(),
-            context: 4,
-        }));
+        app.update(Action::Reply(token(1, text.into(), p.ln(), 4)));
     }
     finish(&mut app, Some(FinishReason::Eos));
     app
@@ -537,12 +545,7 @@ fn context_use_and_window_overflow_reach_the_status_bar() {
         dropped_turns: 2,
         dropped_tokens: 0,
     }));
-    app.update(Action::Reply(Reply::Token {
-        id: 1,
-        text: "x".into(),
-        logprob: -1.0,
-        context: 240,
-    }));
+    app.update(Action::Reply(token(1, "x".into(), -1.0, 240)));
     assert_eq!(app.context_used, 240);
     let screen = render(&app, 140, 12);
     let buffer = screen.backend().buffer().clone();

@@ -2,6 +2,9 @@
 
 pub mod app;
 pub mod controls;
+pub mod inspect_mode;
+pub mod inspect_view;
+pub mod replies;
 pub mod theme;
 pub mod view;
 
