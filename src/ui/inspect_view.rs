@@ -192,7 +192,8 @@ fn draw_attention(
 ) {
     let t = &app.theme;
     let heads = view.shape().map_or(0, |(_, h)| h);
-    let height = (heads as u16 + 9).max(7);
+    // A row per head and the average, the strongest tokens, three lines of text.
+    let height = (heads as u16 + 7).max(7);
     let popup = bottom_right(area, area.width, height);
     let title = match (view.shape(), view.head) {
         (Some((layers, _)), Some(h)) => format!(
