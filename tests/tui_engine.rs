@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::greedy;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
@@ -313,15 +314,6 @@ fn attention_answers_match_the_model_and_wait_for_a_running_reply() {
             map: Err(_)
         }
     ));
-}
-
-fn greedy(max_tokens: usize) -> SamplingParams {
-    SamplingParams {
-        temperature: 0.0,
-        repeat_penalty: 1.0,
-        max_tokens,
-        ..SamplingParams::default()
-    }
 }
 
 fn token_ids(seen: &[Reply]) -> Vec<u32> {
