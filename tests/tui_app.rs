@@ -4,7 +4,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use gpt2_tui::config::Config;
 use gpt2_tui::conversation::{ChatFormat, Role};
 use gpt2_tui::generate::SamplingParams;
-use gpt2_tui::inference::{Candidate, Prompt, Reply, Request};
+use gpt2_tui::inference::{AttentionMap, Candidate, Prompt, Reply, Request};
 use gpt2_tui::session::{FinishReason, Stats};
 use gpt2_tui::ui::app::{Action, App, EngineState, Focus, Mode, ModelSummary};
 use gpt2_tui::ui::theme::load_themes;
@@ -879,10 +879,10 @@ fn completion_mode_branches_the_continuation_and_restores_it() {
     assert_eq!(app.document, original);
 }
 
-fn attention_map() -> gpt2_tui::inference::AttentionMap {
+fn attention_map() -> AttentionMap {
     // Two layers of two heads over three tokens: each head looks mostly at one token.
     let head = |k: usize| -> Vec<f32> { (0..3).map(|i| if i == k { 0.8 } else { 0.1 }).collect() };
-    gpt2_tui::inference::AttentionMap {
+    AttentionMap {
         tokens: vec!["Good".into(), " morrow".into(), " to".into()],
         weights: vec![vec![head(0), head(1)], vec![head(2), head(0)]],
     }
@@ -957,8 +957,36 @@ fn the_attention_view_moves_between_layers_and_heads() {
         map: Err("no model".into()),
     }));
     assert!(screen_text(&render(&app, 100, 30)).contains("no model"));
+    // Odd answers and tiny terminals draw without a panic.
+    for map in [
+        AttentionMap {
+            tokens: vec![],
+            weights: vec![],
+        },
+        AttentionMap {
+            tokens: vec!["a".into(), "b".into()],
+            weights: vec![vec![vec![0.5], vec![0.2, 0.3, 0.5]]],
+        },
+    ] {
+        let requests = app.update(key(KeyCode::Right));
+        let Some(Request::Attention { serial, .. }) = requests.first() else {
+            panic!("expected an attention request, got {requests:?}")
+        };
+        app.update(Action::Reply(Reply::Attention {
+            serial: *serial,
+            map: Ok(map),
+        }));
+        app.update(key(KeyCode::Char('m')));
+        for (w, h) in [(100, 30), (20, 5), (3, 2), (0, 0), (61, 9)] {
+            render(&app, w, h);
+        }
+        app.update(key(KeyCode::Left));
+    }
     app.update(key(KeyCode::Esc));
     assert!(app.inspect.as_ref().unwrap().attention.is_none());
+    for (w, h) in [(20, 5), (3, 2), (0, 0), (61, 9)] {
+        render(&app, w, h);
+    }
 }
 
 /// The cells of the screen whose symbol is `symbol`, with their colours.

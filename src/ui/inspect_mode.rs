@@ -48,7 +48,7 @@ impl AttentionView {
                 let keys = heads.first().map_or(0, Vec::len);
                 Some(
                     (0..keys)
-                        .map(|k| heads.iter().map(|row| row[k]).sum::<f32>() / n)
+                        .map(|k| heads.iter().filter_map(|row| row.get(k)).sum::<f32>() / n)
                         .collect(),
                 )
             }

@@ -198,13 +198,13 @@ fn draw_attention(
     let title = match (view.shape(), view.head) {
         (Some((layers, _)), Some(h)) => format!(
             " attention · layer {}/{layers} · head {}/{heads} ·{}",
-            view.layer.min(layers - 1) + 1,
+            view.layer.min(layers.saturating_sub(1)) + 1,
             h.min(heads.saturating_sub(1)) + 1,
             position(inspect, reply)
         ),
         (Some((layers, _)), None) => format!(
             " attention · layer {}/{layers} · average of {heads} heads ·{}",
-            view.layer.min(layers - 1) + 1,
+            view.layer.min(layers.saturating_sub(1)) + 1,
             position(inspect, reply)
         ),
         (None, _) => format!(" attention ·{}", position(inspect, reply)),
