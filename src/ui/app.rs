@@ -387,7 +387,7 @@ impl App {
         let alt = key.modifiers.contains(KeyModifiers::ALT);
         if self.show_help {
             // Up/Down/PgUp/PgDn scroll the help; any other key closes it.
-            let max = super::view::HELP.len().saturating_sub(1);
+            let max = super::help::HELP.len().saturating_sub(1);
             match key.code {
                 KeyCode::Up => self.help_scroll = self.help_scroll.saturating_sub(1),
                 KeyCode::Down => self.help_scroll = (self.help_scroll + 1).min(max),

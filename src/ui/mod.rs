@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod controls;
+pub mod help;
 pub mod inspect_mode;
 pub mod inspect_view;
 pub mod replies;
