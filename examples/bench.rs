@@ -1,7 +1,7 @@
 //! Prefill and decode speed, and peak memory, of the real generation path on a model folder.
 //!
 //! cargo run --release --example bench -- MODEL_DIR [--threads N] [--prompt-tokens 512]
-//!     [--decode-tokens 128] [--dtype f32] [--device cpu] [--runs 3]
+//!     [--decode-tokens 128] [--dtype f32] [--device cpu] [--runs 3] [--top 10]
 
 use std::time::Instant;
 
@@ -27,6 +27,9 @@ struct Args {
     /// Timed runs; the best is reported (the first run also warms up).
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Alternatives collected at each step, as the interface asks for (0 = none).
+    #[arg(long, default_value_t = 0)]
+    top: usize,
 }
 
 /// Bytes of weights in use: q8_0 matrices take 34 bytes per 32 values; embeddings stay f32.
@@ -90,6 +93,7 @@ fn main() -> anyhow::Result<()> {
     };
     let options = GenerateOptions {
         ignore_eos: true,
+        top_n: args.top,
         ..GenerateOptions::default()
     };
     let (mut best_prefill, mut best_decode) = (0f64, 0f64);
@@ -126,6 +130,7 @@ fn main() -> anyhow::Result<()> {
             "threads": threads,
             "prompt_tokens": args.prompt_tokens,
             "decode_tokens": args.decode_tokens,
+            "top": args.top,
             "load_s": (load_s * 1000.0).round() / 1000.0,
             "prefill_tokens_per_s": (best_prefill * 10.0).round() / 10.0,
             "decode_tokens_per_s": (best_decode * 10.0).round() / 10.0,

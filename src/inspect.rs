@@ -2,8 +2,21 @@
 
 use serde::Serialize;
 
-use crate::model::Gpt2Config;
+use crate::model::{Gpt2, Gpt2Config};
 use crate::tokenizer::Tokenizer;
+
+/// How the last of `ids` attends to each of them (itself included), per layer and head:
+/// `[layer][head][key]`, each head's weights summing to one. Causal attention means the tokens
+/// after it change nothing, so only `ids` up to the token of interest are run.
+pub fn last_token_attention(model: &Gpt2, ids: &[u32]) -> crate::Result<Vec<Vec<Vec<f32>>>> {
+    let Some(last) = ids.len().checked_sub(1) else {
+        return Err(crate::Error::Other("no token to look at".into()));
+    };
+    let maps = model.attention_maps(ids)?;
+    maps.iter()
+        .map(|map| Ok(map.narrow(1, last, 1)?.squeeze(1)?.to_vec2::<f32>()?))
+        .collect()
+}
 
 /// One named part of the network and its parameter count.
 #[derive(Debug, Clone, PartialEq, Serialize)]

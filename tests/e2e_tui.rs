@@ -136,6 +136,27 @@ fn chat_live_settings_stop_and_quit_in_a_real_terminal() {
     });
     assert!(screen.contains("You: Hello there"), "{screen}");
 
+    // The token cursor: the alternatives at the last token, a branch from the second one, and
+    // back to the first branch.
+    tmux.keys(&["F6"]);
+    tmux.wait_for("the alternatives", |s| s.contains("settings at this token"));
+    tmux.keys(&["Enter", "Down", "Enter"]);
+    tmux.wait_for("the branch", |s| {
+        s.contains("idle") && s.contains("branch 2/2")
+    });
+    tmux.keys(&["b"]);
+    tmux.wait_for("the first branch again", |s| s.contains("branch 1/2"));
+    tmux.keys(&["a"]);
+    tmux.wait_for("the attention view", |s| s.contains("strongest"));
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the alternatives again", |s| {
+        s.contains("settings at this token")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the cursor to close", |s| {
+        !s.contains("token ") && s.contains("message")
+    });
+
     // Live settings, by command and by keys.
     tmux.keys(&["/set temperature 0.42", "Enter"]);
     tmux.wait_for("the panel to show 0.42", |s| {

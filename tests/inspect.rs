@@ -2,19 +2,9 @@
 
 mod common;
 
-use common::{floats, ids, load_session, reference, run_cli, MODELS};
-use gpt2_tui::generate::SamplingParams;
+use common::{floats, greedy, ids, load_session, reference, run_cli, MODELS};
 use gpt2_tui::inspect::{token_rows, Anatomy};
 use gpt2_tui::session::{GenerateOptions, Step};
-
-fn greedy(max_tokens: usize) -> SamplingParams {
-    SamplingParams {
-        temperature: 0.0,
-        repeat_penalty: 1.0,
-        max_tokens,
-        ..SamplingParams::default()
-    }
-}
 
 fn options(top_n: usize) -> GenerateOptions {
     GenerateOptions {

@@ -4,7 +4,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use gpt2_tui::config::Config;
 use gpt2_tui::conversation::{ChatFormat, Role};
 use gpt2_tui::generate::SamplingParams;
-use gpt2_tui::inference::{Prompt, Reply, Request};
+use gpt2_tui::inference::{AttentionMap, Candidate, Prompt, Reply, Request};
 use gpt2_tui::session::{FinishReason, Stats};
 use gpt2_tui::ui::app::{Action, App, EngineState, Focus, Mode, ModelSummary};
 use gpt2_tui::ui::theme::load_themes;
@@ -60,12 +60,35 @@ fn stream(app: &mut App, pieces: &[&str]) {
         dropped_tokens: 0,
     }));
     for (i, p) in pieces.iter().enumerate() {
-        app.update(Action::Reply(Reply::Token {
-            id: 1,
-            text: p.to_string(),
-            logprob: -1.0,
-            context: 11 + i,
-        }));
+        app.update(Action::Reply(token(1, p.to_string(), -1.0, 11 + i)));
+    }
+}
+
+/// A streamed token with made-up alternatives: itself and three others, less likely.
+fn token(id: u32, text: String, logprob: f32, context: usize) -> Reply {
+    let p = logprob.exp();
+    let mut top = vec![Candidate {
+        id,
+        text: text.clone(),
+        prob: p,
+        ends: false,
+    }];
+    top.extend((0..3).map(|i| Candidate {
+        id: 100 + i,
+        text: format!(" alt{i}"),
+        prob: (1.0 - p) / (2.0 + i as f32),
+        ends: false,
+    }));
+    Reply::Token {
+        id,
+        text,
+        logprob,
+        context,
+        top,
+        params: SamplingParams {
+            seed: Some(context as u64),
+            ..SamplingParams::default()
+        },
     }
 }
 
@@ -332,27 +355,17 @@ fn probability_colouring_records_each_token_while_streaming() {
         dropped_turns: 0,
         dropped_tokens: 0,
     }));
-    app.update(Action::Reply(Reply::Token {
-        id: 5,
-        text: " sure".into(),
-        logprob: (0.9f32).ln(),
-        context: 4,
-    }));
-    app.update(Action::Reply(Reply::Token {
-        id: 6,
-        text: " thing".into(),
-        logprob: (0.05f32).ln(),
-        context: 5,
-    }));
-    let pieces = &app.pieces[&1];
+    app.update(Action::Reply(token(5, " sure".into(), (0.9f32).ln(), 4)));
+    app.update(Action::Reply(token(6, " thing".into(), (0.05f32).ln(), 5)));
+    let pieces = app.replies[&1].pieces();
     assert_eq!(pieces.len(), 2);
-    assert!((pieces[0].1 - 0.9).abs() < 1e-6);
+    assert!((pieces[0].prob - 0.9).abs() < 1e-6);
     assert_eq!(
-        app.theme.probability_color(pieces[0].1),
+        app.theme.probability_color(pieces[0].prob),
         app.theme.probability[4]
     );
     assert_eq!(
-        app.theme.probability_color(pieces[1].1),
+        app.theme.probability_color(pieces[1].prob),
         app.theme.probability[0]
     );
     app.update(key(KeyCode::F(3)));
@@ -360,7 +373,7 @@ fn probability_colouring_records_each_token_while_streaming() {
     // Regenerating drops the old reply's probabilities with it.
     finish(&mut app, Some(FinishReason::Eos));
     app.update(ctrl('r'));
-    assert!(!app.pieces.contains_key(&1));
+    assert!(!app.replies.contains_key(&1));
 }
 
 fn inspection_app(theme: &str) -> App {
@@ -384,12 +397,7 @@ fn inspection_app(theme: &str) -> App {
         (" lord", 0.2),
         ("!", 0.05),
     ] {
-        app.update(Action::Reply(Reply::Token {
-            id: 1,
-            text: text.into(),
-            logprob: p.ln(),
-            context: 4,
-        }));
+        app.update(Action::Reply(token(1, text.into(), p.ln(), 4)));
     }
     finish(&mut app, Some(FinishReason::Eos));
     app
@@ -537,12 +545,7 @@ fn context_use_and_window_overflow_reach_the_status_bar() {
         dropped_turns: 2,
         dropped_tokens: 0,
     }));
-    app.update(Action::Reply(Reply::Token {
-        id: 1,
-        text: "x".into(),
-        logprob: -1.0,
-        context: 240,
-    }));
+    app.update(Action::Reply(token(1, "x".into(), -1.0, 240)));
     assert_eq!(app.context_used, 240);
     let screen = render(&app, 140, 12);
     let buffer = screen.backend().buffer().clone();
@@ -660,5 +663,415 @@ fn completion_mode_colours_exactly_the_continuation() {
         let x = line.chars().position(|_| true).unwrap()
             + line[..line.find(word).unwrap()].chars().count();
         assert_eq!(buffer[(x as u16, y as u16)].fg, colour, "{word}\n{screen}");
+    }
+}
+
+/// Two exchanges, each reply streamed token by token (the helper gives every token made-up
+/// alternatives and a seed equal to its context count).
+fn two_replies() -> App {
+    let mut app = app();
+    send(&mut app, "Good morrow");
+    stream(&mut app, &["Good", " morrow", " to", " you"]);
+    finish(&mut app, Some(FinishReason::Eos));
+    send(&mut app, "How now?");
+    stream(&mut app, &["Well", ",", " sir"]);
+    finish(&mut app, Some(FinishReason::Eos));
+    app
+}
+
+fn cursor(app: &App) -> (usize, usize) {
+    let inspect = app.inspect.as_ref().expect("the token cursor is shown");
+    (inspect.reply, inspect.token)
+}
+
+#[test]
+fn the_token_cursor_moves_by_token_and_between_replies() {
+    let mut app = two_replies();
+    app.update(key(KeyCode::F(6)));
+    assert_eq!(
+        cursor(&app),
+        (3, 2),
+        "starts on the last token of the last reply"
+    );
+    app.update(key(KeyCode::Left));
+    assert_eq!(cursor(&app), (3, 1));
+    for _ in 0..5 {
+        app.update(key(KeyCode::Right));
+    }
+    assert_eq!(cursor(&app), (3, 2), "stops at the last token");
+    app.update(key(KeyCode::Home));
+    assert_eq!(cursor(&app), (3, 0));
+    app.update(key(KeyCode::Up));
+    assert_eq!(cursor(&app), (1, 3), "the earlier reply, at its last token");
+    app.update(key(KeyCode::Up));
+    assert_eq!(cursor(&app), (1, 3), "no reply before the first");
+    app.update(key(KeyCode::Down));
+    assert_eq!(cursor(&app), (3, 2));
+    // Keys the cursor does not use neither type nor leak into the input.
+    app.update(key(KeyCode::Char('x')));
+    assert!(app.input.is_empty());
+    app.update(key(KeyCode::Esc));
+    assert!(app.inspect.is_none());
+    // Nothing to inspect yet: said, not a panic.
+    let mut empty = self::app();
+    empty.update(key(KeyCode::F(6)));
+    assert!(empty.inspect.is_none());
+    assert!(empty.message.as_deref().unwrap().contains("no reply"));
+}
+
+#[test]
+fn the_popup_shows_the_tokens_recorded_alternatives_and_settings() {
+    let mut app = two_replies();
+    app.update(key(KeyCode::F(6)));
+    app.update(key(KeyCode::Left));
+    let piece = app.replies[&3].pieces()[1].clone();
+    assert_eq!(piece.text, ",");
+    let screen = screen_text(&render(&app, 100, 30));
+    assert!(screen.contains("token 2/3"), "{screen}");
+    for (row, candidate) in piece.top.iter().enumerate() {
+        let want = format!(
+            "{:>2} {:<18}{:>6.2}%",
+            row + 1,
+            format!("{:?}", candidate.text),
+            candidate.prob * 100.0
+        );
+        assert!(screen.contains(&want), "row {want:?} in\n{screen}");
+    }
+    // The settings in force at that token: the helper's seed is the token's context count.
+    assert_eq!(piece.params.seed, Some(12));
+    assert!(screen.contains("seed 12"), "{screen}");
+    assert!(screen.contains("temperature 0.80"), "{screen}");
+    // The token under the cursor is drawn in the theme's highlight.
+    let terminal = render(&app, 100, 30);
+    let buffer = terminal.backend().buffer();
+    let (x, y) = find(&terminal, "GPT-2: Well").expect("the reply on screen");
+    let comma = (x + "GPT-2: Well".len() as u16, y);
+    assert_eq!(buffer[comma].symbol(), ",");
+    assert_eq!(buffer[comma].bg, app.theme.accent);
+}
+
+/// Where `text` starts on the screen.
+fn find(terminal: &Terminal<TestBackend>, text: &str) -> Option<(u16, u16)> {
+    screen_text(terminal)
+        .lines()
+        .enumerate()
+        .find_map(|(y, line)| {
+            let at = line.find(text)?;
+            Some((line[..at].chars().count() as u16, y as u16))
+        })
+}
+
+#[test]
+fn choosing_a_candidate_branches_and_the_old_branch_comes_back_exactly() {
+    let mut app = two_replies();
+    let original = app.turns[3].text.clone();
+    app.update(key(KeyCode::F(6)));
+    app.update(key(KeyCode::Left));
+    app.update(key(KeyCode::Enter));
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Down));
+    let chosen = app.replies[&3].pieces()[1].top[2].clone();
+    let requests = app.update(key(KeyCode::Enter));
+    let [Request::Branch {
+        prompt: Prompt::Chat { turns, .. },
+        reply,
+        params,
+    }] = requests.as_slice()
+    else {
+        panic!("expected one branch request, got {requests:?}")
+    };
+    assert_eq!(
+        turns,
+        &app.turns[..3],
+        "the prompt ends with the user's message"
+    );
+    assert_eq!(
+        reply,
+        &vec![1, chosen.id],
+        "the kept token, then the chosen one"
+    );
+    assert_eq!(params, &app.params);
+    assert!(app.is_generating());
+    assert_eq!(app.turns[3].text, format!("Well{}", chosen.text));
+    stream(&mut app, &[" good", " friend"]);
+    finish(&mut app, Some(FinishReason::Eos));
+    let branched = format!("Well{} good friend", chosen.text);
+    assert_eq!(app.turns[3].text, branched);
+    assert_eq!(app.replies[&3].count(), 2);
+    assert!(screen_text(&render(&app, 100, 30)).contains("branch 2/2"));
+    app.update(key(KeyCode::Char('b')));
+    assert_eq!(app.turns[3].text, original, "the first branch, exactly");
+    assert_eq!(app.replies[&3].pieces().len(), 3);
+    app.update(key(KeyCode::Char('B')));
+    assert_eq!(app.turns[3].text, branched);
+    // The next message is answered after the branch shown.
+    app.update(key(KeyCode::Esc));
+    let requests = send(&mut app, "And?");
+    assert!(
+        matches!(requests.as_slice(), [Request::Generate { prompt: Prompt::Chat { turns, .. }, .. }] if turns[3].text == branched)
+    );
+}
+
+#[test]
+fn branching_is_refused_while_writing_and_on_an_earlier_reply() {
+    let mut app = two_replies();
+    app.update(key(KeyCode::F(6)));
+    app.update(key(KeyCode::Up));
+    app.update(key(KeyCode::Enter));
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert!(app
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("only the last reply"));
+    assert_eq!(app.replies[&1].count(), 1);
+    app.update(key(KeyCode::Esc));
+    app.update(key(KeyCode::Esc));
+    send(&mut app, "More");
+    stream(&mut app, &["Aye"]);
+    app.update(key(KeyCode::F(6)));
+    assert_eq!(
+        cursor(&app),
+        (5, 0),
+        "the reply being written can be inspected"
+    );
+    app.update(key(KeyCode::Enter));
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert!(app.message.as_deref().unwrap().contains("still writing"));
+    // Regenerating drops the reply, and the cursor with it.
+    app.update(key(KeyCode::Esc));
+    app.update(key(KeyCode::Esc));
+    app.update(key(KeyCode::Esc));
+    finish(&mut app, None);
+    app.update(key(KeyCode::F(6)));
+    app.update(ctrl('r'));
+    assert!(app.inspect.is_none() && !app.replies.contains_key(&5));
+}
+
+#[test]
+fn completion_mode_branches_the_continuation_and_restores_it() {
+    let mut app = app();
+    send(&mut app, "/mode complete");
+    send(&mut app, "Once upon");
+    stream(&mut app, &[" a", " time", " there"]);
+    finish(&mut app, Some(FinishReason::MaxTokens));
+    let original = app.document.clone();
+    app.update(key(KeyCode::F(6)));
+    app.update(key(KeyCode::Left));
+    app.update(key(KeyCode::Enter));
+    app.update(key(KeyCode::Down));
+    let requests = app.update(key(KeyCode::Enter));
+    let [Request::Branch {
+        prompt: Prompt::Complete { text },
+        reply,
+        ..
+    }] = requests.as_slice()
+    else {
+        panic!("expected one branch request, got {requests:?}")
+    };
+    assert_eq!(text, "Once upon");
+    assert_eq!(reply, &vec![1, 100]);
+    assert_eq!(app.document, "Once upon a alt0");
+    stream(&mut app, &[" end"]);
+    finish(&mut app, Some(FinishReason::MaxTokens));
+    assert_eq!(app.document, "Once upon a alt0 end");
+    app.update(key(KeyCode::Char('b')));
+    assert_eq!(app.document, original);
+}
+
+fn attention_map() -> AttentionMap {
+    // Two layers of two heads over three tokens: each head looks mostly at one token.
+    let head = |k: usize| -> Vec<f32> { (0..3).map(|i| if i == k { 0.8 } else { 0.1 }).collect() };
+    AttentionMap {
+        tokens: vec!["Good".into(), " morrow".into(), " to".into()],
+        weights: vec![vec![head(0), head(1)], vec![head(2), head(0)]],
+    }
+}
+
+/// The attention view on reply 1's third token, answered with [`attention_map`].
+fn attention_app(theme: &str) -> App {
+    let mut app = two_replies();
+    send(&mut app, &format!("/theme {theme}"));
+    app.update(key(KeyCode::F(6)));
+    app.update(key(KeyCode::Up));
+    app.update(key(KeyCode::Left));
+    let requests = app.update(key(KeyCode::Char('a')));
+    let [Request::Attention {
+        serial,
+        prompt: Prompt::Chat { turns, .. },
+        reply,
+    }] = requests.as_slice()
+    else {
+        panic!("expected an attention request, got {requests:?}")
+    };
+    assert_eq!(turns.len(), 1);
+    assert_eq!(
+        reply,
+        &vec![1, 1, 1],
+        "the reply up to the token under the cursor"
+    );
+    let serial = *serial;
+    // An answer to an older request is not shown.
+    app.update(Action::Reply(Reply::Attention {
+        serial: serial - 1,
+        map: Ok(attention_map()),
+    }));
+    assert!(screen_text(&render(&app, 100, 30)).contains("computing"));
+    app.update(Action::Reply(Reply::Attention {
+        serial,
+        map: Ok(attention_map()),
+    }));
+    app
+}
+
+#[test]
+fn the_attention_view_moves_between_layers_and_heads() {
+    let mut app = attention_app("dark");
+    let screen = screen_text(&render(&app, 100, 30));
+    assert!(
+        screen.contains("layer 1/2 · average of 2 heads"),
+        "{screen}"
+    );
+    // The token after the cursor is the masked future.
+    assert!(screen.contains("███·"), "{screen}");
+    app.update(key(KeyCode::Char(']')));
+    app.update(key(KeyCode::Char('>')));
+    let screen = screen_text(&render(&app, 100, 30));
+    assert!(screen.contains("layer 2/2 · head 1/2"), "{screen}");
+    assert!(screen.contains("strongest \" to\" 80%"), "{screen}");
+    app.update(key(KeyCode::Char('m')));
+    assert!(screen_text(&render(&app, 100, 30)).contains("average of 2 heads"));
+    app.update(key(KeyCode::Char(']')));
+    assert!(
+        screen_text(&render(&app, 100, 30)).contains("layer 1/2"),
+        "wraps around"
+    );
+    // Moving the cursor asks again, for the new token.
+    let requests = app.update(key(KeyCode::Left));
+    let [Request::Attention { reply, serial, .. }] = requests.as_slice() else {
+        panic!("expected an attention request, got {requests:?}")
+    };
+    assert_eq!(reply.len(), 2);
+    app.update(Action::Reply(Reply::Attention {
+        serial: *serial,
+        map: Err("no model".into()),
+    }));
+    assert!(screen_text(&render(&app, 100, 30)).contains("no model"));
+    // Odd answers and tiny terminals draw without a panic.
+    for map in [
+        AttentionMap {
+            tokens: vec![],
+            weights: vec![],
+        },
+        AttentionMap {
+            tokens: vec!["a".into(), "b".into()],
+            weights: vec![vec![vec![0.5], vec![0.2, 0.3, 0.5]]],
+        },
+    ] {
+        let requests = app.update(key(KeyCode::Right));
+        let Some(Request::Attention { serial, .. }) = requests.first() else {
+            panic!("expected an attention request, got {requests:?}")
+        };
+        app.update(Action::Reply(Reply::Attention {
+            serial: *serial,
+            map: Ok(map),
+        }));
+        app.update(key(KeyCode::Char('m')));
+        for (w, h) in [(100, 30), (20, 5), (3, 2), (0, 0), (61, 9)] {
+            render(&app, w, h);
+        }
+        app.update(key(KeyCode::Left));
+    }
+    app.update(key(KeyCode::Esc));
+    assert!(app.inspect.as_ref().unwrap().attention.is_none());
+    for (w, h) in [(20, 5), (3, 2), (0, 0), (61, 9)] {
+        render(&app, w, h);
+    }
+}
+
+/// The cells of the screen whose symbol is `symbol`, with their colours.
+fn cells_with(terminal: &Terminal<TestBackend>, symbol: &str) -> Vec<ratatui::buffer::Cell> {
+    terminal
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .filter(|c| c.symbol() == symbol)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn snapshot_each_cursor_view_in_each_theme() {
+    let (themes, _) = load_themes(None);
+    for name in themes.keys() {
+        let mut app = two_replies();
+        send(&mut app, &format!("/theme {name}"));
+        app.update(key(KeyCode::F(6)));
+        app.update(key(KeyCode::Left));
+        app.update(key(KeyCode::Enter));
+        app.update(key(KeyCode::Down));
+        let terminal = render(&app, 90, 24);
+        // The chosen row and the bars are in this theme's colours.
+        let bars = cells_with(&terminal, "█");
+        assert!(!bars.is_empty());
+        assert!(
+            bars.iter().all(|c| app.theme.probability.contains(&c.fg)),
+            "{name}"
+        );
+        let marker = &cells_with(&terminal, "▶")[0];
+        assert_eq!(
+            (marker.fg, marker.bg),
+            (app.theme.accent, app.theme.selection)
+        );
+        insta::assert_debug_snapshot!(format!("alternatives_{name}"), terminal.backend().buffer());
+
+        let app = attention_app(name);
+        let terminal = render(&app, 90, 24);
+        let cells = cells_with(&terminal, "█");
+        assert!(
+            cells.iter().all(|c| app.theme.probability.contains(&c.fg)),
+            "{name}"
+        );
+        assert!(
+            cells.iter().any(|c| c.fg == app.theme.probability[4]),
+            "the strongest"
+        );
+        let masked = cells_with(&terminal, "·");
+        assert!(
+            masked.iter().any(|c| c.fg == app.theme.border),
+            "{name}: the future"
+        );
+        insta::assert_debug_snapshot!(format!("attention_{name}"), terminal.backend().buffer());
+    }
+}
+
+#[test]
+fn snapshot_completion_and_help_in_each_theme() {
+    let (themes, _) = load_themes(None);
+    for name in themes.keys() {
+        let mut app = app();
+        send(&mut app, &format!("/theme {name}"));
+        send(&mut app, "/mode complete");
+        send(&mut app, "Once upon");
+        stream(&mut app, &[" a", " time"]);
+        finish(&mut app, Some(FinishReason::MaxTokens));
+        let terminal = render(&app, 70, 12);
+        let (x, y) = find(&terminal, "time").unwrap();
+        assert_eq!(
+            terminal.backend().buffer()[(x, y)].fg,
+            app.theme.model,
+            "{name}"
+        );
+        insta::assert_debug_snapshot!(format!("completion_{name}"), terminal.backend().buffer());
+        app.update(key(KeyCode::F(1)));
+        let terminal = render(&app, 90, 46);
+        let (x, y) = find(&terminal, "F6, /inspect").unwrap();
+        assert_eq!(
+            terminal.backend().buffer()[(x, y)].fg,
+            app.theme.accent,
+            "{name}"
+        );
+        insta::assert_debug_snapshot!(format!("help_{name}"), terminal.backend().buffer());
     }
 }

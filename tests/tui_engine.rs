@@ -2,13 +2,17 @@
 
 mod common;
 
+use common::greedy;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use gpt2_tui::conversation::{ChatFormat, Role, Turn};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use gpt2_tui::conversation::{chat_prompt, ChatFormat, ReplyTokens, Role, Turn};
 use gpt2_tui::generate::SamplingParams;
 use gpt2_tui::inference::{Engine, Prompt, Reply, Request};
-use gpt2_tui::session::{FinishReason, Stats};
+use gpt2_tui::session::{FinishReason, GenerateOptions, Stats, Step};
+use gpt2_tui::ui::app::{Action, App, Mode, ModelSummary};
+use gpt2_tui::ui::theme::load_themes;
 
 fn engine() -> Engine {
     let engine = Engine::start(Box::new(|progress: &dyn Fn(String)| {
@@ -239,4 +243,225 @@ fn load_failures_and_engine_panics_become_error_messages() {
     // The thread is gone: sending says so instead of hanging.
     std::thread::sleep(Duration::from_millis(50));
     assert!(!panicking.send(Request::Cancel));
+}
+
+#[test]
+fn attention_answers_match_the_model_and_wait_for_a_running_reply() {
+    let engine = engine();
+    engine.send(Request::Generate {
+        prompt: complete("The king"),
+        params: greedy(8),
+    });
+    let (seen, _, _) = until_finished(&engine.replies);
+    let ids = token_ids(&seen);
+    // Asked while a reply is being written: answered once it is done, in order.
+    engine.send(Request::Generate {
+        prompt: complete("The queen"),
+        params: greedy(20),
+    });
+    for (serial, upto) in [(7, 3), (8, 8)] {
+        engine.send(Request::Attention {
+            serial,
+            prompt: complete("The king"),
+            reply: ids[..upto].to_vec(),
+        });
+    }
+    let (_, reason, _) = until_finished(&engine.replies);
+    assert_eq!(
+        reason,
+        Some(FinishReason::MaxTokens),
+        "the reply was not cut short"
+    );
+    let session = common::load_session("tiny-gpt2");
+    for (serial, upto) in [(7u64, 3usize), (8, 8)] {
+        let Reply::Attention { serial: got, map } = next(&engine.replies) else {
+            panic!("expected the attention answer")
+        };
+        assert_eq!(got, serial);
+        let map = map.unwrap();
+        let mut all = session.tokenizer().encode("The king").unwrap();
+        all.extend(&ids[..upto]);
+        assert_eq!(map.tokens.len(), all.len());
+        assert_eq!(map.tokens.concat(), session.tokenizer().decode(&all));
+        // The last row of every layer's and head's map, as the model computes it.
+        let maps = session.model().attention_maps(&all).unwrap();
+        assert_eq!(map.weights.len(), maps.len());
+        for (layer, want) in maps.iter().enumerate() {
+            let want = want.to_vec3::<f32>().unwrap();
+            for (head, rows) in want.iter().enumerate() {
+                let got = &map.weights[layer][head];
+                let row = &rows[all.len() - 1];
+                for (g, w) in got.iter().zip(row) {
+                    assert!(
+                        (g - w).abs() < 1e-5,
+                        "layer {layer} head {head}: {g} vs {w}"
+                    );
+                }
+                assert!((got.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+            }
+        }
+    }
+    // Bad input is an answer, not a crash.
+    engine.send(Request::Attention {
+        serial: 9,
+        prompt: complete(""),
+        reply: vec![],
+    });
+    assert!(matches!(
+        next(&engine.replies),
+        Reply::Attention {
+            serial: 9,
+            map: Err(_)
+        }
+    ));
+}
+
+fn token_ids(seen: &[Reply]) -> Vec<u32> {
+    seen.iter()
+        .filter_map(|r| match r {
+            Reply::Token { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Feeds the engine's replies to the interface until the reply is done.
+fn until_idle(app: &mut App, engine: &Engine) {
+    loop {
+        let reply = next(&engine.replies);
+        if let Reply::Error(e) = &reply {
+            panic!("engine error: {e}");
+        }
+        app.update(Action::Reply(reply));
+        if !app.is_generating() {
+            return;
+        }
+    }
+}
+
+fn key(app: &mut App, code: KeyCode) -> Vec<Request> {
+    app.update(Action::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+}
+
+fn submit(app: &mut App, engine: &Engine, text: &str) {
+    for c in text.chars() {
+        key(app, KeyCode::Char(c));
+    }
+    for request in key(app, KeyCode::Enter) {
+        engine.send(request);
+    }
+}
+
+/// In the interface on the real engine: choose the second most likely token at step `k` of a
+/// greedy reply; the branch reuses the cache and goes on as greedy decoding from that prefix.
+fn branch_equals_greedy_from_the_forced_prefix(mode: &str) {
+    let engine = engine();
+    let info = engine.info.get().unwrap();
+    let (themes, _) = load_themes(None);
+    let mut app = App::new(
+        greedy(12),
+        Mode::Chat,
+        ChatFormat::Transcript,
+        String::new(),
+        themes,
+        "dark",
+    );
+    app.tokenizer = Some(info.tokenizer.clone());
+    app.update(Action::Loaded(ModelSummary::from(info)));
+    submit(&mut app, &engine, &format!("/mode {mode}"));
+    submit(&mut app, &engine, "Hello there");
+    until_idle(&mut app, &engine);
+    let key_of_reply = if mode == "chat" { 1 } else { usize::MAX };
+    let first = app.replies[&key_of_reply].current().clone();
+    let shown_before = (app.turns.clone(), app.document.clone());
+    assert_eq!(first.pieces.len(), 12, "{mode}: a full greedy reply");
+    let k = 4;
+    key(&mut app, KeyCode::F(6));
+    key(&mut app, KeyCode::Home);
+    for _ in 0..k {
+        key(&mut app, KeyCode::Right);
+    }
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Down);
+    let requests = key(&mut app, KeyCode::Enter);
+    let [Request::Branch { prompt, reply, .. }] = requests.as_slice() else {
+        panic!("{mode}: expected a branch request, got {requests:?}")
+    };
+    let second_best = first.pieces[k].top[1].id;
+    let mut want_reply: Vec<u32> = first.pieces[..k].iter().map(|p| p.id).collect();
+    want_reply.push(second_best);
+    assert_eq!(reply, &want_reply);
+    let prompt = prompt.clone();
+    for request in requests {
+        engine.send(request);
+    }
+    until_idle(&mut app, &engine);
+    let (prefilled, _) = app.prefill.unwrap();
+    assert_eq!(
+        prefilled, 1,
+        "{mode}: only the chosen token is new to the cache"
+    );
+    let branch: Vec<u32> = app.replies[&key_of_reply]
+        .pieces()
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(branch[..=k], want_reply[..]);
+    assert_eq!(
+        branch.len(),
+        12,
+        "{mode}: max_tokens counts the whole reply"
+    );
+
+    // Greedy decoding from the forced prefix, in a fresh session.
+    let mut session = common::load_session("tiny-gpt2");
+    let mut forced = match &prompt {
+        Prompt::Complete { text } => session.tokenizer().encode(text).unwrap(),
+        Prompt::Chat { turns, format, .. } => {
+            let eos = session.eos_id();
+            chat_prompt(
+                session.tokenizer(),
+                eos,
+                *format,
+                "",
+                turns,
+                &ReplyTokens::default(),
+                64,
+                12,
+            )
+            .unwrap()
+            .tokens
+        }
+    };
+    forced.extend(&want_reply);
+    let mut generation = session
+        .generate(
+            &forced,
+            GenerateOptions {
+                ignore_eos: true,
+                ..GenerateOptions::default()
+            },
+            None,
+        )
+        .unwrap();
+    let mut fresh = want_reply.clone();
+    while let Step::Token(t) = generation.step(&greedy(12 - want_reply.len())).unwrap() {
+        fresh.push(t.id);
+    }
+    assert_eq!(branch, fresh, "{mode}");
+
+    // The first branch comes back exactly.
+    key(&mut app, KeyCode::Char('b'));
+    assert_eq!((app.turns.clone(), app.document.clone()), shown_before);
+    assert_eq!(app.replies[&key_of_reply].current(), &first);
+}
+
+#[test]
+fn branching_in_chat_mode_equals_greedy_from_the_forced_prefix() {
+    branch_equals_greedy_from_the_forced_prefix("chat");
+}
+
+#[test]
+fn branching_in_completion_mode_equals_greedy_from_the_forced_prefix() {
+    branch_equals_greedy_from_the_forced_prefix("complete");
 }

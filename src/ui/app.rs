@@ -9,10 +9,15 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEventKind};
 use serde::{Deserialize, Serialize};
 
 use super::controls::{self, CONTROLS};
+use super::inspect_mode::Inspect;
+use super::replies::{Branches, Piece};
 use super::theme::Theme;
 use crate::conversation::{to_markdown, ChatFormat, Role, Turn};
 use crate::generate::SamplingParams;
 use crate::inference::{ModelInfo, Prompt, Reply, Request};
+
+/// The key of completion mode's continuation in [`App::replies`].
+pub const CONTINUATION: usize = usize::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -131,9 +136,13 @@ pub struct App {
     pub quit: bool,
     /// Colour generated tokens by the probability they were drawn with.
     pub show_probs: bool,
-    /// Each model turn's tokens with their probabilities, by turn index; completion mode's
-    /// last continuation is under `usize::MAX`.
-    pub pieces: BTreeMap<usize, Vec<(String, f32)>>,
+    /// Each model reply's tokens (probabilities, alternatives, settings) and its branches, by
+    /// turn index; completion mode's last continuation is under [`CONTINUATION`].
+    pub replies: BTreeMap<usize, Branches>,
+    /// The token cursor and what it shows, while inspecting a reply.
+    pub inspect: Option<Inspect>,
+    /// Tags attention requests, so an answer for a token the cursor has left is ignored.
+    pub(super) attention_serial: u64,
     /// The input split into tokens: 0 off, 1 tokens, 2 tokens with ids.
     pub token_view: u8,
     /// Tokens in the input, counted as you type.
@@ -194,7 +203,9 @@ impl App {
             theme,
             quit: false,
             show_probs: false,
-            pieces: BTreeMap::new(),
+            replies: BTreeMap::new(),
+            inspect: None,
+            attention_serial: 0,
             token_view: 0,
             input_tokens: 0,
             show_anatomy: false,
@@ -284,20 +295,22 @@ impl App {
             }
             Reply::ContextShifted(times) => self.context_shifts = times,
             Reply::Token {
+                id,
                 text,
                 logprob,
                 context,
-                ..
+                top,
+                params,
             } => {
                 self.append_output(&text);
-                let key = match self.mode {
-                    Mode::Chat => self.turns.len().saturating_sub(1),
-                    Mode::Complete => usize::MAX,
-                };
-                self.pieces
-                    .entry(key)
-                    .or_default()
-                    .push((text, logprob.exp()));
+                let key = self.writing_key();
+                self.replies.entry(key).or_default().push_piece(Piece {
+                    id,
+                    text,
+                    prob: logprob.exp(),
+                    top,
+                    params,
+                });
                 self.generated += 1;
                 self.context_used = context;
                 if let Some(started) = self.generation_started {
@@ -313,6 +326,10 @@ impl App {
                 stats,
             } => {
                 self.append_output(&text);
+                let key = self.writing_key();
+                if let Some(reply) = self.replies.get_mut(&key) {
+                    reply.push_text(&text);
+                }
                 self.engine = EngineState::Idle;
                 self.prefill = Some((stats.prefill_tokens, stats.prompt_tokens));
                 if stats.generated_tokens > 1 {
@@ -323,6 +340,7 @@ impl App {
                     self.message = Some("stopped".into());
                 }
             }
+            Reply::Attention { serial, map } => self.on_attention(serial, map),
             Reply::Error(e) => {
                 self.engine = if self.model.is_none() {
                     EngineState::Failed(e.clone())
@@ -331,6 +349,23 @@ impl App {
                 };
                 self.message = Some(e);
             }
+        }
+    }
+
+    /// Where the reply being written is kept in [`App::replies`].
+    fn writing_key(&self) -> usize {
+        match self.mode {
+            Mode::Chat => self.turns.len().saturating_sub(1),
+            Mode::Complete => CONTINUATION,
+        }
+    }
+
+    /// Forgets a reply's tokens and branches (the reply is gone or its text was replaced), and
+    /// the token cursor on it.
+    pub(super) fn forget_reply(&mut self, key: usize) {
+        self.replies.remove(&key);
+        if self.inspect.as_ref().is_some_and(|i| i.reply == key) {
+            self.inspect = None;
         }
     }
 
@@ -352,7 +387,7 @@ impl App {
         let alt = key.modifiers.contains(KeyModifiers::ALT);
         if self.show_help {
             // Up/Down/PgUp/PgDn scroll the help; any other key closes it.
-            let max = super::view::HELP.len().saturating_sub(1);
+            let max = super::help::HELP.len().saturating_sub(1);
             match key.code {
                 KeyCode::Up => self.help_scroll = self.help_scroll.saturating_sub(1),
                 KeyCode::Down => self.help_scroll = (self.help_scroll + 1).min(max),
@@ -368,6 +403,11 @@ impl App {
         if self.show_anatomy {
             self.show_anatomy = false;
             return vec![];
+        }
+        if self.inspect.is_some() {
+            if let Some(requests) = self.on_inspect_key(key) {
+                return requests;
+            }
         }
         match key.code {
             KeyCode::Char('c') if ctrl => {
@@ -399,6 +439,10 @@ impl App {
                 self.show_anatomy = !self.show_anatomy;
                 return vec![];
             }
+            KeyCode::F(6) => {
+                self.start_inspecting();
+                return vec![];
+            }
             KeyCode::F(2) => {
                 self.set_mode(if self.mode == Mode::Chat {
                     Mode::Complete
@@ -415,6 +459,7 @@ impl App {
                 self.scroll(-(self.page() as i64));
                 return vec![];
             }
+            _ if self.inspect.is_some() => return vec![],
             KeyCode::Tab | KeyCode::BackTab => {
                 self.focus = if self.focus == Focus::Input {
                     Focus::Panel
@@ -594,21 +639,13 @@ impl App {
             );
             return vec![];
         }
-        self.scroll_top = None;
-        self.message = None;
-        self.engine = EngineState::Generating;
+        self.start_writing();
         let prompt = match self.mode {
-            Mode::Chat => Prompt::Chat {
-                format: self.format,
-                system: self.system.clone(),
-                turns: self.turns.clone(),
-            },
+            Mode::Chat => self.prompt_before(self.turns.len()),
             Mode::Complete => {
                 self.continuation_start = Some(self.document.len());
-                self.pieces.remove(&usize::MAX);
-                Prompt::Complete {
-                    text: self.document.clone(),
-                }
+                self.forget_reply(CONTINUATION);
+                self.prompt_before(CONTINUATION)
             }
         };
         vec![Request::Generate {
@@ -617,11 +654,39 @@ impl App {
         }]
     }
 
-    /// Removes the last turn if it is the model's, with its token probabilities.
+    /// The state of a reply under way: the view follows it.
+    pub(super) fn start_writing(&mut self) {
+        self.scroll_top = None;
+        self.message = None;
+        self.engine = EngineState::Generating;
+    }
+
+    /// What the model reads before the reply under `key`: the turns before it, or the
+    /// document before the continuation.
+    pub(super) fn prompt_before(&self, key: usize) -> Prompt {
+        match key {
+            CONTINUATION => {
+                let start = self
+                    .continuation_start
+                    .unwrap_or(self.document.len())
+                    .min(self.document.len());
+                Prompt::Complete {
+                    text: self.document.get(..start).unwrap_or_default().to_string(),
+                }
+            }
+            turn => Prompt::Chat {
+                format: self.format,
+                system: self.system.clone(),
+                turns: self.turns[..turn.min(self.turns.len())].to_vec(),
+            },
+        }
+    }
+
+    /// Removes the last turn if it is the model's, with its tokens and branches.
     fn drop_last_reply(&mut self) {
         if self.turns.last().is_some_and(|t| t.role == Role::Model) {
             self.turns.pop();
-            self.pieces.remove(&self.turns.len());
+            self.forget_reply(self.turns.len());
         }
     }
 
@@ -641,7 +706,7 @@ impl App {
             Mode::Complete => match self.continuation_start.take() {
                 Some(start) if start <= self.document.len() => {
                     self.document.truncate(start);
-                    self.pieces.remove(&usize::MAX);
+                    self.forget_reply(CONTINUATION);
                     self.generate()
                 }
                 _ => {
@@ -659,11 +724,12 @@ impl App {
         self.input = document + &self.input;
         self.cursor = self.input.len();
         self.continuation_start = None;
-        self.pieces.remove(&usize::MAX);
+        self.forget_reply(CONTINUATION);
     }
 
     fn set_mode(&mut self, mode: Mode) {
         self.mode = mode;
+        self.inspect = None;
         self.message = Some(match mode {
             Mode::Chat => "chat mode".into(),
             Mode::Complete => {
@@ -741,7 +807,8 @@ impl App {
                 } else {
                     self.queued = false;
                     self.turns.clear();
-                    self.pieces.clear();
+                    self.replies.clear();
+                    self.inspect = None;
                     self.document.clear();
                     self.continuation_start = None;
                     self.dropped_turns = 0;
@@ -783,6 +850,10 @@ impl App {
                 self.show_anatomy = true;
                 Ok(None)
             }
+            "inspect" => {
+                self.start_inspecting();
+                Ok(None)
+            }
             "quit" | "exit" => {
                 self.quit = true;
                 return if self.is_generating() {
@@ -817,6 +888,7 @@ impl App {
                 if let Some(start) = self.continuation_start.take() {
                     self.document.truncate(start.min(self.document.len()));
                 }
+                self.forget_reply(CONTINUATION);
             }
         }
     }
@@ -858,7 +930,8 @@ impl App {
         self.format = t.format;
         self.system = t.system;
         self.turns = t.turns;
-        self.pieces.clear();
+        self.replies.clear();
+        self.inspect = None;
         self.document = t.document;
         self.params = t.settings;
         self.continuation_start = None;

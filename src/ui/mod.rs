@@ -2,6 +2,10 @@
 
 pub mod app;
 pub mod controls;
+pub mod help;
+pub mod inspect_mode;
+pub mod inspect_view;
+pub mod replies;
 pub mod theme;
 pub mod view;
 

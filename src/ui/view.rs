@@ -7,7 +7,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui::Frame;
 use unicode_width::UnicodeWidthStr;
 
-use super::app::{App, EngineState, Focus, Mode};
+use super::app::{App, EngineState, Focus, Mode, CONTINUATION};
 use super::controls::CONTROLS;
 use crate::conversation::Role;
 
@@ -42,8 +42,11 @@ pub fn draw(frame: &mut Frame, app: &App) {
         draw_panel(frame, app, panel);
     }
     draw_status(frame, app, status);
+    if app.inspect.is_some() {
+        super::inspect_view::draw(frame, app, main);
+    }
     if app.show_help {
-        draw_help(frame, app, area);
+        super::help::draw(frame, app, area);
     }
     if app.show_anatomy {
         draw_anatomy(frame, app, area);
@@ -112,7 +115,7 @@ fn draw_anatomy(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-fn border(app: &App, title: &str, focused: bool) -> Block<'static> {
+pub(super) fn border(app: &App, title: &str, focused: bool) -> Block<'static> {
     let t = &app.theme;
     Block::default()
         .borders(Borders::ALL)
@@ -167,6 +170,13 @@ pub struct WrapCache {
     blocks: Vec<(u64, Vec<Line<'static>>)>,
 }
 
+impl WrapCache {
+    /// Lines above block `index` at the last frame; `None` when it was not drawn.
+    pub fn lines_before(&self, index: usize) -> Option<usize> {
+        (index < self.blocks.len()).then(|| self.blocks[..index].iter().map(|(_, l)| l.len()).sum())
+    }
+}
+
 /// What the conversation pane shows, in order.
 enum BodyBlock<'a> {
     System(&'a str),
@@ -182,16 +192,69 @@ fn block_key(app: &App, block: &BodyBlock) -> u64 {
         BodyBlock::System(text) => (0u8, text).hash(&mut h),
         BodyBlock::Turn(i) => {
             let turn = &app.turns[*i];
-            let pieces = app.pieces.get(i).map_or(0, Vec::len);
-            (1u8, turn.role == Role::User, &turn.text, pieces).hash(&mut h);
+            (
+                1u8,
+                turn.role == Role::User,
+                &turn.text,
+                token_view(app, *i),
+            )
+                .hash(&mut h);
         }
         BodyBlock::Document => {
-            let pieces = app.pieces.get(&usize::MAX).map_or(0, Vec::len);
-            (2u8, &app.document, app.continuation_start, pieces).hash(&mut h);
+            let tokens = token_view(app, CONTINUATION);
+            (2u8, &app.document, app.continuation_start, tokens).hash(&mut h);
         }
         BodyBlock::Placeholder(text) => (3u8, text).hash(&mut h),
     }
     h.finish()
+}
+
+/// What decides how a reply's tokens are drawn: their count, the branch shown, the cursor.
+fn token_view(app: &App, key: usize) -> (usize, usize, Option<usize>) {
+    let reply = app.replies.get(&key);
+    let cursor = app.inspect.as_ref().filter(|i| i.reply == key);
+    (
+        reply.map_or(0, |r| r.pieces().len()),
+        reply.map_or(0, |r| r.active()),
+        cursor.map(|i| i.token),
+    )
+}
+
+/// A reply's tokens as styled text, when they are to be seen one by one: coloured by
+/// probability when that view is on, the one under the token cursor highlighted.
+fn piece_segments(app: &App, key: usize, plain: Style) -> Option<Vec<(String, Style)>> {
+    let reply = app.replies.get(&key)?;
+    let cursor = app
+        .inspect
+        .as_ref()
+        .filter(|i| i.reply == key)
+        .map(|i| i.token);
+    if !app.show_probs && cursor.is_none() {
+        return None;
+    }
+    let t = &app.theme;
+    let segments = reply.pieces().iter().enumerate().map(|(i, piece)| {
+        if Some(i) == cursor {
+            // Visible even when the token is a line break or released no text.
+            let text = match piece.text.as_str() {
+                "" => "·".to_string(),
+                text => text.replace('\n', "⏎\n"),
+            };
+            let style = Style::default()
+                .fg(t.background)
+                .bg(t.accent)
+                .add_modifier(Modifier::BOLD);
+            (text, style)
+        } else if app.show_probs {
+            (
+                piece.text.clone(),
+                Style::default().fg(t.probability_color(piece.prob)),
+            )
+        } else {
+            (piece.text.clone(), plain)
+        }
+    });
+    Some(segments.collect())
 }
 
 fn block_lines(app: &App, block: &BodyBlock, width: usize) -> Vec<Line<'static>> {
@@ -212,16 +275,12 @@ fn block_lines(app: &App, block: &BodyBlock, width: usize) -> Vec<Line<'static>>
                 Role::User => ("You", t.user),
                 Role::Model => ("GPT-2", t.model),
             };
-            if let (true, Some(pieces)) = (app.show_probs, app.pieces.get(index)) {
+            if let Some(pieces) = piece_segments(app, *index, Style::default().fg(t.foreground)) {
                 let mut segments = vec![(
                     format!("{name}: "),
                     Style::default().fg(color).add_modifier(Modifier::BOLD),
                 )];
-                segments.extend(
-                    pieces.iter().map(|(text, p)| {
-                        (text.clone(), Style::default().fg(t.probability_color(*p)))
-                    }),
-                );
+                segments.extend(pieces);
                 lines.extend(wrap_segments(&segments, width));
             } else {
                 let text = format!("{name}: {}", turn.text);
@@ -247,16 +306,12 @@ fn block_lines(app: &App, block: &BodyBlock, width: usize) -> Vec<Line<'static>>
                 .continuation_start
                 .unwrap_or(app.document.len())
                 .min(app.document.len());
-            if let (true, Some(pieces)) = (app.show_probs, app.pieces.get(&usize::MAX)) {
+            if let Some(pieces) = piece_segments(app, CONTINUATION, Style::default().fg(t.model)) {
                 let mut segments = vec![(
                     app.document[..start].to_string(),
                     Style::default().fg(t.foreground),
                 )];
-                segments.extend(
-                    pieces.iter().map(|(text, p)| {
-                        (text.clone(), Style::default().fg(t.probability_color(*p)))
-                    }),
-                );
+                segments.extend(pieces);
                 lines.extend(wrap_segments(&segments, width));
                 return lines;
             }
@@ -446,6 +501,7 @@ fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
     // The long title, else the short one, whichever fits beside the token count; the count
     // goes when even the short title leaves it no room.
     let (long, short) = match (app.mode, app.is_generating()) {
+        _ if app.inspect.is_some() => super::inspect_view::hints(app),
         (_, true) => ("writing… Esc stops", "writing…"),
         (Mode::Chat, false) => ("message · Enter sends · Alt+Enter new line", "message"),
         (Mode::Complete, false) => ("text to add · Enter continues", "text to add"),
@@ -641,83 +697,6 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
         Paragraph::new(Line::from(spans)).style(Style::default().bg(t.selection)),
         area,
     );
-}
-
-pub const HELP: &[(&str, &str)] = &[
-    ("Enter", "send (completion mode: continue the text)"),
-    ("Alt+Enter, Ctrl+J", "new line in the input"),
-    ("Up / Down", "recall earlier inputs"),
-    ("← → Home End", "move in the input"),
-    ("PgUp / PgDn, wheel", "scroll the conversation"),
-    ("Tab", "to the sampling panel and back"),
-    (
-        "↑↓, then ←→ or - +",
-        "in the panel: pick a control, change it live",
-    ),
-    ("Esc", "stop generating, keep the text"),
-    ("Ctrl+C", "stop generating; quit when idle"),
-    ("Ctrl+R, /regen", "regenerate the last reply"),
-    ("Ctrl+T", "next theme"),
-    ("/theme NAME", "dark, light, high-contrast, or your own"),
-    ("F1, ?, /help", "this help (? on an empty input)"),
-    ("F2, /mode chat|complete", "switch chat / completion mode"),
-    ("Ctrl+E", "completion mode: edit the whole text"),
-    ("F3, /probs", "colour tokens by their probability"),
-    ("F4, /tokens", "the input as tokens (again: with ids)"),
-    ("F5, /anatomy", "where the model's parameters sit"),
-    ("/set NAME VALUE", "change a setting live; NAME is one of"),
-    ("", "temperature top_k top_p min_p max_tokens"),
-    ("", "repeat_penalty repeat_last_n seed (or random)"),
-    ("/format dialogpt|transcript", "chat prompt format"),
-    ("/system TEXT", "text before the chat (empty: none)"),
-    ("/undo", "remove the last exchange"),
-    ("/clear", "start over"),
-    (
-        "/save PATH, /load PATH",
-        "transcript as JSON, with the settings",
-    ),
-    ("/export PATH", "the conversation as Markdown"),
-    ("/quit", "quit"),
-];
-
-fn draw_help(frame: &mut Frame, app: &App, area: Rect) {
-    let t = &app.theme;
-    let width = area.width.saturating_sub(4).min(80);
-    let height = area.height.saturating_sub(2).min(HELP.len() as u16 + 2);
-    let popup = Rect {
-        x: area.x + (area.width - width) / 2,
-        y: area.y + (area.height - height) / 2,
-        width,
-        height,
-    };
-    frame.render_widget(Clear, popup);
-    let fits = popup.height.saturating_sub(2) as usize >= HELP.len();
-    let title = if fits {
-        "help · any key closes"
-    } else {
-        "help · ↑↓ scroll · other keys close"
-    };
-    let block = border(app, title, true).style(Style::default().bg(t.background));
-    let inner = block.inner(popup);
-    frame.render_widget(block, popup);
-    let key_width = HELP.iter().map(|(k, _)| k.width()).max().unwrap_or(0);
-    let skip = app
-        .help_scroll
-        .min(HELP.len().saturating_sub(inner.height as usize));
-    let lines: Vec<Line> = HELP
-        .iter()
-        .skip(skip)
-        .map(|(key, what)| {
-            Line::from(vec![
-                Span::styled(
-                    format!("{key:<key_width$}  "),
-                    Style::default().fg(t.accent),
-                ),
-                Span::styled(what.to_string(), Style::default().fg(t.foreground)),
-            ])
-        })
-        .collect();
-    frame.render_widget(Paragraph::new(lines), inner);
 }
 
 fn human_count(n: usize) -> String {

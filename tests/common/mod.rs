@@ -71,3 +71,13 @@ pub fn run_cli(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Greedy decoding with no repetition penalty: what transformers' `generate` does by default.
+pub fn greedy(max_tokens: usize) -> gpt2_tui::generate::SamplingParams {
+    gpt2_tui::generate::SamplingParams {
+        temperature: 0.0,
+        repeat_penalty: 1.0,
+        max_tokens,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,403 @@
+//! The token cursor: moving over a reply's tokens, the alternatives at each, branching on one,
+//! and asking the engine for a token's attention.
+
+use crossterm::event::{KeyCode, KeyEvent};
+
+use super::app::{App, Mode, CONTINUATION};
+use super::replies::{Branches, Piece};
+use crate::conversation::Role;
+use crate::inference::{AttentionMap, Request};
+
+/// Where the token cursor is and what it shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inspect {
+    /// The reply's key in [`App::replies`].
+    pub reply: usize,
+    /// The token's index in the reply's shown branch.
+    pub token: usize,
+    /// The highlighted row of the alternatives while choosing one to branch on.
+    pub choosing: Option<usize>,
+    /// The attention view, when open.
+    pub attention: Option<AttentionView>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionView {
+    pub layer: usize,
+    /// One head, or `None` for the average over heads.
+    pub head: Option<usize>,
+    /// The request this view waits for (or was answered by).
+    pub serial: u64,
+    /// `None` while the engine computes it.
+    pub map: Option<Result<AttentionMap, String>>,
+}
+
+impl AttentionView {
+    /// The weights shown: one head's, or the mean over heads; `None` until answered.
+    pub fn weights(&self) -> Option<Vec<f32>> {
+        let Some(Ok(map)) = &self.map else {
+            return None;
+        };
+        let heads = map
+            .weights
+            .get(self.layer.min(map.weights.len().checked_sub(1)?))?;
+        match self.head {
+            Some(h) => heads.get(h.min(heads.len().checked_sub(1)?)).cloned(),
+            None => {
+                let n = heads.len().max(1) as f32;
+                let keys = heads.first().map_or(0, Vec::len);
+                Some(
+                    (0..keys)
+                        .map(|k| heads.iter().filter_map(|row| row.get(k)).sum::<f32>() / n)
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    /// (layers, heads) in the answer.
+    pub fn shape(&self) -> Option<(usize, usize)> {
+        match &self.map {
+            Some(Ok(map)) => Some((map.weights.len(), map.weights.first().map_or(0, Vec::len))),
+            _ => None,
+        }
+    }
+}
+
+impl App {
+    /// The reply and token under the cursor, when it still points at one.
+    pub fn inspected(&self) -> Option<(&Inspect, &Branches, &Piece)> {
+        let inspect = self.inspect.as_ref()?;
+        let reply = self.replies.get(&inspect.reply)?;
+        let piece = reply.pieces().get(inspect.token)?;
+        Some((inspect, reply, piece))
+    }
+
+    /// The keys of the replies the cursor can visit in this mode, in order.
+    fn inspectable(&self) -> Vec<usize> {
+        self.replies
+            .iter()
+            .filter(|(key, reply)| {
+                let in_mode = match self.mode {
+                    Mode::Chat => self.turns.get(**key).is_some_and(|t| t.role == Role::Model),
+                    Mode::Complete => **key == CONTINUATION,
+                };
+                in_mode && !reply.pieces().is_empty()
+            })
+            .map(|(key, _)| *key)
+            .collect()
+    }
+
+    /// Puts the cursor on the last token of the last reply.
+    pub(super) fn start_inspecting(&mut self) {
+        let Some(&reply) = self.inspectable().last() else {
+            self.message = Some("no reply to inspect yet".into());
+            return;
+        };
+        let token = self.replies[&reply].pieces().len() - 1;
+        self.inspect = Some(Inspect {
+            reply,
+            token,
+            choosing: None,
+            attention: None,
+        });
+        self.message = None;
+    }
+
+    /// Handles a key while the cursor is shown; `None` leaves it to the global keys.
+    pub(super) fn on_inspect_key(&mut self, key: KeyEvent) -> Option<Vec<Request>> {
+        let inspect = self.inspect.as_mut()?;
+        let tokens = self
+            .replies
+            .get(&inspect.reply)
+            .map_or(0, |r| r.pieces().len());
+        let rows = self
+            .replies
+            .get(&inspect.reply)
+            .and_then(|r| r.pieces().get(inspect.token))
+            .map_or(0, |p| p.top.len());
+        let moved_to = |token: usize| Some(token.min(tokens.saturating_sub(1)));
+        let target = match (key.code, inspect.choosing) {
+            (KeyCode::Esc, Some(_)) => {
+                inspect.choosing = None;
+                None
+            }
+            (KeyCode::Esc, None) if inspect.attention.is_some() => {
+                inspect.attention = None;
+                None
+            }
+            (KeyCode::Esc | KeyCode::F(6), _) => {
+                self.inspect = None;
+                return Some(vec![]);
+            }
+            (KeyCode::Up, Some(row)) => {
+                inspect.choosing = Some(row.saturating_sub(1));
+                None
+            }
+            (KeyCode::Down, Some(row)) => {
+                inspect.choosing = Some((row + 1).min(rows.saturating_sub(1)));
+                None
+            }
+            (KeyCode::Enter, Some(row)) => return Some(self.branch_on(row)),
+            (KeyCode::Enter, None) if rows > 0 => {
+                inspect.choosing = Some(0);
+                inspect.attention = None;
+                None
+            }
+            (KeyCode::Left, _) => moved_to(inspect.token.saturating_sub(1)),
+            (KeyCode::Right, _) => moved_to(inspect.token + 1),
+            (KeyCode::Home, _) => moved_to(0),
+            (KeyCode::End, _) => moved_to(tokens.saturating_sub(1)),
+            (KeyCode::Up, None) => return Some(self.move_reply(-1)),
+            (KeyCode::Down, None) => return Some(self.move_reply(1)),
+            (KeyCode::Char('b'), _) => return Some(self.cycle_branch(1)),
+            (KeyCode::Char('B'), _) => return Some(self.cycle_branch(-1)),
+            (KeyCode::Char('a'), _) => {
+                if inspect.attention.take().is_none() {
+                    return Some(self.request_attention());
+                }
+                None
+            }
+            (KeyCode::Char(c @ ('[' | ']' | '<' | '>' | ',' | '.' | 'm')), _) => {
+                if let Some(view) = inspect.attention.as_mut() {
+                    step_attention(view, c);
+                }
+                None
+            }
+            _ => return None,
+        };
+        if let Some(token) = target {
+            return Some(self.move_cursor(token));
+        }
+        Some(vec![])
+    }
+
+    /// Moves the cursor to `token` of the same reply; an open attention view follows it.
+    fn move_cursor(&mut self, token: usize) -> Vec<Request> {
+        let Some(inspect) = self.inspect.as_mut() else {
+            return vec![];
+        };
+        let follow = inspect.token != token && inspect.attention.is_some();
+        inspect.token = token;
+        inspect.choosing = None;
+        if follow {
+            return self.request_attention();
+        }
+        vec![]
+    }
+
+    /// To the previous (`-1`) or next (`+1`) reply, at its last token.
+    fn move_reply(&mut self, direction: i32) -> Vec<Request> {
+        let keys = self.inspectable();
+        let Some(inspect) = self.inspect.as_ref() else {
+            return vec![];
+        };
+        let at = keys.iter().position(|k| *k == inspect.reply).unwrap_or(0) as i64;
+        let Some(&reply) = keys.get((at + direction as i64).max(0) as usize) else {
+            return vec![];
+        };
+        if reply == inspect.reply {
+            return vec![];
+        }
+        let token = self.replies[&reply].pieces().len() - 1;
+        let attention = inspect.attention.is_some();
+        self.inspect = Some(Inspect {
+            reply,
+            token,
+            choosing: None,
+            attention: None,
+        });
+        self.reveal(reply);
+        if attention {
+            return self.request_attention();
+        }
+        vec![]
+    }
+
+    /// Scrolls so that the chat turn `turn` starts in view (its lines from the last frame).
+    fn reveal(&mut self, turn: usize) {
+        let system = usize::from(!self.system.is_empty());
+        let cache = self.wrap_cache.borrow();
+        let Some(start) = cache.lines_before(turn + system) else {
+            return;
+        };
+        drop(cache);
+        let (total, height) = self.body_metrics.get();
+        let bottom = total.saturating_sub(height);
+        self.scroll_top = (start < bottom).then_some(start);
+    }
+
+    /// Refuses what needs the model to itself while it writes, or a model at all.
+    fn refusal(&self) -> Option<String> {
+        if self.is_generating() {
+            return Some(
+                "the model is still writing: wait for it, or leave (Esc) and stop it".into(),
+            );
+        }
+        if let super::app::EngineState::Failed(e) = &self.engine {
+            return Some(e.clone());
+        }
+        self.model
+            .is_none()
+            .then(|| "the model is still loading".to_string())
+    }
+
+    /// Replaces the token under the cursor with alternative `row` and writes on from there,
+    /// keeping the old version as another branch.
+    fn branch_on(&mut self, row: usize) -> Vec<Request> {
+        let Some((inspect, _, piece)) = self.inspected() else {
+            return vec![];
+        };
+        let (key, at) = (inspect.reply, inspect.token);
+        let last_turn = self.turns.len().checked_sub(1);
+        let refusal = self.refusal().or_else(|| {
+            (key != CONTINUATION && Some(key) != last_turn)
+                .then(|| "only the last reply can branch: later turns answer it".to_string())
+        });
+        if let Some(why) = refusal {
+            self.message = Some(why);
+            return vec![];
+        }
+        let Some(chosen) = piece.top.get(row).cloned() else {
+            return vec![];
+        };
+        let tokenizer = self.tokenizer.clone();
+        let reply = self.replies.get_mut(&key).expect("checked above");
+        let Some(ids) = reply.branch(at, &chosen, tokenizer.as_deref()) else {
+            return vec![];
+        };
+        self.show_branch(key);
+        self.inspect = Some(Inspect {
+            reply: key,
+            token: at,
+            choosing: None,
+            attention: None,
+        });
+        self.start_writing();
+        vec![Request::Branch {
+            prompt: self.prompt_before(key),
+            reply: ids,
+            // The settings in the panel now, as for any new reply.
+            params: self.params.clone(),
+        }]
+    }
+
+    /// Shows the next or previous branch of the reply under the cursor.
+    fn cycle_branch(&mut self, direction: i32) -> Vec<Request> {
+        let Some(key) = self.inspect.as_ref().map(|i| i.reply) else {
+            return vec![];
+        };
+        let last_turn = self.turns.len().checked_sub(1);
+        if self.is_generating() || (key != CONTINUATION && Some(key) != last_turn) {
+            self.message = Some(if self.is_generating() {
+                "the model is still writing".to_string()
+            } else {
+                "only the last reply's branches can be switched".to_string()
+            });
+            return vec![];
+        }
+        let Some(reply) = self.replies.get_mut(&key) else {
+            return vec![];
+        };
+        if reply.count() < 2 {
+            self.message =
+                Some("this reply has one branch: Enter on an alternative adds one".into());
+            return vec![];
+        }
+        reply.cycle(direction);
+        let tokens = reply.pieces().len();
+        self.show_branch(key);
+        if let Some(inspect) = self.inspect.as_mut() {
+            inspect.token = inspect.token.min(tokens.saturating_sub(1));
+            inspect.choosing = None;
+            inspect.attention = None;
+        }
+        vec![]
+    }
+
+    /// Puts the shown branch's text where the reply is read from (the turn, or the document).
+    fn show_branch(&mut self, key: usize) {
+        let Some(text) = self.replies.get(&key).map(|r| r.current().text.clone()) else {
+            return;
+        };
+        if key == CONTINUATION {
+            let start = self
+                .continuation_start
+                .unwrap_or(self.document.len())
+                .min(self.document.len());
+            self.document.truncate(start);
+            self.document.push_str(&text);
+        } else if let Some(turn) = self.turns.get_mut(key) {
+            turn.text = text;
+        }
+    }
+
+    /// Opens the attention view for the token under the cursor and asks the engine for it.
+    fn request_attention(&mut self) -> Vec<Request> {
+        let Some((inspect, reply, _)) = self.inspected() else {
+            return vec![];
+        };
+        if let Some(why) = self.model.is_none().then_some("the model is still loading") {
+            self.message = Some(why.into());
+            return vec![];
+        }
+        let key = inspect.reply;
+        let ids: Vec<u32> = reply.pieces()[..=inspect.token]
+            .iter()
+            .map(|p| p.id)
+            .collect();
+        let (layer, head) = inspect
+            .attention
+            .as_ref()
+            .map_or((0, None), |v| (v.layer, v.head));
+        self.attention_serial += 1;
+        let serial = self.attention_serial;
+        let prompt = self.prompt_before(key);
+        if let Some(inspect) = self.inspect.as_mut() {
+            inspect.choosing = None;
+            inspect.attention = Some(AttentionView {
+                layer,
+                head,
+                serial,
+                map: None,
+            });
+        }
+        vec![Request::Attention {
+            serial,
+            prompt,
+            reply: ids,
+        }]
+    }
+
+    /// The engine's answer to an attention request: kept only if the view still waits for it.
+    pub(super) fn on_attention(&mut self, serial: u64, map: Result<AttentionMap, String>) {
+        let view = self
+            .inspect
+            .as_mut()
+            .and_then(|i| i.attention.as_mut())
+            .filter(|v| v.serial == serial);
+        if let Some(view) = view {
+            view.map = Some(map);
+        }
+    }
+}
+
+/// `[` `]` layer, `<` `>` (or `,` `.`) head, through the average after the last head; `m`
+/// toggles the average.
+fn step_attention(view: &mut AttentionView, key: char) {
+    let Some((layers, heads)) = view.shape() else {
+        return;
+    };
+    let wrap = |i: usize, by: i64, n: usize| (i as i64 + by).rem_euclid(n.max(1) as i64) as usize;
+    // Heads 0..heads, then the average at `heads`.
+    let head_slot = view.head.unwrap_or(heads);
+    let slot = |s: usize| (s < heads).then_some(s);
+    match key {
+        '[' => view.layer = wrap(view.layer, -1, layers),
+        ']' => view.layer = wrap(view.layer, 1, layers),
+        '<' | ',' => view.head = slot(wrap(head_slot, -1, heads + 1)),
+        '>' | '.' => view.head = slot(wrap(head_slot, 1, heads + 1)),
+        'm' => view.head = if view.head.is_some() { None } else { Some(0) },
+        _ => {}
+    }
+}
