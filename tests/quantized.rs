@@ -15,12 +15,11 @@ fn config() -> Gpt2Config {
     }
 }
 
-#[test]
-fn q8_0_logits_stay_close_to_f32() {
+/// A model with fresh GPT-2-initialised weights, detached from training.
+fn fresh_model(config: &Gpt2Config) -> Gpt2 {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    // Fresh GPT-2-initialised weights, detached from training.
-    let trained = Gpt2::load(vb, &config()).unwrap();
+    let trained = Gpt2::load(vb, config).unwrap();
     let tensors = varmap
         .data()
         .lock()
@@ -30,7 +29,12 @@ fn q8_0_logits_stay_close_to_f32() {
         .collect();
     drop(trained);
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-    let dense = Gpt2::load(vb, &config()).unwrap();
+    Gpt2::load(vb, config).unwrap()
+}
+
+#[test]
+fn q8_0_logits_stay_close_to_f32() {
+    let dense = fresh_model(&config());
     let mut quantized = dense.clone();
     assert_eq!(
         quantized.quantize_q8_0().unwrap(),
@@ -99,4 +103,34 @@ fn quantizing_while_reading_equals_quantizing_after_loading() {
         };
         assert_eq!(run(&while_reading.model), run(&after.model));
     }
+}
+
+/// The 8-bit model takes long prompts in slices of 128 tokens; the logits after a 300-token
+/// prompt must be those of feeding the same tokens one at a time.
+#[test]
+fn a_long_prompt_in_slices_equals_feeding_it_token_by_token() {
+    let config = Gpt2Config {
+        n_positions: 320,
+        ..config()
+    };
+    let mut model = fresh_model(&config);
+    model.quantize_q8_0().unwrap();
+    let prompt: Vec<u32> = (0..300).map(|i| (i * 53 % 300) as u32).collect();
+    let mut cache = KvCache::new(config.n_layer, config.n_positions);
+    let sliced = model.forward(&prompt, &mut cache).unwrap();
+    assert_eq!(cache.tokens(), prompt.as_slice());
+    let mut cache = KvCache::new(config.n_layer, config.n_positions);
+    let mut stepped = None;
+    for &id in &prompt {
+        stepped = Some(model.forward(&[id], &mut cache).unwrap());
+    }
+    let (sliced, stepped) = (
+        sliced.to_vec1::<f32>().unwrap(),
+        stepped.unwrap().to_vec1::<f32>().unwrap(),
+    );
+    let worst = sliced
+        .iter()
+        .zip(&stepped)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(worst < 1e-4, "sliced and stepped logits differ by {worst}");
 }

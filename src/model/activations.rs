@@ -4,7 +4,7 @@
 //! took a fifth of the time. These run eight values per instruction (AVX2/FMA) with the same
 //! results to a few units in the last place, and fall back to the scalar library elsewhere.
 
-use candle_core::{Result, Tensor};
+use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 
 use super::kernels::{has_avx2_fma, with_f32_slice, SyncPtr};
 
@@ -80,9 +80,54 @@ fn exp_shifted_scalar(row: &mut [f32], max: f32) -> f32 {
     sum
 }
 
-/// A new tensor with the GELU of a contiguous CPU f32 tensor, or `None` for anything else.
-pub fn gelu_tanh(t: &Tensor) -> Result<Option<Tensor>> {
-    map_f32(t, gelu_tanh_in_place)
+/// GELU of a contiguous CPU f32 tensor, in place; `false` (untouched) for anything else. The
+/// caller must own `t` alone: every tensor sharing its storage sees the change.
+pub fn gelu_tanh_tensor_in_place(t: &Tensor) -> Result<bool> {
+    in_place_f32(t, gelu_tanh_in_place)
+}
+
+/// Adds `bias` to every row of a contiguous CPU f32 tensor whose last dimension is the bias
+/// length, in place; `false` (untouched) when either is of another kind. As above, the caller
+/// must own `t` alone.
+pub fn add_bias_in_place(t: &Tensor, bias: &Tensor) -> Result<bool> {
+    let width = bias.elem_count();
+    if t.dims().last() != Some(&width) {
+        return Ok(false);
+    }
+    let Some(bias) = with_f32_slice(bias, |b| b.to_vec()) else {
+        return Ok(false);
+    };
+    in_place_f32(t, |xs| {
+        for_each_chunk_of_rows(xs, width, |rows| {
+            for row in rows.chunks_exact_mut(width) {
+                row.iter_mut().zip(&bias).for_each(|(x, b)| *x += b);
+            }
+        })
+    })
+}
+
+/// Runs `f` on the data of a contiguous CPU f32 tensor in place; `false` for other tensors.
+fn in_place_f32(t: &Tensor, f: impl Fn(&mut [f32])) -> Result<bool> {
+    struct Op<F>(F);
+    impl<F: Fn(&mut [f32])> candle_core::InplaceOp1 for Op<F> {
+        fn name(&self) -> &'static str {
+            "in-place f32 map"
+        }
+        fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+            let (CpuStorage::F32(data), Some((start, end))) =
+                (storage, layout.contiguous_offsets())
+            else {
+                candle_core::bail!("in-place map needs contiguous f32 data");
+            };
+            (self.0)(&mut data[start..end]);
+            Ok(())
+        }
+    }
+    let fits = t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous();
+    if fits {
+        t.inplace_op1(&Op(f))?;
+    }
+    Ok(fits)
 }
 
 /// Softmax over the last dimension of a contiguous CPU f32 tensor, or `None` otherwise.
@@ -104,16 +149,22 @@ fn map_f32(t: &Tensor, f: impl FnOnce(&mut [f32])) -> Result<Option<Tensor>> {
 
 /// Runs `f` over `xs`, split between threads when it is long.
 fn for_each_chunk(xs: &mut [f32], f: impl Fn(&mut [f32]) + Sync) {
+    for_each_chunk_of_rows(xs, 1, f)
+}
+
+/// Runs `f` over `xs` in pieces made of whole rows of `width`, split between threads when it
+/// is long.
+fn for_each_chunk_of_rows(xs: &mut [f32], width: usize, f: impl Fn(&mut [f32]) + Sync) {
     if xs.len() < PARALLEL_FROM {
         return f(xs);
     }
     let pool = candle_core::utils::barrier_pool();
-    let parts = (pool.n_workers() + 1) * 4;
-    let len = xs.len();
+    let rows = xs.len() / width;
+    let parts = ((pool.n_workers() + 1) * 4).min(rows);
     let ptr = SyncPtr(xs.as_mut_ptr());
     pool.execute_chunked(parts, |range| {
         for part in range {
-            let span = part * len / parts..(part + 1) * len / parts;
+            let span = part * rows / parts * width..(part + 1) * rows / parts * width;
             // SAFETY: the parts are disjoint ranges of `xs`, each handed to one worker.
             let chunk =
                 unsafe { std::slice::from_raw_parts_mut(ptr.get().add(span.start), span.len()) };

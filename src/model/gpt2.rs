@@ -148,6 +148,11 @@ impl Linear {
             }
         };
         dims.push(self.out_dim);
+        // `y` is fresh; unless gradients will flow through it, add the bias in place.
+        let trained = matches!(&self.weight, Weight::Dense(w) if w.is_variable());
+        if !trained && activations::add_bias_in_place(&y, &self.bias)? {
+            return y.reshape(dims);
+        }
         y.broadcast_add(&self.bias)?.reshape(dims)
     }
 
@@ -306,15 +311,16 @@ impl Mlp {
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let h = self.c_fc.forward(x)?;
-        let fast = match (self.activation, mode) {
-            (Activation::GeluTanh, Mode::Inference) => activations::gelu_tanh(&h)?,
-            _ => None,
+        // `h` is this function's own fresh tensor, so it may be changed in place.
+        let done = match (self.activation, mode) {
+            (Activation::GeluTanh, Mode::Inference) => activations::gelu_tanh_tensor_in_place(&h)?,
+            _ => false,
         };
-        let h = match (fast, self.activation) {
-            (Some(h), _) => h,
-            (None, Activation::GeluTanh) => h.gelu()?,
-            (None, Activation::GeluErf) => h.gelu_erf()?,
-            (None, Activation::Relu) => h.relu()?,
+        let h = match (done, self.activation) {
+            (true, _) => h,
+            (false, Activation::GeluTanh) => h.gelu()?,
+            (false, Activation::GeluErf) => h.gelu_erf()?,
+            (false, Activation::Relu) => h.relu()?,
         };
         self.c_proj.forward(&h)
     }
@@ -354,6 +360,9 @@ impl Block {
         Ok((out, probs))
     }
 }
+
+/// Prompt tokens run through the 8-bit model at a time.
+const QUANTIZED_PREFILL_SLICE: usize = 128;
 
 /// A GPT-2 language model.
 #[derive(Debug, Clone)]
@@ -539,6 +548,22 @@ impl Gpt2 {
         }
         if ids.len() == 1 && self.can_decode_on_cpu() {
             return self.decode_step(ids[0], cache);
+        }
+        // The 8-bit model is chosen to save memory: long prompts go through it in slices, so
+        // the activations (attention scores grow with the square of the slice) stay small
+        // next to the weights; its kernels take 64 rows at a time, so slicing costs no speed.
+        // Dense matmuls are faster on the whole prompt at once.
+        let chunk = if self.is_quantized() {
+            QUANTIZED_PREFILL_SLICE
+        } else {
+            usize::MAX
+        };
+        if ids.len() > chunk {
+            let (head, tail) = ids.split_at(ids.len() - (ids.len() - 1) % chunk - 1);
+            for slice in head.chunks(chunk) {
+                self.forward(slice, cache)?;
+            }
+            return self.forward(tail, cache);
         }
         let input = Tensor::new(ids, self.device())?.unsqueeze(0)?;
         let mut x = self.embed(&input, start)?;
