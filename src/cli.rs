@@ -42,7 +42,7 @@ pub struct CommonArgs {
     /// auto | cpu | cuda | cuda:N | metal
     #[arg(long, global = true, value_parser = clap::value_parser!(DeviceRequestArg))]
     pub device: Option<DeviceRequestArg>,
-    /// auto | f32 | f16 | bf16
+    /// auto | f32 | f16 | bf16 | q8_0 (8-bit weights, quantized at load)
     #[arg(long, global = true, value_parser = clap::value_parser!(DTypeRequestArg))]
     pub dtype: Option<DTypeRequestArg>,
     /// Config file (default: config.toml in the gpt2-tui config folder).

@@ -6,7 +6,8 @@ use gpt2_tui::model::{Gpt2, Gpt2Config, KvCache};
 
 fn config() -> Gpt2Config {
     Gpt2Config {
-        vocab_size: 300,
+        // More than two of the 2048-row slices the output head is quantized in.
+        vocab_size: 4200,
         n_positions: 64,
         n_embd: 64,
         n_layer: 2,
@@ -133,4 +134,32 @@ fn a_long_prompt_in_slices_equals_feeding_it_token_by_token() {
         .zip(&stepped)
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(worst < 1e-4, "sliced and stepped logits differ by {worst}");
+}
+
+/// 8-bit weights must barely move the bundled model's perplexity on a held-out play: q8_0
+/// keeps one scale per 32 weights, so each weight is off by at most 1/254 of its block's
+/// largest, and those errors mostly cancel over a dot product of hundreds of terms.
+#[test]
+fn q8_0_keeps_the_bundled_models_heldout_perplexity() {
+    use gpt2_tui::model::{bundled, loader};
+    use gpt2_tui::session::Session;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/heldout/macbeth_gut.txt"
+    ))
+    .unwrap();
+    let excerpt = &text[..text.floor_char_boundary(10_000)];
+    let files = bundled::files().unwrap();
+    let f32_session = Session::new(loader::load(&files, &Device::Cpu, DType::F32).unwrap());
+    let q8_session = Session::new(loader::load_q8_0(&files, &Device::Cpu).unwrap().0);
+    let dense = gpt2_tui::perplexity::score(&f32_session, excerpt, None).unwrap();
+    let quantized = gpt2_tui::perplexity::score(&q8_session, excerpt, None).unwrap();
+    let change = (quantized.perplexity / dense.perplexity - 1.0).abs();
+    assert!(
+        change < 0.005,
+        "perplexity {} in f32, {} in q8_0 ({:.3}% apart)",
+        dense.perplexity,
+        quantized.perplexity,
+        change * 100.0
+    );
 }

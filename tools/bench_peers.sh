@@ -40,11 +40,18 @@ done
 
 cargo build --release --example bench >&2
 for type in f32 q8_0; do
+  # A 512-token prompt: prefill speed, then decoding 128 tokens after it (context 512-640).
   ./target/release/examples/bench "$model" --threads "$threads" --dtype "$type"
+  # A 16-token prompt: decoding from a nearly empty context, as llama-bench's tg128.
+  ./target/release/examples/bench "$model" --threads "$threads" --dtype "$type" --prompt-tokens 16
 done
 for type in f32 f16 q8_0; do
-  # pp512: prefill of a 512-token prompt; tg128: decode of 128 tokens. /usr/bin/time gives peak memory.
+  # pp512: prefill of a 512-token prompt; tg128: decode of 128 tokens from an empty context.
+  # /usr/bin/time gives peak memory.
   /usr/bin/time -f '{"llama_bench_peak_rss_kb": %M}' "$bench" -m "$model/model-$type.gguf" -t "$threads" \
     -p 512 -n 128 -r 3 -o jsonl 2>&1 | grep -E '^\{' | sed "s/^/$type /"
+  # tg128 after 512 tokens of context (-d 512), like gpt2-tui's first line above.
+  "$bench" -m "$model/model-$type.gguf" -t "$threads" -p 0 -n 128 -d 512 -r 3 -o jsonl 2>&1 \
+    | grep -E '^\{' | sed "s/^/$type depth512 /"
 done
 python3 tools/bench_transformers.py "$model" --threads "$threads"

@@ -74,9 +74,17 @@ fn quantize_rows_q8_0(w: &Tensor) -> Result<QTensor> {
     }
     let mut bytes = Vec::with_capacity(rows * width / Q8_BLOCK * GgmlDType::Q8_0.type_size());
     for start in (0..rows).step_by(ROWS_PER_SLICE) {
-        let slice = w
-            .narrow(0, start, ROWS_PER_SLICE.min(rows - start))?
-            .to_dtype(DType::F32)?;
+        let slice = w.narrow(0, start, ROWS_PER_SLICE.min(rows - start))?;
+        // The quantizer reads the storage from its start, ignoring a view's offset: hand it a
+        // tensor of its own.
+        let slice = Tensor::from_vec(
+            slice
+                .flatten_all()?
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?,
+            slice.shape(),
+            slice.device(),
+        )?;
         bytes.extend_from_slice(&QTensor::quantize(&slice, GgmlDType::Q8_0)?.data()?);
     }
     let storage = QStorage::from_data(std::borrow::Cow::Owned(bytes), w.device(), GgmlDType::Q8_0)?;
