@@ -9,14 +9,12 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use super::activations::{gelu_tanh_in_place, softmax_row};
+use super::activations::gelu_tanh_in_place;
+use super::attention_cpu::attend_to_cache;
 use super::config::Activation;
 use super::gpt2::{quantized_matmul, Attention, Block, Gpt2, LayerNorm, Linear, Mlp, Weight};
-use super::kernels::{self, with_f32_slice, SyncPtr};
+use super::kernels::{self, with_f32_slice};
 use super::kv_cache::KvCache;
-
-/// Attention over fewer cached values than this runs on one thread.
-const PARALLEL_ATTENTION_FROM: usize = 1 << 14;
 
 impl Gpt2 {
     /// Whether `decode_step` applies: weights on the CPU, stored in f32 (dense or q8_0).
@@ -151,56 +149,7 @@ impl Attention {
             &Tensor::from_slice(k, shape, &Device::Cpu)?,
             &Tensor::from_slice(v, shape, &Device::Cpu)?,
         )?;
-        let (keys, values) = cache
-            .buffers(layer)
-            .expect("the append above allocated this layer");
-        let capacity = cache.capacity();
-        let mut out = vec![0f32; e];
-        let done = with_f32_slice(keys, |keys| {
-            with_f32_slice(values, |values| {
-                self.attend(q, keys, values, capacity, position + 1, &mut out)
-            })
-        })
-        .flatten();
-        if done.is_none() {
-            candle_core::bail!("expected an f32 key/value cache on the CPU");
-        }
+        let out = attend_to_cache(cache, layer, q, self.n_head, position, 1)?;
         self.c_proj.forward_row(&out)
-    }
-
-    /// `out` per head: the softmax of the scaled scores of `q` against the first `len` cached
-    /// keys, applied to the cached values. The cache is laid out (heads, capacity, head_dim).
-    fn attend(
-        &self,
-        q: &[f32],
-        keys: &[f32],
-        values: &[f32],
-        capacity: usize,
-        len: usize,
-        out: &mut [f32],
-    ) {
-        let d = self.head_dim;
-        let scale = 1.0 / (d as f32).sqrt();
-        let out_ptr = SyncPtr(out.as_mut_ptr());
-        let head = |h: usize| {
-            let base = h * capacity * d;
-            let q = &q[h * d..(h + 1) * d];
-            let mut scores: Vec<f32> = (0..len)
-                .map(|j| kernels::dot(q, &keys[base + j * d..base + (j + 1) * d]) * scale)
-                .collect();
-            softmax_row(&mut scores);
-            // SAFETY: each head writes only its own d values of `out`.
-            let y = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(h * d), d) };
-            for (j, p) in scores.iter().enumerate() {
-                kernels::axpy(*p, &values[base + j * d..base + (j + 1) * d], y);
-            }
-        };
-        if self.n_head * len * d >= PARALLEL_ATTENTION_FROM {
-            candle_core::utils::barrier_pool().execute_chunked(self.n_head, |heads| {
-                heads.for_each(head);
-            });
-        } else {
-            (0..self.n_head).for_each(head);
-        }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod activations;
 pub mod allocator;
+mod attention_cpu;
 pub mod bundled;
 pub mod config;
 mod decode_cpu;
