@@ -129,11 +129,24 @@ fn a_long_prompt_in_slices_equals_feeding_it_token_by_token() {
         sliced.to_vec1::<f32>().unwrap(),
         stepped.unwrap().to_vec1::<f32>().unwrap(),
     );
-    let worst = sliced
-        .iter()
-        .zip(&stepped)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(worst < 1e-4, "sliced and stepped logits differ by {worst}");
+    let differ =
+        |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    // The two orders round different (equal up to float error) activations to 8 bits, so a
+    // value on a rounding boundary may land one step apart: allow 1% of the logits' scale.
+    let scale = stepped.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let worst = differ(&sliced, &stepped);
+    assert!(
+        worst < 0.01 * scale,
+        "sliced and stepped logits differ by {worst} (scale {scale})"
+    );
+    // The check can see a slice that lost its context: the last slice alone is far off.
+    let mut cache = KvCache::new(config.n_layer, config.n_positions);
+    let alone = model.forward(&prompt[256..], &mut cache).unwrap();
+    let lost = differ(&alone.to_vec1::<f32>().unwrap(), &stepped);
+    assert!(
+        lost > 0.05 * scale,
+        "without its context: {lost} (scale {scale})"
+    );
 }
 
 /// 8-bit weights must barely move the bundled model's perplexity on a held-out play: q8_0
