@@ -9,9 +9,8 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
 use super::activations;
-use super::attention_cpu::attend_to_cache;
 use super::config::{Activation, Gpt2Config};
-use super::kernels::{self, with_f32_slice};
+use super::kernels;
 use super::kv_cache::KvCache;
 
 /// GPT-2's initialisation for fresh weights.
@@ -263,39 +262,24 @@ impl Attention {
         }
     }
 
-    /// The attention output, and the attention probabilities (b, heads, t, start + t) unless
-    /// the CPU path, which never forms them, ran.
+    /// The attention output, and the attention probabilities (b, heads, t, start + t).
     fn forward(
         &self,
         x: &Tensor,
         cache: Option<(&mut KvCache, usize)>,
         start: usize,
         mode: Mode,
-    ) -> Result<(Tensor, Option<Tensor>)> {
+    ) -> Result<(Tensor, Tensor)> {
         let (b, t, e) = x.dims3()?;
         let (q, k, v) = self.qkv(x)?;
         let (k, v) = match cache {
-            Some((cache, layer)) => {
-                let (k, v) = cache.append(layer, start, &k, &v)?;
-                let on_cpu = b == 1 && mode == Mode::Inference;
-                let attended = match on_cpu {
-                    true => with_f32_slice(&q, |q| {
-                        attend_to_cache(cache, layer, q, self.n_head, start, t)
-                    }),
-                    false => None,
-                };
-                if let Some(out) = attended.transpose()? {
-                    let y = Tensor::from_vec(out, (b, t, e), x.device())?;
-                    return Ok((self.c_proj.forward(&y)?, None));
-                }
-                (k, v)
-            }
+            Some((cache, layer)) => cache.append(layer, start, &k, &v)?,
             None => (k, v),
         };
         let probs = self.probabilities(&q, &k, start, mode)?;
         let y = probs.to_dtype(v.dtype())?.matmul(&v)?;
         let y = y.transpose(1, 2)?.reshape((b, t, e))?;
-        Ok((self.c_proj.forward(&y)?, Some(probs)))
+        Ok((self.c_proj.forward(&y)?, probs))
     }
 }
 
@@ -369,14 +353,14 @@ impl Block {
         })
     }
 
-    /// The block's output and its attention probabilities (where they were formed).
+    /// The block's output and its attention probabilities.
     fn forward(
         &self,
         x: &Tensor,
         cache: Option<(&mut KvCache, usize)>,
         start: usize,
         mode: Mode,
-    ) -> Result<(Tensor, Option<Tensor>)> {
+    ) -> Result<(Tensor, Tensor)> {
         let normed = self.ln_1.forward(x, mode)?;
         let (attn, probs) = self.attn.forward(&normed, cache, start, mode)?;
         let x = (x + attn)?;
@@ -622,7 +606,6 @@ impl Gpt2 {
         let mut maps = Vec::with_capacity(self.blocks.len());
         for block in &self.blocks {
             let (next, probs) = block.forward(&x, None, 0, Mode::Inference)?;
-            let probs = probs.expect("attention without a cache forms its probabilities");
             maps.push(probs.squeeze(0)?);
             x = next;
         }
