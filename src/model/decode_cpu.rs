@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use super::activations::gelu_tanh_in_place;
 use super::attention_cpu::attend_to_cache;
 use super::config::Activation;
-use super::gpt2::{quantized_matmul, Attention, Block, Gpt2, LayerNorm, Linear, Mlp, Weight};
+use super::gpt2::{quantized_matvec, Attention, Block, Gpt2, LayerNorm, Linear, Mlp, Weight};
 use super::kernels::{self, with_f32_slice};
 use super::kv_cache::KvCache;
 
@@ -103,10 +103,7 @@ impl Linear {
                 })?;
                 y
             }
-            Weight::Quantized(q) => {
-                let x = Tensor::from_slice(x, (1, x.len()), &Device::Cpu)?;
-                quantized_matmul(q, &x)?.flatten_all()?.to_vec1()?
-            }
+            Weight::Quantized(q) => quantized_matvec(q, x)?,
         };
         with_f32_slice(&self.bias, |b| add_in_place(&mut y, b))
             .ok_or_else(|| candle_core::Error::Msg("expected an f32 bias on the CPU".into()))?;
@@ -149,7 +146,7 @@ impl Attention {
             &Tensor::from_slice(k, shape, &Device::Cpu)?,
             &Tensor::from_slice(v, shape, &Device::Cpu)?,
         )?;
-        let out = attend_to_cache(cache, layer, q, self.n_head, position, 1)?;
+        let out = attend_to_cache(cache, layer, q, self.n_head, position + 1)?;
         self.c_proj.forward_row(&out)
     }
 }

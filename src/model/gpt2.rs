@@ -52,15 +52,7 @@ pub type QuantizedWeights = std::collections::HashMap<String, QMatMul>;
 
 /// The q8_0 form of a dense (in, out) weight, stored (out, in) as the quantized kernels want.
 pub fn quantize_q8_0_weight(w: &Tensor) -> Result<QMatMul> {
-    let q = QTensor::quantize(&w.t()?.contiguous()?, GgmlDType::Q8_0)?;
-    QMatMul::from_qtensor(in_huge_pages(q)?)
-}
-
-fn in_huge_pages(q: QTensor) -> Result<QTensor> {
-    if q.device().is_cpu() {
-        super::huge_pages::collapse(&q.data()?);
-    }
-    Ok(q)
+    QMatMul::from_qtensor(QTensor::quantize(&w.t()?.contiguous()?, GgmlDType::Q8_0)?)
 }
 
 /// q8_0 blocks of a row-major (rows, width) matrix, quantized a slice of rows at a time: the
@@ -88,7 +80,7 @@ fn quantize_rows_q8_0(w: &Tensor) -> Result<QTensor> {
         bytes.extend_from_slice(&QTensor::quantize(&slice, GgmlDType::Q8_0)?.data()?);
     }
     let storage = QStorage::from_data(std::borrow::Cow::Owned(bytes), w.device(), GgmlDType::Q8_0)?;
-    in_huge_pages(QTensor::new(storage, (rows, width))?)
+    QTensor::new(storage, (rows, width))
 }
 
 /// `x @ W^T` for f32 rows `x` (m, k) and 8-bit `W` (n, k): the compact-weight kernels on the
@@ -100,6 +92,17 @@ pub(super) fn quantized_matmul(q: &QMatMul, x: &Tensor) -> Result<Tensor> {
         }
     }
     q.forward(x)
+}
+
+/// [`quantized_matmul`] for one row given as a slice, without tensors on the CPU path.
+pub(super) fn quantized_matvec(q: &QMatMul, x: &[f32]) -> Result<Vec<f32>> {
+    if let QMatMul::QTensor(w) = q {
+        if let Some(y) = super::q8::rows_times_t(x, w)? {
+            return Ok(y);
+        }
+    }
+    let x = Tensor::from_slice(x, (1, x.len()), &Device::Cpu)?;
+    q.forward(&x)?.flatten_all()?.to_vec1()
 }
 
 /// A projection `y = x @ W + b`.

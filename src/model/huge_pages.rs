@@ -2,23 +2,14 @@
 //!
 //! Decoding streams every weight once per token. With 4 KB pages that is a translation miss
 //! every 4 KB, and on the 2-core test machine f32 decoding ran about 15% faster once the
-//! weights sat in huge pages. Both calls are hints: where huge pages are off or unavailable,
-//! or on other systems, nothing changes.
+//! weights sat in huge pages. It is a hint: where huge pages are off or unavailable, or on
+//! other systems, nothing changes.
 
 /// Asks for huge pages for a large buffer that has not been touched yet (before reading into
 /// it), the way `transparent_hugepage=madvise` systems expect.
 pub fn advise(bytes: &mut [u8]) {
     #[cfg(target_os = "linux")]
     madvise(bytes.as_ptr(), bytes.len(), libc::MADV_HUGEPAGE);
-}
-
-/// Moves an already written buffer (one the library allocated and filled) into huge pages now.
-pub fn collapse(bytes: &[u8]) {
-    #[cfg(target_os = "linux")]
-    {
-        madvise(bytes.as_ptr(), bytes.len(), libc::MADV_HUGEPAGE);
-        madvise(bytes.as_ptr(), bytes.len(), libc::MADV_COLLAPSE);
-    }
 }
 
 /// `madvise` on the whole 2 MB pages inside the buffer; failures are ignored (a hint only).

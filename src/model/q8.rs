@@ -18,19 +18,30 @@ const BLOCK_BYTES: usize = 34;
 /// `x @ w^T` for `x` (m, k) in f32 and `w` (n, k) in q8_0, both on the CPU; `None` when the
 /// weights are of another format or elsewhere, so the caller can use the library's product.
 pub fn matmul_t(x: &Tensor, w: &QTensor) -> Result<Option<Tensor>> {
+    let (m, _) = x.dims2()?;
+    let n = w.shape().dims2()?.0;
+    let Some(y) = rows_times_t(&x.flatten_all()?.to_vec1::<f32>()?, w)? else {
+        return Ok(None);
+    };
+    Tensor::from_vec(y, (m, n), x.device()).map(Some)
+}
+
+/// [`matmul_t`] on the rows of `xs` (m x k values, row after row), giving m x n values.
+pub fn rows_times_t(xs: &[f32], w: &QTensor) -> Result<Option<Vec<f32>>> {
     let (n, k) = w.shape().dims2()?;
     if w.dtype() != GgmlDType::Q8_0 || !matches!(w.device(), Device::Cpu) || k % BLOCK != 0 {
         return Ok(None);
     }
-    let (m, xk) = x.dims2()?;
-    if xk != k {
-        candle_core::bail!("q8_0 product: input width {xk}, weights ({n}, {k})");
+    if xs.len() % k != 0 {
+        candle_core::bail!(
+            "q8_0 product: {} input values for weights ({n}, {k})",
+            xs.len()
+        );
     }
-    let xs = x.flatten_all()?.to_vec1::<f32>()?;
     let rows: Vec<QuantizedRow> = xs.chunks_exact(k).map(quantize_row).collect();
-    let mut y = vec![0f32; m * n];
+    let mut y = vec![0f32; rows.len() * n];
     matmul_rows(&rows, &w.data()?, n, &mut y);
-    Tensor::from_vec(y, (m, n), x.device()).map(Some)
+    Ok(Some(y))
 }
 
 fn scale(block: &[u8]) -> f32 {

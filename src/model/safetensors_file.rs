@@ -111,31 +111,18 @@ pub fn for_each_tensor(
 /// into the vector the tensor will own: a staging buffer would add the size of the largest
 /// tensor (the embeddings: a third of GPT-2 small) to the peak memory of loading.
 fn read_tensor(file: &mut File, path: &Path, dtype: DType, shape: &[usize]) -> Result<Tensor> {
-    let count: usize = shape.iter().product();
-    let io = |e: std::io::Error| Error::io(path, e);
+    let read =
+        |file: &mut File, bytes: &mut [u8]| file.read_exact(bytes).map_err(|e| Error::io(path, e));
     if cfg!(target_endian = "little") {
         match dtype {
-            DType::F32 => {
-                let mut values = vec![0f32; count];
-                huge_pages::advise(as_bytes(&mut values));
-                file.read_exact(as_bytes(&mut values)).map_err(io)?;
-                return Ok(Tensor::from_vec(values, shape, &Device::Cpu)?);
-            }
-            DType::F16 => {
-                let mut values = vec![half::f16::ZERO; count];
-                file.read_exact(as_bytes(&mut values)).map_err(io)?;
-                return Ok(Tensor::from_vec(values, shape, &Device::Cpu)?);
-            }
-            DType::BF16 => {
-                let mut values = vec![half::bf16::ZERO; count];
-                file.read_exact(as_bytes(&mut values)).map_err(io)?;
-                return Ok(Tensor::from_vec(values, shape, &Device::Cpu)?);
-            }
+            DType::F32 => return read_values(file, shape, 0f32, read),
+            DType::F16 => return read_values(file, shape, half::f16::ZERO, read),
+            DType::BF16 => return read_values(file, shape, half::bf16::ZERO, read),
             _ => {}
         }
     }
-    let mut buffer = vec![0u8; count * dtype.size_in_bytes()];
-    file.read_exact(&mut buffer).map_err(io)?;
+    let mut buffer = vec![0u8; shape.iter().product::<usize>() * dtype.size_in_bytes()];
+    read(file, &mut buffer)?;
     Ok(Tensor::from_raw_buffer(
         &buffer,
         dtype,
@@ -144,14 +131,24 @@ fn read_tensor(file: &mut File, path: &Path, dtype: DType, shape: &[usize]) -> R
     )?)
 }
 
-/// The bytes of a slice of plain numbers, to read into.
-fn as_bytes<T: Copy>(values: &mut [T]) -> &mut [u8] {
-    // SAFETY: only called with f32, f16 and bf16, for which every bit pattern is a valid value;
-    // the byte slice covers exactly the memory of `values` and borrows it mutably.
-    unsafe {
+/// Reads little-endian values of a float type straight into the tensor's own vector, asking
+/// for huge pages before the first byte lands.
+fn read_values<T: candle_core::WithDType>(
+    file: &mut File,
+    shape: &[usize],
+    zero: T,
+    read: impl Fn(&mut File, &mut [u8]) -> Result<()>,
+) -> Result<Tensor> {
+    let mut values = vec![zero; shape.iter().product()];
+    // SAFETY: candle's element types are plain numbers, valid for every bit pattern; the byte
+    // slice covers exactly the memory of `values` and borrows it mutably.
+    let bytes = unsafe {
         std::slice::from_raw_parts_mut(
             values.as_mut_ptr().cast::<u8>(),
-            std::mem::size_of_val(values),
+            std::mem::size_of_val(values.as_slice()),
         )
-    }
+    };
+    huge_pages::advise(bytes);
+    read(file, bytes)?;
+    Ok(Tensor::from_vec(values, shape, &Device::Cpu)?)
 }
