@@ -38,20 +38,9 @@ pub fn gelu_tanh_in_place(xs: &mut [f32]) {
 /// exactly zero; a row must hold at least one finite value.
 pub fn softmax_rows_in_place(xs: &mut [f32], width: usize) {
     debug_assert!(width > 0 && xs.len().is_multiple_of(width));
-    let rows = xs.len() / width;
-    let ptr = SyncPtr(xs.as_mut_ptr());
-    let run = |range: std::ops::Range<usize>| {
-        for r in range {
-            // SAFETY: each row is handed to exactly one worker.
-            let row = unsafe { std::slice::from_raw_parts_mut(ptr.get().add(r * width), width) };
-            softmax_row(row);
-        }
-    };
-    if xs.len() >= PARALLEL_FROM {
-        candle_core::utils::barrier_pool().execute_chunked(rows, run);
-    } else {
-        run(0..rows);
-    }
+    for_each_chunk_of_rows(xs, width, |rows| {
+        rows.chunks_exact_mut(width).for_each(softmax_row)
+    });
 }
 
 /// Softmax of one row, in place, on this thread.
@@ -130,21 +119,13 @@ fn in_place_f32(t: &Tensor, f: impl Fn(&mut [f32])) -> Result<bool> {
     Ok(fits)
 }
 
-/// Softmax over the last dimension of a contiguous CPU f32 tensor, or `None` otherwise.
-pub fn softmax_last_dim(t: &Tensor) -> Result<Option<Tensor>> {
-    let width = t.dims().last().copied().unwrap_or(0);
-    if width == 0 {
-        return Ok(None);
+/// Softmax over the last dimension of a contiguous CPU f32 tensor, in place; `false`
+/// (untouched) for anything else. As above, the caller must own `t` alone.
+pub fn softmax_last_dim_in_place(t: &Tensor) -> Result<bool> {
+    match t.dims().last() {
+        Some(&width) if width > 0 => in_place_f32(t, |xs| softmax_rows_in_place(xs, width)),
+        _ => Ok(false),
     }
-    map_f32(t, |xs| softmax_rows_in_place(xs, width))
-}
-
-fn map_f32(t: &Tensor, f: impl FnOnce(&mut [f32])) -> Result<Option<Tensor>> {
-    let Some(mut values) = with_f32_slice(t, |xs| xs.to_vec()) else {
-        return Ok(None);
-    };
-    f(&mut values);
-    Tensor::from_vec(values, t.shape(), t.device()).map(Some)
 }
 
 /// Runs `f` over `xs`, split between threads when it is long.

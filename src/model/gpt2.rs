@@ -257,9 +257,10 @@ impl Attention {
             scores
         };
         match mode {
-            Mode::Inference => match activations::softmax_last_dim(&scores)? {
-                Some(probs) => Ok(probs),
-                None => candle_nn::ops::softmax_last_dim(&scores),
+            // `scores` is this function's own fresh tensor, so it may become the probabilities.
+            Mode::Inference => match activations::softmax_last_dim_in_place(&scores)? {
+                true => Ok(scores),
+                false => candle_nn::ops::softmax_last_dim(&scores),
             },
             Mode::Training => candle_nn::ops::softmax(&scores, D::Minus1),
         }
