@@ -70,7 +70,8 @@ impl Tokenizer {
         Self::from_hf(inner, &origin)
     }
 
-    fn from_hf(inner: HfTokenizer, origin: &str) -> Result<Self> {
+    /// Wraps a `tokenizers` object, e.g. one just trained.
+    pub fn from_hf(inner: HfTokenizer, origin: &str) -> Result<Self> {
         let byte_of = unicode_to_byte();
         let size = inner.get_vocab_size(true);
         let mut token_bytes = Vec::with_capacity(size);

@@ -279,8 +279,7 @@ fn a_tiny_terminal_and_rapid_resizing_do_not_break_it() {
 /// network (the hub is switched off).
 #[test]
 fn starts_on_the_bundled_model_offline() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("skipped: tmux is not installed (.ci/run installs it)");
+    if !have_tmux() {
         return;
     }
     let config_home = tempfile::tempdir().unwrap();

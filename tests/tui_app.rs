@@ -1,5 +1,7 @@
 //! The interface's state machine and its rendering, without a terminal.
 
+mod common;
+
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use gpt2_tui::config::Config;
 use gpt2_tui::conversation::{ChatFormat, Role};
@@ -378,7 +380,7 @@ fn probability_colouring_records_each_token_while_streaming() {
 
 fn inspection_app(theme: &str) -> App {
     let mut app = conversation();
-    let model = common_fixture_session();
+    let model = common::load_session("tiny-gpt2");
     app.tokenizer = Some(model.shared_tokenizer());
     app.anatomy = Some(gpt2_tui::inspect::Anatomy::of(
         model.config(),
@@ -401,15 +403,6 @@ fn inspection_app(theme: &str) -> App {
     }
     finish(&mut app, Some(FinishReason::Eos));
     app
-}
-
-fn common_fixture_session() -> gpt2_tui::session::Session {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-gpt2");
-    let files = gpt2_tui::model::ModelFiles::from_folder(std::path::Path::new(dir)).unwrap();
-    gpt2_tui::session::Session::new(
-        gpt2_tui::model::loader::load(&files, &candle_core::Device::Cpu, candle_core::DType::F32)
-            .unwrap(),
-    )
 }
 
 #[test]

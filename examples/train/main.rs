@@ -103,21 +103,8 @@ struct Args {
     dry_run: bool,
 }
 
-/// Training allocates and frees the same large tensors every step; glibc's defaults hand that
-/// memory back to the kernel and fault it in again each time, which costs a third of the run.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator thresholds; called before any other thread starts.
-    unsafe {
-        // Serve even the largest tensors from the heap, and never shrink it.
-        libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        libc::mallopt(libc::M_TOP_PAD, 128 << 20);
-    }
-}
-
 fn main() -> anyhow::Result<()> {
-    keep_freed_memory();
+    gpt2_tui::model::allocator::keep_all_freed_memory();
     let args = Args::parse();
     let started = Instant::now();
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
@@ -147,8 +134,7 @@ fn main() -> anyhow::Result<()> {
 
     let t0 = Instant::now();
     let hf = build_tokenizer(&args.tokenizer, &train_texts)?;
-    let json = hf.to_string(false).map_err(anyhow::Error::msg)?;
-    let tokenizer = Tokenizer::from_json_bytes(json.as_bytes(), "trained tokenizer")?;
+    let tokenizer = Tokenizer::from_hf(hf, "trained tokenizer")?;
     let eos = tokenizer
         .eos_id()
         .context("the tokenizer has no <|endoftext|>")?;
@@ -202,12 +188,9 @@ fn main() -> anyhow::Result<()> {
         args.ctx
     );
 
-    let val_plain_windows = spread(
-        eval_windows(&val_plain.tokens, args.ctx, usize::MAX),
-        args.eval_windows,
-    );
+    let val_plain_windows = spread(eval_windows(&val_plain.tokens, args.ctx), args.eval_windows);
     let val_chat_windows = spread(
-        eval_windows(&val_chat.tokens, args.ctx, usize::MAX),
+        eval_windows(&val_chat.tokens, args.ctx),
         args.eval_windows / 2,
     );
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_add(1));
@@ -315,7 +298,13 @@ fn main() -> anyhow::Result<()> {
     } else {
         StorageDtype::F16
     };
-    save_folder(&args.out, &config, &trainer.tensors(), &hf, storage)?;
+    save_folder(
+        &args.out,
+        &config,
+        &trainer.tensors(),
+        tokenizer.hf(),
+        storage,
+    )?;
     println!(
         "wrote {} ({} bytes)",
         args.out.display(),

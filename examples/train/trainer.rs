@@ -225,12 +225,12 @@ fn sorted_vars(varmap: &VarMap) -> Vec<(String, Var)> {
     vars
 }
 
-/// Consecutive windows of `len + 1` tokens (overlapping by one) covering at most `max` windows
-/// of `tokens`: the fixed validation set.
-pub fn eval_windows(tokens: &[u32], len: usize, max: usize) -> Vec<&[u32]> {
+/// Consecutive windows of `len + 1` tokens (overlapping by one) covering `tokens`: the fixed
+/// validation set.
+pub fn eval_windows(tokens: &[u32], len: usize) -> Vec<&[u32]> {
     let mut out = Vec::new();
     let mut start = 0;
-    while start + len < tokens.len() && out.len() < max {
+    while start + len < tokens.len() {
         out.push(&tokens[start..start + len + 1]);
         start += len;
     }
