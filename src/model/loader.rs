@@ -233,8 +233,9 @@ fn load_as(
     })
 }
 
-/// Every tensor a GPT-2 of this config needs, with its shape.
-pub fn expected_shapes(config: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
+/// Every tensor a GPT-2 of this config needs, with its shape; `lm_head.weight` last when the
+/// output head is a matrix of its own (untied).
+pub fn expected_shapes(config: &Gpt2Config, untied_head: bool) -> Vec<(String, Vec<usize>)> {
     let (v, p, e, i) = (
         config.vocab_size,
         config.n_positions,
@@ -264,6 +265,9 @@ pub fn expected_shapes(config: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
     }
     shapes.push(("ln_f.weight".into(), vec![e]));
     shapes.push(("ln_f.bias".into(), vec![e]));
+    if untied_head {
+        shapes.push(("lm_head.weight".into(), vec![v, e]));
+    }
     shapes
 }
 
@@ -292,7 +296,7 @@ fn read_tensors(
     let mut raw: HashMap<String, (Tensor, String)> = HashMap::new();
     let mut quantized = QuantizedWeights::new();
     let mut quantized_count = 0;
-    let projection_shapes: HashMap<String, Vec<usize>> = expected_shapes(config)
+    let projection_shapes: HashMap<String, Vec<usize>> = expected_shapes(config, false)
         .into_iter()
         .filter(|(name, _)| is_projection(name))
         .collect();
@@ -363,14 +367,7 @@ fn read_tensors(
     }
     let mut tensors = HashMap::new();
     let mut count = 0;
-    let mut expected = expected_shapes(config);
-    if raw.contains_key("lm_head.weight") {
-        expected.push((
-            "lm_head.weight".into(),
-            vec![config.vocab_size, config.n_embd],
-        ));
-    }
-    for (name, shape) in expected {
+    for (name, shape) in expected_shapes(config, raw.contains_key("lm_head.weight")) {
         if quantized.contains_key(&name) {
             continue;
         }
