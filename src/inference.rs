@@ -340,10 +340,7 @@ fn attention(
     ids.drain(..cut);
     let weights = crate::inspect::last_token_attention(session.model(), &ids)?;
     let tokenizer = session.tokenizer();
-    let tokens = ids
-        .iter()
-        .map(|&id| String::from_utf8_lossy(tokenizer.token_bytes(id)).into_owned())
-        .collect();
+    let tokens = ids.iter().map(|&id| tokenizer.token_text(id)).collect();
     Ok(AttentionMap { tokens, weights })
 }
 
@@ -456,7 +453,7 @@ impl Job<'_> {
                         .iter()
                         .map(|&(id, prob)| Candidate {
                             id,
-                            text: String::from_utf8_lossy(tokenizer.token_bytes(id)).into_owned(),
+                            text: tokenizer.token_text(id),
                             prob,
                             ends: id == eos,
                         })

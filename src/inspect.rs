@@ -119,7 +119,7 @@ pub fn token_rows(tokenizer: &Tokenizer, text: &str) -> crate::Result<Vec<TokenR
         .into_iter()
         .map(|s| TokenRow {
             id: s.id,
-            text: String::from_utf8_lossy(tokenizer.token_bytes(s.id)).into_owned(),
+            text: tokenizer.token_text(s.id),
             start: s.start,
             end: s.end,
         })

@@ -146,6 +146,12 @@ impl Tokenizer {
             .unwrap_or(&[])
     }
 
+    /// The text of one token as shown on its own (bytes that are not UTF-8 by themselves, such
+    /// as half a character, become U+FFFD).
+    pub fn token_text(&self, id: u32) -> String {
+        String::from_utf8_lossy(self.token_bytes(id)).into_owned()
+    }
+
     /// Decodes a whole sequence; invalid UTF-8 (a cut character) becomes U+FFFD.
     pub fn decode(&self, ids: &[u32]) -> String {
         let bytes: Vec<u8> = ids

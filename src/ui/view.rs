@@ -5,7 +5,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui::Frame;
-use unicode_width::UnicodeWidthStr;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::app::{App, EngineState, Focus, Mode, CONTINUATION};
 use super::controls::CONTROLS;
@@ -450,7 +450,8 @@ pub fn wrap_segments(segments: &[(String, Style)], width: usize) -> Vec<Line<'st
     for (text, style) in segments {
         let mut current = String::new();
         for c in text.chars() {
-            let w = c.to_string().width();
+            // A lone control character measures 1 as a string, `None` as a char.
+            let w = c.width().unwrap_or(1);
             if c == '\n' || used + w > width {
                 if !current.is_empty() {
                     line.push(Span::styled(std::mem::take(&mut current), *style));
