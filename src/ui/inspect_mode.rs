@@ -35,13 +35,18 @@ pub struct AttentionView {
 impl AttentionView {
     /// The weights shown: one head's, or the mean over heads; `None` until answered.
     pub fn weights(&self) -> Option<Vec<f32>> {
+        self.weights_of(self.head)
+    }
+
+    /// The weights of `head` (or their average, for `None`) in the chosen layer.
+    pub fn weights_of(&self, head: Option<usize>) -> Option<Vec<f32>> {
         let Some(Ok(map)) = &self.map else {
             return None;
         };
         let heads = map
             .weights
             .get(self.layer.min(map.weights.len().checked_sub(1)?))?;
-        match self.head {
+        match head {
             Some(h) => heads.get(h.min(heads.len().checked_sub(1)?)).cloned(),
             None => {
                 let n = heads.len().max(1) as f32;

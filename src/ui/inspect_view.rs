@@ -240,21 +240,13 @@ fn draw_attention(
     let shown_keys = keys.min(columns - shown_future.min(columns));
     let first = keys - shown_keys;
     let mut lines = Vec::new();
-    let mut rows: Vec<(String, Vec<f32>, bool)> = layer
+    let average = view.weights_of(None).unwrap_or_default();
+    let mut rows: Vec<(String, &[f32], bool)> = layer
         .iter()
         .enumerate()
-        .map(|(h, w)| (format!("h{}", h + 1), w.clone(), view.head == Some(h)))
+        .map(|(h, w)| (format!("h{}", h + 1), w.as_slice(), view.head == Some(h)))
         .collect();
-    rows.push((
-        "avg".into(),
-        AttentionView {
-            head: None,
-            ..view.clone()
-        }
-        .weights()
-        .unwrap_or_default(),
-        view.head.is_none(),
-    ));
+    rows.push(("avg".into(), &average, view.head.is_none()));
     for (label, weights, selected) in &rows {
         let strongest = weights.iter().copied().fold(f32::MIN_POSITIVE, f32::max);
         let marker = if *selected { "▶" } else { " " };
@@ -273,7 +265,10 @@ fn draw_attention(
         ));
         lines.push(Line::from(spans));
     }
-    let weights = view.weights().unwrap_or_default();
+    let weights = match view.head {
+        None => average.clone(),
+        Some(_) => view.weights().unwrap_or_default(),
+    };
     lines.push(strongest_line(app, &map.tokens, &weights));
     lines.extend(text_heat(
         app,
