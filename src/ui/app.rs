@@ -147,6 +147,9 @@ pub struct App {
     pub token_view: u8,
     /// Tokens in the input, counted as you type.
     pub input_tokens: usize,
+    /// The input split into tokens (for the tokenizer view), and the text they were made from.
+    pub input_rows: Vec<crate::inspect::TokenRow>,
+    tokenized_input: String,
     pub show_anatomy: bool,
     pub tokenizer: Option<std::sync::Arc<crate::tokenizer::Tokenizer>>,
     pub anatomy: Option<crate::inspect::Anatomy>,
@@ -208,6 +211,8 @@ impl App {
             attention_serial: 0,
             token_view: 0,
             input_tokens: 0,
+            input_rows: Vec::new(),
+            tokenized_input: String::new(),
             show_anatomy: false,
             tokenizer: None,
             anatomy: None,
@@ -222,20 +227,22 @@ impl App {
 
     /// Applies one action; returns what to ask of the engine.
     pub fn update(&mut self, action: Action) -> Vec<Request> {
-        let input_before = self.input.len();
         let requests = self.apply(action);
-        if self.input.len() != input_before || self.input.is_empty() {
+        if self.input != self.tokenized_input {
             self.count_input_tokens();
         }
         requests
     }
 
-    /// Recounts the input's tokens (only when it changed: typing stays cheap).
+    /// Splits the input into tokens again: called only when its text changed (or the tokenizer
+    /// arrived), so streamed tokens and redraws never re-tokenize it.
     pub fn count_input_tokens(&mut self) {
-        self.input_tokens = match &self.tokenizer {
-            Some(t) => t.encode(&self.input).map(|ids| ids.len()).unwrap_or(0),
-            None => 0,
+        self.input_rows = match &self.tokenizer {
+            Some(t) => crate::inspect::token_rows(t, &self.input).unwrap_or_default(),
+            None => Vec::new(),
         };
+        self.input_tokens = self.input_rows.len();
+        self.tokenized_input.clone_from(&self.input);
     }
 
     fn apply(&mut self, action: Action) -> Vec<Request> {

@@ -475,8 +475,8 @@ pub fn wrap_segments(segments: &[(String, Style)], width: usize) -> Vec<Line<'st
 
 /// The input split into its tokens, on alternating backgrounds, with ids when asked.
 fn token_lines(app: &App) -> Option<Vec<Line<'static>>> {
-    let tokenizer = app.tokenizer.as_ref().filter(|_| app.token_view > 0)?;
-    let rows = crate::inspect::token_rows(tokenizer, &app.input).ok()?;
+    app.tokenizer.as_ref().filter(|_| app.token_view > 0)?;
+    let rows = &app.input_rows;
     let t = &app.theme;
     let shades = [
         Style::default().bg(t.selection).fg(t.foreground),
