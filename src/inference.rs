@@ -399,6 +399,7 @@ impl Job<'_> {
         let mut tokens = laid_out.tokens;
         tokens.extend_from_slice(decided);
         let mut generation = session.generate(&tokens, options, params.seed)?;
+        generation.continue_after(&reply_text);
         if kept.is_some() {
             // The chosen token ends the reply: nothing more to write.
             remember(&reply_text, &reply_ids[..reply_ids.len() - 1]);

@@ -299,6 +299,12 @@ pub struct Generation<'a> {
 }
 
 impl Generation<'_> {
+    /// Continues a reply whose first part, `shown`, is already in the prompt and on screen (a
+    /// branch): stop sequences that begin in it are still found, and none of it is repeated.
+    pub fn continue_after(&mut self, shown: &str) {
+        self.stop.prime(shown);
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }

@@ -178,3 +178,66 @@ fn a_live_change_applies_from_the_next_token() {
     // Under greedy settings (no penalty) the token is the most probable one.
     assert_eq!(token.id, token.top[0].0);
 }
+
+/// A branch continues a reply whose first part is already in the prompt and on screen: a stop
+/// sequence that begins in that part and ends in the new text must still end the reply.
+#[test]
+fn a_continued_reply_stops_on_a_stop_sequence_begun_before_the_branch_point() {
+    let mut session = load_session("tiny-gpt2");
+    let prompt = session
+        .tokenizer()
+        .encode("Hello there, my friend")
+        .unwrap();
+    let params = common::greedy(12);
+    let mut generation = session
+        .generate(&prompt, GenerateOptions::default(), Some(0))
+        .unwrap();
+    let reply = run_to_end(&mut generation, &params);
+    drop(generation);
+    // Keep a few tokens; the stop straddles the end of what is kept and what greedy writes next.
+    let tokenizer = session.shared_tokenizer();
+    let (kept_ids, rest) = reply.split_at(4);
+    let kept = tokenizer.decode(kept_ids);
+    let next = tokenizer.decode(rest);
+    let tail: String = kept
+        .chars()
+        .rev()
+        .take(2)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let head: String = next.chars().take(2).collect();
+    let stop = format!("{tail}{head}");
+    assert!(
+        !next.contains(&stop),
+        "the stop must only exist across the branch point"
+    );
+    let continue_with = |prime: bool, session: &mut gpt2_tui::session::Session| {
+        let tokens = [prompt.as_slice(), kept_ids].concat();
+        let options = GenerateOptions {
+            stop: vec![stop.clone()],
+            ..GenerateOptions::default()
+        };
+        let mut generation = session.generate(&tokens, options, Some(0)).unwrap();
+        if prime {
+            generation.continue_after(&kept);
+        }
+        let mut text = String::new();
+        loop {
+            match generation.step(&params).unwrap() {
+                Step::Token(t) => text.push_str(&t.text),
+                Step::Done { reason, text: last } => return (reason, text + &last),
+            }
+        }
+    };
+    let (reason, text) = continue_with(true, &mut session);
+    assert_eq!(reason.as_str(), "stop", "wrote {text:?} past {stop:?}");
+    assert_eq!(
+        text, "",
+        "nothing of the stop or the kept text is written again"
+    );
+    // Without being told what was shown, the same continuation runs past the stop.
+    let (reason, _) = continue_with(false, &mut session);
+    assert_ne!(reason.as_str(), "stop");
+}

@@ -5,6 +5,8 @@
 pub struct StopMatcher {
     stops: Vec<String>,
     held: String,
+    /// Bytes at the start of `held` that were already shown (see [`StopMatcher::prime`]).
+    shown: usize,
 }
 
 /// What the matcher lets through for one piece of text.
@@ -21,10 +23,29 @@ impl StopMatcher {
         Self {
             stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
             held: String::new(),
+            shown: 0,
         }
     }
 
+    /// Starts the stream after `text`, which was already shown (the kept part of a reply that
+    /// is being continued): a stop sequence that begins in it and ends in what follows is still
+    /// found, and none of it is released again.
+    pub fn prime(&mut self, text: &str) {
+        self.held.push_str(text);
+        let keep = self.longest_partial_match();
+        self.held.drain(..self.held.len() - keep);
+        self.shown = self.held.len();
+    }
+
     pub fn push(&mut self, text: &str) -> StopOutput {
+        let mut out = self.push_unprimed(text);
+        let already = self.shown.min(out.text.len());
+        out.text.drain(..already);
+        self.shown = if out.stopped { 0 } else { self.shown - already };
+        out
+    }
+
+    fn push_unprimed(&mut self, text: &str) -> StopOutput {
         self.held.push_str(text);
         if let Some(at) = self
             .stops
@@ -50,7 +71,9 @@ impl StopMatcher {
 
     /// Releases held text when the stream ends without a match.
     pub fn finish(&mut self) -> String {
-        std::mem::take(&mut self.held)
+        let mut text = std::mem::take(&mut self.held);
+        text.drain(..std::mem::take(&mut self.shown));
+        text
     }
 
     /// Length of the longest suffix of the held text that is a proper prefix of a stop sequence.
@@ -119,5 +142,25 @@ mod tests {
             run(&["→ end"], &["go →", " en", "d!"]),
             ("go ".into(), true)
         );
+    }
+
+    #[test]
+    fn a_primed_stream_finds_a_stop_begun_in_the_shown_text_and_repeats_none_of_it() {
+        let mut m = StopMatcher::new(["\nUser:".to_string()]);
+        m.prime("Aye, my lord.\n");
+        assert_eq!(m.push("Us").text, "");
+        let out = m.push("er: hello");
+        assert_eq!((out.text.as_str(), out.stopped), ("", true));
+
+        let mut m = StopMatcher::new(["\nUser:".to_string()]);
+        m.prime("Aye.\nUs");
+        let out = m.push("ual things");
+        assert_eq!((out.text.as_str(), out.stopped), ("ual things", false));
+        assert_eq!(m.finish(), "");
+
+        let mut m = StopMatcher::new(["\nUser:".to_string()]);
+        m.prime("Aye.\n");
+        assert_eq!(m.push("U").text, "");
+        assert_eq!(m.finish(), "U");
     }
 }
