@@ -4,8 +4,10 @@
 //! took a fifth of the time. These run eight values per instruction (AVX2/FMA) with the same
 //! results to a few units in the last place, and fall back to the scalar library elsewhere.
 
+use candle_core::cpu::erf::erf_f32;
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 
+use super::config::Activation;
 use super::kernels::{has_avx2_fma, with_f32_slice, SyncPtr};
 
 /// sqrt(2 / pi), the scale inside GPT-2's tanh approximation of GELU.
@@ -24,14 +26,29 @@ fn gelu_scalar(x: f32) -> f32 {
 
 /// GELU (tanh form) of every value, in place.
 pub fn gelu_tanh_in_place(xs: &mut [f32]) {
-    for_each_chunk(xs, |chunk| {
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
-            // SAFETY: the features were just detected.
-            return unsafe { gelu_avx2(chunk) };
-        }
-        chunk.iter_mut().for_each(|x| *x = gelu_scalar(*x));
-    });
+    for_each_chunk(xs, gelu_tanh_on_this_thread);
+}
+
+/// [`gelu_tanh_in_place`] without threads, for callers that split the work themselves.
+fn gelu_tanh_on_this_thread(xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the features were just detected.
+        return unsafe { gelu_avx2(xs) };
+    }
+    xs.iter_mut().for_each(|x| *x = gelu_scalar(*x));
+}
+
+/// The MLP's activation of every value, in place, on this thread.
+pub fn activate_on_this_thread(activation: Activation, xs: &mut [f32]) {
+    match activation {
+        Activation::GeluTanh => gelu_tanh_on_this_thread(xs),
+        // As candle's `gelu_erf`, so both paths agree exactly.
+        Activation::GeluErf => xs
+            .iter_mut()
+            .for_each(|x| *x = (erf_f32(*x * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * *x),
+        Activation::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
+    }
 }
 
 /// Softmax of every row of length `width`, in place. `-inf` entries (masked positions) become

@@ -9,9 +9,8 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use super::activations::gelu_tanh_in_place;
+use super::activations::activate_on_this_thread;
 use super::attention_cpu::attend_to_cache;
-use super::config::Activation;
 use super::gpt2::{quantized_matvec, Attention, Block, Gpt2, LayerNorm, Linear, Mlp, Weight};
 use super::kernels::{self, with_f32_slice};
 use super::kv_cache::KvCache;
@@ -114,14 +113,7 @@ impl Linear {
 impl Mlp {
     fn forward_row(&self, x: &[f32]) -> Result<Vec<f32>> {
         let mut h = self.c_fc.forward_row(x)?;
-        match self.activation {
-            Activation::GeluTanh => gelu_tanh_in_place(&mut h),
-            Activation::GeluErf => {
-                let t = Tensor::from_vec(h, self.c_fc.out_dim, &Device::Cpu)?;
-                h = t.gelu_erf()?.to_vec1()?;
-            }
-            Activation::Relu => h.iter_mut().for_each(|v| *v = v.max(0.0)),
-        }
+        activate_on_this_thread(self.activation, &mut h);
         self.c_proj.forward_row(&h)
     }
 }

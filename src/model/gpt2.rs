@@ -561,6 +561,9 @@ impl Gpt2 {
         if ids.len() == 1 && self.can_decode_on_cpu() {
             return self.decode_step(ids[0], cache);
         }
+        if self.can_prefill_on_cpu() {
+            return self.prefill(ids, cache);
+        }
         // The 8-bit model is chosen to save memory: long prompts go through it in slices, so
         // the activations (attention scores grow with the square of the slice) stay small
         // next to the weights; its kernels take 64 rows at a time, so slicing costs no speed.

@@ -13,6 +13,7 @@ mod huge_pages;
 pub mod kernels;
 pub mod kv_cache;
 pub mod loader;
+mod prefill_cpu;
 mod q8;
 pub mod safetensors_file;
 pub mod save;

@@ -1,0 +1,486 @@
+//! A prompt through the model on the CPU in f32: one matrix product per projection, written
+//! into buffers that every layer reuses, and causal attention in blocks of queries.
+//!
+//! Through the tensor library, each layer of a 512-token prompt allocated and zeroed a dozen
+//! activation buffers, made separate passes for biases, residual sums and the attention mask,
+//! and ran the small per-head products on a thread pool of their own beside the matmul's. Here
+//! the biases and the residual stream go into the products themselves (`dst = dst + x @ W`),
+//! attention skips the masked half of the scores, and all threads come from one pool (rayon,
+//! which the matmul crate uses too). The batched path in `gpt2.rs` stays the reference: the
+//! two are compared in the tests.
+
+use candle_core::{DType, Device, Result, Tensor};
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+use super::activations::{activate_on_this_thread, softmax_row};
+use super::gpt2::{Attention, Block, Gpt2, LayerNorm, Linear, Mlp, Weight};
+use super::kernels::{with_f32_slice, SyncPtr};
+use super::kv_cache::KvCache;
+
+/// Queries per attention task: enough rows for the products to run at full speed, few enough
+/// that a 512-token prompt makes a hundred tasks to share between threads.
+const QUERY_BLOCK: usize = 64;
+
+/// Rows of activations per task in the row-wise passes (layer norm, activation).
+const ROWS_PER_TASK: usize = 16;
+
+fn not_cpu_f32(what: &str) -> candle_core::Error {
+    candle_core::Error::Msg(format!("expected contiguous f32 {what} on the CPU"))
+}
+
+impl Gpt2 {
+    /// Whether `prefill` applies: dense f32 weights on the CPU, not being trained.
+    pub(super) fn can_prefill_on_cpu(&self) -> bool {
+        self.can_decode_on_cpu()
+            && self.blocks.iter().all(|b| {
+                [&b.attn.c_attn, &b.attn.c_proj, &b.mlp.c_fc, &b.mlp.c_proj]
+                    .iter()
+                    .all(|l| matches!(&l.weight, Weight::Dense(w) if !w.is_variable()))
+            })
+    }
+
+    /// Runs the prompt `ids` through the model after the `cache.len()` tokens in the cache,
+    /// appends their keys and values, and returns the logits of the last one, shape (vocab,).
+    pub(super) fn prefill(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        let start = cache.len();
+        let e = self.config.n_embd;
+        let mut x = self.embed_rows(ids, start)?;
+        let mut buffers = Buffers::new(ids.len(), e, self.config.mlp_width());
+        for (layer, block) in self.blocks.iter().enumerate() {
+            block.prefill(&mut x, &mut buffers, cache, layer, start)?;
+        }
+        cache.record(ids);
+        let last = self.ln_f.forward_row(&x[(ids.len() - 1) * e..])?;
+        let last = Tensor::from_vec(last, (1, 1, e), self.device())?;
+        self.head(&last)?.flatten_all()
+    }
+
+    /// Token plus position embeddings of `ids` placed from `start`, (tokens x n_embd).
+    fn embed_rows(&self, ids: &[u32], start: usize) -> Result<Vec<f32>> {
+        let e = self.config.n_embd;
+        with_f32_slice(&self.wte, |tokens| {
+            with_f32_slice(&self.wpe, |places| {
+                let mut x = Vec::with_capacity(ids.len() * e);
+                for (i, &id) in ids.iter().enumerate() {
+                    let token = &tokens[id as usize * e..(id as usize + 1) * e];
+                    let place = &places[(start + i) * e..(start + i + 1) * e];
+                    x.extend(token.iter().zip(place).map(|(a, b)| a + b));
+                }
+                x
+            })
+        })
+        .flatten()
+        .ok_or_else(|| not_cpu_f32("embeddings"))
+    }
+}
+
+/// Activations of one layer, reused by the next.
+struct Buffers {
+    /// Layer-norm output, (tokens x n_embd).
+    normed: Vec<f32>,
+    /// Queries, keys and values side by side, (tokens x 3 n_embd).
+    qkv: Vec<f32>,
+    /// Attention output with the heads side by side, (tokens x n_embd).
+    attended: Vec<f32>,
+    /// The MLP's inner activations, (tokens x inner).
+    hidden: Vec<f32>,
+}
+
+impl Buffers {
+    fn new(tokens: usize, width: usize, inner: usize) -> Self {
+        Self {
+            normed: vec![0.0; tokens * width],
+            qkv: vec![0.0; tokens * 3 * width],
+            attended: vec![0.0; tokens * width],
+            hidden: vec![0.0; tokens * inner],
+        }
+    }
+}
+
+impl Block {
+    /// The block applied to the residual stream `x` (tokens x n_embd), in place.
+    fn prefill(
+        &self,
+        x: &mut [f32],
+        buffers: &mut Buffers,
+        cache: &mut KvCache,
+        layer: usize,
+        start: usize,
+    ) -> Result<()> {
+        self.ln_1.forward_rows(x, &mut buffers.normed)?;
+        self.attn
+            .c_attn
+            .forward_rows(&buffers.normed, &mut buffers.qkv)?;
+        self.attn
+            .prefill(&buffers.qkv, cache, layer, start, &mut buffers.attended)?;
+        self.attn.c_proj.add_forward_rows(&buffers.attended, x)?;
+        self.ln_2.forward_rows(x, &mut buffers.normed)?;
+        self.mlp.prefill(&buffers.normed, &mut buffers.hidden, x)
+    }
+}
+
+impl LayerNorm {
+    /// Every row of `x` normalised into `out`.
+    fn forward_rows(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
+        let width = self.weight.elem_count();
+        with_f32_slice(&self.weight, |w| {
+            with_f32_slice(&self.bias, |b| {
+                x.par_chunks(width * ROWS_PER_TASK)
+                    .zip(out.par_chunks_mut(width * ROWS_PER_TASK))
+                    .for_each(|(x, out)| {
+                        for (x, out) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+                            normalize_row(x, w, b, self.eps as f32, out);
+                        }
+                    })
+            })
+        })
+        .flatten()
+        .ok_or_else(|| not_cpu_f32("layer norm weights"))
+    }
+}
+
+fn normalize_row(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for (o, (v, (w, b))) in out.iter_mut().zip(x.iter().zip(w.iter().zip(b))) {
+        *o = (v - mean) * inv * w + b;
+    }
+}
+
+impl Linear {
+    /// `y = x @ W + b` for every row of `x`, written over `y`.
+    fn forward_rows(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
+        with_f32_slice(&self.bias, |b| {
+            y.chunks_exact_mut(b.len())
+                .for_each(|row| row.copy_from_slice(b))
+        })
+        .ok_or_else(|| not_cpu_f32("bias"))?;
+        self.accumulate_rows(x, y)
+    }
+
+    /// `y += x @ W + b` for every row of `x`: a residual branch added to the stream `y`.
+    fn add_forward_rows(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
+        with_f32_slice(&self.bias, |b| {
+            y.chunks_exact_mut(b.len())
+                .for_each(|row| row.iter_mut().zip(b).for_each(|(y, b)| *y += b))
+        })
+        .ok_or_else(|| not_cpu_f32("bias"))?;
+        self.accumulate_rows(x, y)
+    }
+
+    /// `y += x @ W`, one product over all rows on all threads.
+    fn accumulate_rows(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
+        let Weight::Dense(w) = &self.weight else {
+            candle_core::bail!("the CPU prefill needs dense weights");
+        };
+        let (k, n) = w.dims2()?;
+        let m = x.len() / k;
+        assert!(
+            x.len() == m * k && y.len() == m * n,
+            "activation buffers of the wrong size"
+        );
+        with_f32_slice(w, |w| {
+            // SAFETY: the three slices hold m x k, k x n and m x n values, row-major, as the
+            // strides below say; `y` is borrowed mutably, so nothing else reads it meanwhile.
+            unsafe {
+                gemm(
+                    m,
+                    n,
+                    k,
+                    y.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    true,
+                    x.as_ptr(),
+                    1,
+                    k as isize,
+                    w.as_ptr(),
+                    1,
+                    n as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    all_threads(),
+                )
+            }
+        })
+        .ok_or_else(|| not_cpu_f32("weights"))
+    }
+}
+
+/// The matmul crate's parallelism with every thread of the pool.
+fn all_threads() -> Parallelism {
+    match rayon::current_num_threads() {
+        0 | 1 => Parallelism::None,
+        n => Parallelism::Rayon(n),
+    }
+}
+
+impl Mlp {
+    /// `x += c_proj(activation(c_fc(normed)))`, with `hidden` as the inner buffer.
+    fn prefill(&self, normed: &[f32], hidden: &mut [f32], x: &mut [f32]) -> Result<()> {
+        self.c_fc.forward_rows(normed, hidden)?;
+        let width = self.c_fc.out_dim;
+        hidden
+            .par_chunks_mut(width * ROWS_PER_TASK)
+            .for_each(|rows| activate_on_this_thread(self.activation, rows));
+        self.c_proj.add_forward_rows(hidden, x)
+    }
+}
+
+impl Attention {
+    /// Stores the new keys and values from `qkv` in the cache at `start`, and writes each new
+    /// query's attention over the cache into `out` (tokens x n_embd, heads side by side).
+    fn prefill(
+        &self,
+        qkv: &[f32],
+        cache: &mut KvCache,
+        layer: usize,
+        start: usize,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let (heads, d) = (self.n_head, self.head_dim);
+        let e = heads * d;
+        let tokens = qkv.len() / (3 * e);
+        // Keys and values by head, (1, heads, tokens, head_dim), as the cache stores them.
+        let by_head = |part: usize| -> Result<Tensor> {
+            let mut v = Vec::with_capacity(tokens * e);
+            for h in 0..heads {
+                for row in qkv.chunks_exact(3 * e) {
+                    v.extend_from_slice(&row[part * e + h * d..part * e + (h + 1) * d]);
+                }
+            }
+            Tensor::from_vec(v, (1, heads, tokens, d), &Device::Cpu)
+        };
+        cache.append(layer, start, &by_head(1)?, &by_head(2)?)?;
+        let (keys, values) = cache.buffers(layer).ok_or_else(|| not_cpu_f32("cache"))?;
+        if keys.dtype() != DType::F32 {
+            return Err(not_cpu_f32("cache"));
+        }
+        let layout = CausalLayout {
+            heads,
+            d,
+            capacity: cache.capacity(),
+            start,
+            tokens,
+        };
+        with_f32_slice(keys, |keys| {
+            with_f32_slice(values, |values| layout.attend(qkv, keys, values, out))
+        })
+        .flatten()
+        .ok_or_else(|| not_cpu_f32("cache"))
+    }
+}
+
+/// Where the new queries sit among the cached positions.
+struct CausalLayout {
+    heads: usize,
+    d: usize,
+    /// Positions per head in the cache buffers, (heads, capacity, head_dim).
+    capacity: usize,
+    /// Cached positions before the first new query.
+    start: usize,
+    /// New queries.
+    tokens: usize,
+}
+
+impl CausalLayout {
+    /// Every (head, block of queries) as one task on the pool, the longest (last) blocks first.
+    fn attend(&self, qkv: &[f32], keys: &[f32], values: &[f32], out: &mut [f32]) {
+        let blocks = self.tokens.div_ceil(QUERY_BLOCK);
+        let out = SyncPtr(out.as_mut_ptr());
+        (0..self.heads * blocks).into_par_iter().for_each(|task| {
+            let (block, head) = (blocks - 1 - task / self.heads, task % self.heads);
+            self.attend_block(qkv, keys, values, head, block, out);
+        });
+    }
+
+    /// Attention of queries `block * QUERY_BLOCK..` of `head` over the cached positions up to
+    /// the last of them, written to their rows of `out` in the head's columns.
+    fn attend_block(
+        &self,
+        qkv: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        head: usize,
+        block: usize,
+        out: SyncPtr,
+    ) {
+        let (d, e) = (self.d, self.heads * self.d);
+        let first = block * QUERY_BLOCK;
+        let rows = QUERY_BLOCK.min(self.tokens - first);
+        // Positions the last query of the block sees.
+        let seen = self.start + first + rows;
+        let cached = head * self.capacity * d;
+        let mut scores = vec![0f32; rows * seen];
+        let scale = 1.0 / (d as f32).sqrt();
+        // SAFETY for both products: the strides describe `rows` queries of width d, `seen`
+        // cached positions of width d, and the (rows x seen) scores, all inside their slices;
+        // this task alone writes its rows x d block of `out`.
+        unsafe {
+            // scores = scale * Q K^T
+            gemm(
+                rows,
+                seen,
+                d,
+                scores.as_mut_ptr(),
+                1,
+                seen as isize,
+                false,
+                qkv.as_ptr().add(first * 3 * e + head * d),
+                1,
+                3 * e as isize,
+                keys.as_ptr().add(cached),
+                d as isize,
+                1,
+                0.0,
+                scale,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        }
+        for (r, row) in scores.chunks_exact_mut(seen).enumerate() {
+            // Query `first + r` sees positions up to its own; the rest of the row is masked.
+            let visible = self.start + first + r + 1;
+            softmax_row(&mut row[..visible]);
+            row[visible..].fill(0.0);
+        }
+        unsafe {
+            // out = P V
+            gemm(
+                rows,
+                d,
+                seen,
+                out.get().add(first * e + head * d),
+                1,
+                e as isize,
+                false,
+                scores.as_ptr(),
+                1,
+                seen as isize,
+                values.as_ptr().add(cached),
+                1,
+                d as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, IndexOp, Tensor};
+    use candle_nn::{VarBuilder, VarMap};
+
+    use super::QUERY_BLOCK;
+    use crate::model::{Gpt2, Gpt2Config, KvCache, Mode};
+
+    fn config() -> Gpt2Config {
+        Gpt2Config {
+            vocab_size: 97,
+            n_positions: 3 * QUERY_BLOCK,
+            n_embd: 32,
+            n_layer: 2,
+            n_head: 4,
+            ..Gpt2Config::gpt2_small()
+        }
+    }
+
+    /// A model whose every weight, biases and layer norms included, is noticeably random: with
+    /// GPT-2's small initialisation the attention is nearly uniform and a wrong mask or a
+    /// missing bias would hide below the tolerance.
+    fn random_model(config: &Gpt2Config) -> Gpt2 {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        drop(Gpt2::load(vb, config).unwrap());
+        let tensors = varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(name, var)| {
+                let t = var.as_tensor().detach();
+                let noise = Tensor::randn(0f32, 0.3, t.shape(), &Device::Cpu).unwrap();
+                (name.clone(), (t + noise).unwrap())
+            })
+            .collect();
+        Gpt2::load(
+            VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
+            config,
+        )
+        .unwrap()
+    }
+
+    fn max_relative_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let (a, b) = (a.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap());
+        let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+        a.iter()
+            .zip(&b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+            / scale
+    }
+
+    /// Prompts over several query blocks, given whole or in pieces that start mid-block, give
+    /// the logits of the batched reference path; the decode steps after them read every cached
+    /// key and value, so those are checked too.
+    #[test]
+    fn prefill_in_blocks_matches_the_batched_path() {
+        let config = config();
+        let model = random_model(&config);
+        assert!(model.can_prefill_on_cpu());
+        let ids: Vec<u32> = (0..2 * QUERY_BLOCK as u32 + 37)
+            .map(|i| i * 31 % 97)
+            .collect();
+        let decoded = [5u32, 60, 17];
+        let all: Vec<u32> = ids.iter().chain(&decoded).copied().collect();
+        let reference = model
+            .forward_all(
+                &Tensor::new(all.as_slice(), &Device::Cpu)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap(),
+                Mode::Inference,
+            )
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
+        for pieces in [
+            vec![ids.len()],
+            vec![1, QUERY_BLOCK + 9, ids.len() - QUERY_BLOCK - 10],
+        ] {
+            let mut cache = KvCache::new(config.n_layer, config.n_positions);
+            let mut done = 0;
+            for len in &pieces {
+                let logits = model.forward(&ids[done..done + len], &mut cache).unwrap();
+                done += len;
+                let expected = reference.i(done - 1).unwrap();
+                let diff = max_relative_diff(&expected, &logits);
+                assert!(
+                    diff < 1e-4,
+                    "pieces {pieces:?}: logits at {done} off by {diff}"
+                );
+            }
+            for (i, &id) in decoded.iter().enumerate() {
+                let logits = model.forward(&[id], &mut cache).unwrap();
+                let expected = reference.i(ids.len() + i).unwrap();
+                let diff = max_relative_diff(&expected, &logits);
+                assert!(
+                    diff < 1e-4,
+                    "pieces {pieces:?}: decode step {i} off by {diff}"
+                );
+            }
+        }
+    }
+}
