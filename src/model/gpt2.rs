@@ -357,6 +357,25 @@ impl Block {
         })
     }
 
+    /// The four weight matrices with their biases.
+    pub(super) fn projections(&self) -> [&Linear; 4] {
+        [
+            &self.attn.c_attn,
+            &self.attn.c_proj,
+            &self.mlp.c_fc,
+            &self.mlp.c_proj,
+        ]
+    }
+
+    pub(super) fn projections_mut(&mut self) -> [&mut Linear; 4] {
+        [
+            &mut self.attn.c_attn,
+            &mut self.attn.c_proj,
+            &mut self.mlp.c_fc,
+            &mut self.mlp.c_proj,
+        ]
+    }
+
     /// The block's output and its attention probabilities.
     fn forward(
         &self,
@@ -373,7 +392,8 @@ impl Block {
     }
 }
 
-/// Prompt tokens run through the 8-bit model at a time.
+/// Prompt tokens run through the 8-bit model at a time off the CPU (`prefill_cpu.rs` keeps
+/// its activations small at any length).
 const QUANTIZED_PREFILL_SLICE: usize = 128;
 
 /// A GPT-2 language model.
@@ -386,7 +406,7 @@ pub struct Gpt2 {
     /// (vocab, n_embd); the same tensor as `wte` unless the checkpoint has `lm_head.weight`.
     lm_head: Tensor,
     /// The head in q8_0, when the model was quantized (`lm_head` then only serves lookups).
-    lm_head_q8: Option<QMatMul>,
+    pub(super) lm_head_q8: Option<QMatMul>,
     /// An f32 copy of the head when the weights are stored in f16 or bf16.
     lm_head_f32: Option<Tensor>,
     pub(super) config: Gpt2Config,
@@ -459,12 +479,7 @@ impl Gpt2 {
     pub fn quantize_q8_0(&mut self) -> Result<usize> {
         let mut skipped = 0;
         for block in &mut self.blocks {
-            for linear in [
-                &mut block.attn.c_attn,
-                &mut block.attn.c_proj,
-                &mut block.mlp.c_fc,
-                &mut block.mlp.c_proj,
-            ] {
+            for linear in block.projections_mut() {
                 if !linear.quantize()? {
                     skipped += 1;
                 }
@@ -564,10 +579,9 @@ impl Gpt2 {
         if self.can_prefill_on_cpu() {
             return self.prefill(ids, cache);
         }
-        // The 8-bit model is chosen to save memory: long prompts go through it in slices, so
-        // the activations (attention scores grow with the square of the slice) stay small
-        // next to the weights; its kernels take 64 rows at a time, so slicing costs no speed.
-        // Dense matmuls are faster on the whole prompt at once.
+        // Off the CPU, the 8-bit model is chosen to save memory: long prompts go through it in
+        // slices, so the activations (attention scores grow with the square of the slice) stay
+        // small next to the weights. Dense matmuls are faster on the whole prompt at once.
         let chunk = if self.is_quantized() {
             QUANTIZED_PREFILL_SLICE
         } else {

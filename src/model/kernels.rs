@@ -76,6 +76,50 @@ impl SyncPtr {
     }
 }
 
+/// `y += x @ w` on every thread of rayon's pool (which the matmul crate runs on), for `x`
+/// (m, k) row-major, `y` (m, n) with rows `y_row_stride` values apart, and `w` (k, n) whose
+/// element (i, j) sits at `w[i * w_strides.0 + j * w_strides.1]`.
+///
+/// # Safety
+/// `y` and `w` must point to buffers holding every element those strides reach, and nothing
+/// else may access `y` meanwhile.
+pub(super) unsafe fn add_matmul(
+    (m, n, k): (usize, usize, usize),
+    y: *mut f32,
+    y_row_stride: usize,
+    x: &[f32],
+    w: *const f32,
+    w_strides: (usize, usize),
+) {
+    debug_assert!(x.len() >= m * k);
+    let parallelism = match rayon::current_num_threads() {
+        0 | 1 => gemm::Parallelism::None,
+        threads => gemm::Parallelism::Rayon(threads),
+    };
+    // dst = 1 * dst + 1 * lhs @ rhs, each given by its column and row strides.
+    gemm::gemm(
+        m,
+        n,
+        k,
+        y,
+        1,
+        y_row_stride as isize,
+        true,
+        x.as_ptr(),
+        1,
+        k as isize,
+        w,
+        w_strides.1 as isize,
+        w_strides.0 as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        parallelism,
+    )
+}
+
 pub(super) fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {

@@ -9,14 +9,16 @@
 //! which the matmul crate uses too). The batched path in `gpt2.rs` stays the reference: the
 //! two are compared in the tests.
 
+use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Device, Result, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::activations::{activate_on_this_thread, softmax_row};
 use super::gpt2::{Attention, Block, Gpt2, LayerNorm, Linear, Mlp, Weight};
-use super::kernels::{with_f32_slice, SyncPtr};
+use super::kernels::{add_matmul, with_f32_slice, SyncPtr};
 use super::kv_cache::KvCache;
+use super::q8::add_rows_times_t;
 
 /// Queries per attention task: enough rows for the products to run at full speed, few enough
 /// that a 512-token prompt makes a hundred tasks to share between threads.
@@ -30,13 +32,15 @@ fn not_cpu_f32(what: &str) -> candle_core::Error {
 }
 
 impl Gpt2 {
-    /// Whether `prefill` applies: dense f32 weights on the CPU, not being trained.
+    /// Whether `prefill` applies: f32 or q8_0 weights on the CPU, not being trained.
     pub(super) fn can_prefill_on_cpu(&self) -> bool {
         self.can_decode_on_cpu()
             && self.blocks.iter().all(|b| {
-                [&b.attn.c_attn, &b.attn.c_proj, &b.mlp.c_fc, &b.mlp.c_proj]
-                    .iter()
-                    .all(|l| matches!(&l.weight, Weight::Dense(w) if !w.is_variable()))
+                b.projections().iter().all(|l| match &l.weight {
+                    Weight::Dense(w) => !w.is_variable(),
+                    Weight::Quantized(QMatMul::QTensor(w)) => w.dtype() == GgmlDType::Q8_0,
+                    Weight::Quantized(_) => false,
+                })
             })
     }
 
@@ -173,8 +177,10 @@ impl Linear {
 
     /// `y += x @ W`, one product over all rows on all threads.
     fn accumulate_rows(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
-        let Weight::Dense(w) = &self.weight else {
-            candle_core::bail!("the CPU prefill needs dense weights");
+        let w = match &self.weight {
+            Weight::Dense(w) => w,
+            Weight::Quantized(QMatMul::QTensor(w)) if add_rows_times_t(x, w, y)? => return Ok(()),
+            Weight::Quantized(_) => candle_core::bail!("the CPU prefill needs f32 or q8_0 weights"),
         };
         let (k, n) = w.dims2()?;
         let m = x.len() / k;
@@ -183,41 +189,11 @@ impl Linear {
             "activation buffers of the wrong size"
         );
         with_f32_slice(w, |w| {
-            // SAFETY: the three slices hold m x k, k x n and m x n values, row-major, as the
-            // strides below say; `y` is borrowed mutably, so nothing else reads it meanwhile.
-            unsafe {
-                gemm(
-                    m,
-                    n,
-                    k,
-                    y.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    true,
-                    x.as_ptr(),
-                    1,
-                    k as isize,
-                    w.as_ptr(),
-                    1,
-                    n as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    all_threads(),
-                )
-            }
+            // SAFETY: the slices hold m x k, k x n and m x n values, row-major; `y` is
+            // borrowed mutably, so nothing else reads it meanwhile.
+            unsafe { add_matmul((m, n, k), y.as_mut_ptr(), n, x, w.as_ptr(), (n, 1)) }
         })
         .ok_or_else(|| not_cpu_f32("weights"))
-    }
-}
-
-/// The matmul crate's parallelism with every thread of the pool.
-fn all_threads() -> Parallelism {
-    match rayon::current_num_threads() {
-        0 | 1 => Parallelism::None,
-        n => Parallelism::Rayon(n),
     }
 }
 
@@ -384,7 +360,7 @@ mod tests {
     use candle_core::{DType, Device, IndexOp, Tensor};
     use candle_nn::{VarBuilder, VarMap};
 
-    use super::QUERY_BLOCK;
+    use super::{QMatMul, Weight, QUERY_BLOCK};
     use crate::model::{Gpt2, Gpt2Config, KvCache, Mode};
 
     fn config() -> Gpt2Config {
@@ -421,6 +397,21 @@ mod tests {
             config,
         )
         .unwrap()
+    }
+
+    /// The model with every q8_0 projection turned back into dense f32 weights.
+    fn dequantized(model: &Gpt2) -> Gpt2 {
+        let mut model = model.clone();
+        for block in &mut model.blocks {
+            for linear in block.projections_mut() {
+                let Weight::Quantized(QMatMul::QTensor(q)) = &linear.weight else {
+                    panic!("expected a q8_0 projection");
+                };
+                let dense = q.dequantize(&Device::Cpu).unwrap().t().unwrap();
+                linear.weight = Weight::Dense(dense.contiguous().unwrap());
+            }
+        }
+        model
     }
 
     fn max_relative_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -482,5 +473,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// With 8-bit weights a long prompt multiplies the dequantized weights in f32: it gives the
+    /// logits of the same model with those weights stored dense.
+    #[test]
+    fn prefill_with_q8_0_weights_matches_their_f32_values() {
+        let mut config = config();
+        config.n_embd = 64;
+        let dense = random_model(&config);
+        let mut quantized = dense.clone();
+        assert_eq!(quantized.quantize_q8_0().unwrap(), 0);
+        // Both heads dense, so only the projections differ in kind.
+        quantized.lm_head_q8 = None;
+        let reference = dequantized(&quantized);
+        assert!(quantized.can_prefill_on_cpu() && reference.can_prefill_on_cpu());
+        let ids: Vec<u32> = (0..2 * QUERY_BLOCK as u32 + 37)
+            .map(|i| i * 31 % 97)
+            .collect();
+        let prefill = |model: &Gpt2| {
+            let mut cache = KvCache::new(config.n_layer, config.n_positions);
+            model.forward(&ids, &mut cache).unwrap()
+        };
+        let diff = max_relative_diff(&prefill(&reference), &prefill(&quantized));
+        assert!(diff < 1e-4, "q8_0 prefill off by {diff}");
     }
 }

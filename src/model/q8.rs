@@ -9,7 +9,9 @@
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Result, Tensor};
 
-use super::kernels::SyncPtr;
+use rayon::prelude::*;
+
+use super::kernels::{add_matmul, SyncPtr};
 
 /// Values per block, and bytes per block: an f16 scale and 32 signed bytes.
 const BLOCK: usize = 32;
@@ -29,19 +31,87 @@ pub fn matmul_t(x: &Tensor, w: &QTensor) -> Result<Option<Tensor>> {
 /// [`matmul_t`] on the rows of `xs` (m x k values, row after row), giving m x n values.
 pub fn rows_times_t(xs: &[f32], w: &QTensor) -> Result<Option<Vec<f32>>> {
     let (n, k) = w.shape().dims2()?;
+    let mut y = vec![0f32; xs.len() / k * n];
+    Ok(add_rows_times_t(xs, w, &mut y)?.then_some(y))
+}
+
+/// `y += xs @ w^T` for q8_0 weights on the CPU, as [`rows_times_t`]; `false` (untouched) when
+/// the weights are of another format or elsewhere.
+pub fn add_rows_times_t(xs: &[f32], w: &QTensor, y: &mut [f32]) -> Result<bool> {
+    let (n, k) = w.shape().dims2()?;
     if w.dtype() != GgmlDType::Q8_0 || !matches!(w.device(), Device::Cpu) || k % BLOCK != 0 {
-        return Ok(None);
+        return Ok(false);
     }
-    if xs.len() % k != 0 {
+    if !xs.len().is_multiple_of(k) || y.len() != xs.len() / k * n {
         candle_core::bail!(
-            "q8_0 product: {} input values for weights ({n}, {k})",
-            xs.len()
+            "q8_0 product: {} input and {} output values for weights ({n}, {k})",
+            xs.len(),
+            y.len()
         );
     }
+    if xs.len() / k >= DEQUANTIZE_FROM_ROWS {
+        add_dequantized_product(xs, &w.data()?, n, k, y);
+        return Ok(true);
+    }
     let rows: Vec<QuantizedRow> = xs.chunks_exact(k).map(quantize_row).collect();
-    let mut y = vec![0f32; rows.len() * n];
-    matmul_rows(&rows, &w.data()?, n, &mut y);
-    Ok(Some(y))
+    matmul_rows(&rows, &w.data()?, n, y);
+    Ok(true)
+}
+
+/// Input rows from which a product turns the weights back into f32 a slice at a time and
+/// multiplies with the f32 matmul: with many rows the product is bound by arithmetic, which
+/// the f32 kernels do at several times the rate of these 8-bit dot products, and turning the
+/// weights back costs about as much as reading them once.
+const DEQUANTIZE_FROM_ROWS: usize = 32;
+
+/// f32 weights per dequantized slice: small next to the 8-bit weights, large enough for the
+/// matmul to run at full speed.
+const DEQUANTIZED_SLICE_VALUES: usize = 1 << 19;
+
+/// `y += xs @ w^T` with the (n, k) q8_0 weights `w` dequantized a slice of rows at a time.
+fn add_dequantized_product(xs: &[f32], w: &[u8], n: usize, k: usize, y: &mut [f32]) {
+    const ROWS_PER_TASK: usize = 16;
+    let m = xs.len() / k;
+    let row_bytes = k / BLOCK * BLOCK_BYTES;
+    let slice_rows = (DEQUANTIZED_SLICE_VALUES / k / ROWS_PER_TASK * ROWS_PER_TASK)
+        .max(ROWS_PER_TASK)
+        .min(n);
+    let mut panel = vec![0f32; slice_rows * k];
+    for first in (0..n).step_by(slice_rows) {
+        let rows = slice_rows.min(n - first);
+        let panel = &mut panel[..rows * k];
+        let slice = &w[first * row_bytes..(first + rows) * row_bytes];
+        panel
+            .par_chunks_mut(ROWS_PER_TASK * k)
+            .zip(slice.par_chunks(ROWS_PER_TASK * row_bytes))
+            .for_each(|(out, blocks)| dequantize(blocks, out));
+        // SAFETY: `y` is (m, n) row-major and borrowed mutably; the panel holds `rows`
+        // weight rows of k values, read as the (k, rows) right-hand side, and y's columns
+        // `first..first + rows` of every row lie inside it.
+        unsafe {
+            add_matmul(
+                (m, rows, k),
+                y.as_mut_ptr().add(first),
+                n,
+                xs,
+                panel.as_ptr(),
+                (1, k),
+            );
+        }
+    }
+}
+
+/// The f32 values of consecutive q8_0 blocks.
+fn dequantize(blocks: &[u8], out: &mut [f32]) {
+    for (block, out) in blocks
+        .chunks_exact(BLOCK_BYTES)
+        .zip(out.chunks_exact_mut(BLOCK))
+    {
+        let d = scale(block);
+        for (o, &q) in out.iter_mut().zip(&block[2..]) {
+            *o = d * f32::from(q as i8);
+        }
+    }
 }
 
 fn scale(block: &[u8]) -> f32 {
@@ -72,7 +142,7 @@ fn quantize_row(x: &[f32]) -> QuantizedRow {
 /// group of weight rows is read once per pass.
 const INPUT_ROWS_PER_PASS: usize = 64;
 
-/// `y[i][r] = dot(x[i], w[r])` for the quantized input rows and the `n` rows of `w`; the
+/// `y[i][r] += dot(x[i], w[r])` for the quantized input rows and the `n` rows of `w`; the
 /// weight rows are split between threads, four at a time.
 fn matmul_rows(x: &[QuantizedRow], w: &[u8], n: usize, y: &mut [f32]) {
     let Some(first_row) = x.first() else {
@@ -101,7 +171,7 @@ fn matmul_rows(x: &[QuantizedRow], w: &[u8], n: usize, y: &mut [f32]) {
                             rows,
                         )
                     };
-                    y.copy_from_slice(&sums[..rows]);
+                    y.iter_mut().zip(&sums).for_each(|(y, s)| *y += s);
                 }
             }
         });
@@ -219,6 +289,28 @@ mod tests {
             let diff = max_abs_diff(&got, &want);
             assert!(diff <= tolerance, "({m}, {n}, {k}): {diff} > {tolerance}");
         }
+    }
+
+    /// From `DEQUANTIZE_FROM_ROWS` rows on, the product is the f32 one with the dequantized
+    /// weights, to f32 rounding (the 8-bit inputs of the path above would be off by about 0.05
+    /// here), over several slices of weight rows, and adds to what `y` holds.
+    #[test]
+    fn many_rows_multiply_the_dequantized_weights_in_f32() {
+        let (m, n, k) = (DEQUANTIZE_FROM_ROWS + 3, 300, 4096);
+        assert!(
+            n > 2 * DEQUANTIZED_SLICE_VALUES / k,
+            "three slices, the last one partial"
+        );
+        let q = QTensor::quantize(&matrix(n, k), GgmlDType::Q8_0).unwrap();
+        let dense = q.dequantize(&Device::Cpu).unwrap();
+        let x = (matrix(m, k) * 0.5).unwrap();
+        let want = (x.matmul(&dense.t().unwrap()).unwrap() + 1.0).unwrap();
+        let mut y = vec![1f32; m * n];
+        let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(add_rows_times_t(&xs, &q, &mut y).unwrap());
+        let got = Tensor::from_vec(y, (m, n), &Device::Cpu).unwrap();
+        let diff = max_abs_diff(&got, &want);
+        assert!(diff < 1e-3, "{diff}");
     }
 
     #[test]
