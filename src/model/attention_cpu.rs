@@ -15,7 +15,7 @@ use super::kv_cache::KvCache;
 const PARALLEL_FROM: usize = 1 << 14;
 
 /// The attention output, (heads x head_dim), of the query `q` (heads x head_dim) over the first
-/// `len` positions of `layer` in `cache`, whose f32 CPU buffers (heads, capacity, head_dim)
+/// `len` positions of `layer` in `cache`, whose f32 CPU buffers (heads, positions, head_dim)
 /// must already hold the new token's key and value.
 pub(super) fn attend_to_cache(
     cache: &KvCache,
@@ -26,10 +26,10 @@ pub(super) fn attend_to_cache(
 ) -> Result<Vec<f32>> {
     let missing = || candle_core::Error::Msg("expected an f32 key/value cache on the CPU".into());
     let (keys, values) = cache.buffers(layer).ok_or_else(missing)?;
-    let capacity = cache.capacity();
+    let positions = keys.dim(2)?;
     with_f32_slice(keys, |keys| {
         with_f32_slice(values, |values| {
-            attend(q, keys, values, heads, capacity, len)
+            attend(q, keys, values, heads, positions, len)
         })
     })
     .flatten()
@@ -41,7 +41,7 @@ fn attend(
     keys: &[f32],
     values: &[f32],
     heads: usize,
-    capacity: usize,
+    positions: usize,
     len: usize,
 ) -> Vec<f32> {
     let d = q.len() / heads;
@@ -49,7 +49,7 @@ fn attend(
     let mut out = vec![0f32; q.len()];
     let out_ptr = SyncPtr(out.as_mut_ptr());
     let head = |h: usize| {
-        let base = h * capacity * d;
+        let base = h * positions * d;
         let query = &q[h * d..(h + 1) * d];
         let mut scores: Vec<f32> = (0..len)
             .map(|j| kernels::dot(query, &keys[base + j * d..base + (j + 1) * d]) * scale)

@@ -74,20 +74,28 @@ fn add_in_place(x: &mut [f32], y: &[f32]) {
 
 impl LayerNorm {
     pub(super) fn forward_row(&self, x: &[f32]) -> Result<Vec<f32>> {
-        let n = x.len() as f32;
-        let mean = x.iter().sum::<f32>() / n;
-        let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-        let inv = 1.0 / (var + self.eps as f32).sqrt();
+        let mut out = vec![0f32; x.len()];
         with_f32_slice(&self.weight, |w| {
             with_f32_slice(&self.bias, |b| {
-                x.iter()
-                    .zip(w.iter().zip(b))
-                    .map(|(v, (w, b))| (v - mean) * inv * w + b)
-                    .collect()
+                layer_norm_row(x, w, b, self.eps as f32, &mut out)
             })
         })
         .flatten()
-        .ok_or_else(|| candle_core::Error::Msg("expected f32 layer norm weights on the CPU".into()))
+        .ok_or_else(|| {
+            candle_core::Error::Msg("expected f32 layer norm weights on the CPU".into())
+        })?;
+        Ok(out)
+    }
+}
+
+/// `out = (x - mean) / sqrt(var + eps) * w + b` for one row.
+pub(super) fn layer_norm_row(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for (o, (v, (w, b))) in out.iter_mut().zip(x.iter().zip(w.iter().zip(b))) {
+        *o = (v - mean) * inv * w + b;
     }
 }
 

@@ -1,5 +1,6 @@
-//! A prompt through the model on the CPU in f32: one matrix product per projection, written
-//! into buffers that every layer reuses, and causal attention in blocks of queries.
+//! A prompt through the model on the CPU, with f32 or q8_0 weights: one matrix product per
+//! projection, written into buffers that every layer reuses, and causal attention in blocks of
+//! queries.
 //!
 //! Through the tensor library, each layer of a 512-token prompt allocated and zeroed a dozen
 //! activation buffers, made separate passes for biases, residual sums and the attention mask,
@@ -10,11 +11,12 @@
 //! two are compared in the tests.
 
 use candle_core::quantized::{GgmlDType, QMatMul};
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{Device, Result, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::activations::{activate_on_this_thread, softmax_row};
+use super::decode_cpu::layer_norm_row;
 use super::gpt2::{Attention, Block, Gpt2, LayerNorm, Linear, Mlp, Weight};
 use super::kernels::{add_matmul, with_f32_slice, SyncPtr};
 use super::kv_cache::KvCache;
@@ -134,23 +136,13 @@ impl LayerNorm {
                     .zip(out.par_chunks_mut(width * ROWS_PER_TASK))
                     .for_each(|(x, out)| {
                         for (x, out) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
-                            normalize_row(x, w, b, self.eps as f32, out);
+                            layer_norm_row(x, w, b, self.eps as f32, out);
                         }
                     })
             })
         })
         .flatten()
         .ok_or_else(|| not_cpu_f32("layer norm weights"))
-    }
-}
-
-fn normalize_row(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
-    let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    let inv = 1.0 / (var + eps).sqrt();
-    for (o, (v, (w, b))) in out.iter_mut().zip(x.iter().zip(w.iter().zip(b))) {
-        *o = (v - mean) * inv * w + b;
     }
 }
 
@@ -184,10 +176,13 @@ impl Linear {
         };
         let (k, n) = w.dims2()?;
         let m = x.len() / k;
-        assert!(
-            x.len() == m * k && y.len() == m * n,
-            "activation buffers of the wrong size"
-        );
+        if x.len() != m * k || y.len() != m * n {
+            candle_core::bail!(
+                "prefill buffers of {} and {} values for ({k}, {n}) weights",
+                x.len(),
+                y.len()
+            );
+        }
         with_f32_slice(w, |w| {
             // SAFETY: the slices hold m x k, k x n and m x n values, row-major; `y` is
             // borrowed mutably, so nothing else reads it meanwhile.
@@ -235,13 +230,10 @@ impl Attention {
         };
         cache.append(layer, start, &by_head(1)?, &by_head(2)?)?;
         let (keys, values) = cache.buffers(layer).ok_or_else(|| not_cpu_f32("cache"))?;
-        if keys.dtype() != DType::F32 {
-            return Err(not_cpu_f32("cache"));
-        }
         let layout = CausalLayout {
             heads,
             d,
-            capacity: cache.capacity(),
+            positions: keys.dim(2)?,
             start,
             tokens,
         };
@@ -257,8 +249,8 @@ impl Attention {
 struct CausalLayout {
     heads: usize,
     d: usize,
-    /// Positions per head in the cache buffers, (heads, capacity, head_dim).
-    capacity: usize,
+    /// Positions per head in the cache buffers, (heads, positions, head_dim).
+    positions: usize,
     /// Cached positions before the first new query.
     start: usize,
     /// New queries.
@@ -292,7 +284,7 @@ impl CausalLayout {
         let rows = QUERY_BLOCK.min(self.tokens - first);
         // Positions the last query of the block sees.
         let seen = self.start + first + rows;
-        let cached = head * self.capacity * d;
+        let cached = head * self.positions * d;
         let mut scores = vec![0f32; rows * seen];
         let scale = 1.0 / (d as f32).sqrt();
         // SAFETY for both products: the strides describe `rows` queries of width d, `seen`
@@ -366,7 +358,8 @@ mod tests {
     fn config() -> Gpt2Config {
         Gpt2Config {
             vocab_size: 97,
-            n_positions: 3 * QUERY_BLOCK,
+            // Past one growth step of the cache (256 positions).
+            n_positions: 5 * QUERY_BLOCK,
             n_embd: 32,
             n_layer: 2,
             n_head: 4,
@@ -431,7 +424,7 @@ mod tests {
         let config = config();
         let model = random_model(&config);
         assert!(model.can_prefill_on_cpu());
-        let ids: Vec<u32> = (0..2 * QUERY_BLOCK as u32 + 37)
+        let ids: Vec<u32> = (0..4 * QUERY_BLOCK as u32 + 37)
             .map(|i| i * 31 % 97)
             .collect();
         let decoded = [5u32, 60, 17];
