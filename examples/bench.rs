@@ -46,12 +46,13 @@ fn weights_bytes(session: &Session) -> usize {
     total - matrices * bytes + (matrices + head) * 34 / 32
 }
 
-/// Peak resident memory of this process in MB (Linux), from /proc/self/status.
+/// Peak resident memory of this process in MB (10^6 bytes, as the weights), from
+/// /proc/self/status, which counts in KiB.
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0 / 1e6)
 }
 
 fn main() -> anyhow::Result<()> {

@@ -59,7 +59,8 @@ def main():
         "threads": a.threads,
         "prefill_tokens_per_s": round(best_prefill, 1),
         "decode_tokens_per_s": round(best_decode, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        # ru_maxrss is in KiB on Linux; MB here are 10^6 bytes, as the weights.
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6),
     }))
 
 

@@ -4,7 +4,7 @@
 //! is streaming each weight exactly once, contiguously, on all cores, with wide loads. General
 //! matmul kernels are built for many rows and lose most of that speed at a single row.
 
-use candle_core::{CpuStorage, Result, Storage, Tensor};
+use candle_core::{Result, Storage, Tensor, WithDType};
 
 /// Work items per thread: enough to even out a slow core, few enough to keep partials small.
 const PARTS_PER_THREAD: usize = 2;
@@ -311,12 +311,39 @@ unsafe fn dot4_avx2(x: &[f32], w: &[f32]) -> [f32; 4] {
 /// Runs `f` on the contiguous f32 data of a CPU tensor, or returns `None` when the tensor is
 /// elsewhere, of another dtype, or strided.
 pub fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    with_slice::<f32, R>(t, f)
+}
+
+/// [`with_f32_slice`] for any element type.
+pub fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Option<R> {
     let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
+    let Storage::Cpu(data) = &*storage else {
         return None;
     };
+    let data = data.as_slice::<T>().ok()?;
     let (start, end) = layout.contiguous_offsets()?;
     Some(f(&data[start..end]))
+}
+
+/// Values that a CPU key/value cache holds: read back as f32.
+pub(super) trait CachedValue: WithDType {
+    /// `values` as f32: the slice itself, or its values converted into `scratch`.
+    fn as_f32<'a>(values: &'a [Self], scratch: &'a mut Vec<f32>) -> &'a [f32];
+}
+
+impl CachedValue for f32 {
+    fn as_f32<'a>(values: &'a [f32], _: &'a mut Vec<f32>) -> &'a [f32] {
+        values
+    }
+}
+
+impl CachedValue for half::f16 {
+    fn as_f32<'a>(values: &'a [half::f16], scratch: &'a mut Vec<f32>) -> &'a [f32] {
+        use half::slice::HalfFloatSliceExt;
+        scratch.resize(values.len(), 0.0);
+        values.convert_to_f32_slice(scratch);
+        scratch
+    }
 }
 
 /// The single-row fast path: `kernel(x, w, y)` on CPU f32 data, or `None` when it does not apply

@@ -311,6 +311,8 @@ fn read_tensors(
             let weight = quantize_q8_0_weight(&tensor.to_dtype(DType::F32)?)?;
             quantized_count += tensor.elem_count();
             quantized.insert(name.to_string(), weight);
+            drop(tensor);
+            super::allocator::return_free_memory();
         } else {
             // Convert one tensor at a time so peak memory stays near one copy of the weights.
             let tensor = tensor.to_dtype(dtype)?.to_device(device)?;

@@ -66,7 +66,7 @@ const DEQUANTIZE_FROM_ROWS: usize = 32;
 
 /// f32 weights per dequantized slice: small next to the 8-bit weights, large enough for the
 /// matmul to run at full speed.
-const DEQUANTIZED_SLICE_VALUES: usize = 1 << 19;
+const DEQUANTIZED_SLICE_VALUES: usize = 1 << 18;
 
 /// `y += xs @ w^T` with the (n, k) q8_0 weights `w` dequantized a slice of rows at a time.
 fn add_dequantized_product(xs: &[f32], w: &[u8], n: usize, k: usize, y: &mut [f32]) {
