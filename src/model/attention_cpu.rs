@@ -10,7 +10,8 @@ use candle_core::{DType, Result, Tensor};
 use half::f16;
 
 use super::activations::softmax_row;
-use super::kernels::{self, with_slice, CachedValue, SyncPtr};
+use super::cached_values::CachedValue;
+use super::kernels::{with_slice, SyncPtr};
 use super::kv_cache::KvCache;
 
 /// Work (heads x cached values x head width) below which one thread does it all.
@@ -68,19 +69,16 @@ fn attend<K: CachedValue>(
     let out_ptr = SyncPtr(out.as_mut_ptr());
     let head = |h: usize| {
         let span = h * positions * d..(h * positions + len) * d;
-        let (mut key_scratch, mut value_scratch) = (Vec::new(), Vec::new());
-        let keys = K::as_f32(&keys[span.clone()], &mut key_scratch);
-        let values = K::as_f32(&values[span], &mut value_scratch);
         let query = &q[h * d..(h + 1) * d];
-        let mut scores: Vec<f32> = keys
+        let mut scores: Vec<f32> = keys[span.clone()]
             .chunks_exact(d)
-            .map(|key| kernels::dot(query, key) * scale)
+            .map(|key| K::dot(query, key) * scale)
             .collect();
         softmax_row(&mut scores);
         // SAFETY: each head writes only its own d values of `out`.
         let y = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(h * d), d) };
-        for (p, value) in scores.iter().zip(values.chunks_exact(d)) {
-            kernels::axpy(*p, value, y);
+        for (p, value) in scores.iter().zip(values[span].chunks_exact(d)) {
+            K::axpy(*p, value, y);
         }
     };
     if heads * len * d >= PARALLEL_FROM {

@@ -325,27 +325,6 @@ pub fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Opt
     Some(f(&data[start..end]))
 }
 
-/// Values that a CPU key/value cache holds: read back as f32.
-pub(super) trait CachedValue: WithDType {
-    /// `values` as f32: the slice itself, or its values converted into `scratch`.
-    fn as_f32<'a>(values: &'a [Self], scratch: &'a mut Vec<f32>) -> &'a [f32];
-}
-
-impl CachedValue for f32 {
-    fn as_f32<'a>(values: &'a [f32], _: &'a mut Vec<f32>) -> &'a [f32] {
-        values
-    }
-}
-
-impl CachedValue for half::f16 {
-    fn as_f32<'a>(values: &'a [half::f16], scratch: &'a mut Vec<f32>) -> &'a [f32] {
-        use half::slice::HalfFloatSliceExt;
-        scratch.resize(values.len(), 0.0);
-        values.convert_to_f32_slice(scratch);
-        scratch
-    }
-}
-
 /// The single-row fast path: `kernel(x, w, y)` on CPU f32 data, or `None` when it does not apply
 /// (another device or dtype, strided data, or a variable being trained).
 fn single_row(

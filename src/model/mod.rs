@@ -4,6 +4,7 @@ pub mod activations;
 pub mod allocator;
 mod attention_cpu;
 pub mod bundled;
+mod cached_values;
 pub mod config;
 mod decode_cpu;
 pub mod device;

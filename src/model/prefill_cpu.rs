@@ -17,9 +17,10 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::activations::{activate_on_this_thread, softmax_row};
+use super::cached_values::CachedValue;
 use super::decode_cpu::layer_norm_row;
 use super::gpt2::{Attention, Block, Gpt2, LayerNorm, Linear, Mlp, Weight};
-use super::kernels::{add_matmul, with_f32_slice, with_slice, CachedValue, SyncPtr};
+use super::kernels::{add_matmul, with_f32_slice, with_slice, SyncPtr};
 use super::kv_cache::KvCache;
 use super::q8::add_rows_times_t;
 
