@@ -3,8 +3,9 @@
 //! q8_0 keeps each run of 32 weights as one f16 scale and 32 signed bytes (34 bytes for 128
 //! of f32). The library's own kernels keep a second, re-tiled copy of every matrix on
 //! AVX-512 machines, which doubles the memory of the 8-bit model; these work on the one
-//! compact copy: the input rows are quantized to 8 bits per 32-value block and multiplied
-//! with integer dot products, as llama.cpp does.
+//! compact copy. A few input rows (decoding, short prompts) are quantized to 8 bits per
+//! 32-value block and multiplied with integer dot products, as llama.cpp does; many rows (long
+//! prompts) multiply the weights turned back into f32 a small slice at a time.
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Result, Tensor};
