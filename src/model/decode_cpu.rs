@@ -25,28 +25,38 @@ impl Gpt2 {
     /// its keys and values, and returns the logits, shape (vocab,).
     pub(super) fn decode_step(&self, id: u32, cache: &mut KvCache) -> Result<Tensor> {
         let position = cache.len();
-        let mut x = self.embed_row(id, position)?;
+        let mut x = self.embed_rows(&[id], position)?;
         for (layer, block) in self.blocks.iter().enumerate() {
             block.decode_step(&mut x, cache, layer, position)?;
         }
         cache.record(&[id]);
-        let x = self.ln_f.forward_row(&x)?;
+        self.logits_of_row(&x)
+    }
+
+    /// Token plus position embeddings of `ids` placed from `start`, (tokens x n_embd).
+    pub(super) fn embed_rows(&self, ids: &[u32], start: usize) -> Result<Vec<f32>> {
+        let e = self.config.n_embd;
+        with_f32_slice(&self.wte, |tokens| {
+            with_f32_slice(&self.wpe, |places| {
+                let mut x = Vec::with_capacity(ids.len() * e);
+                for (i, &id) in ids.iter().enumerate() {
+                    let token = &tokens[id as usize * e..(id as usize + 1) * e];
+                    let place = &places[(start + i) * e..(start + i + 1) * e];
+                    x.extend(token.iter().zip(place).map(|(a, b)| a + b));
+                }
+                x
+            })
+        })
+        .flatten()
+        .ok_or_else(|| candle_core::Error::Msg("expected f32 embeddings on the CPU".into()))
+    }
+
+    /// The logits, shape (vocab,), of the residual stream `x` of one token.
+    pub(super) fn logits_of_row(&self, x: &[f32]) -> Result<Tensor> {
+        let x = self.ln_f.forward_row(x)?;
         let x = Tensor::from_vec(x, (1, 1, self.config.n_embd), self.device())?;
         self.head(&x)?.flatten_all()
     }
-
-    fn embed_row(&self, id: u32, position: usize) -> Result<Vec<f32>> {
-        let e = self.config.n_embd;
-        let token = row_of(&self.wte, id as usize, e)?;
-        let place = row_of(&self.wpe, position, e)?;
-        Ok(token.iter().zip(&place).map(|(a, b)| a + b).collect())
-    }
-}
-
-/// Row `r` of a contiguous (rows, width) f32 CPU tensor.
-fn row_of(t: &Tensor, r: usize, width: usize) -> Result<Vec<f32>> {
-    with_f32_slice(t, |xs| xs[r * width..(r + 1) * width].to_vec())
-        .ok_or_else(|| candle_core::Error::Msg("expected contiguous f32 weights on the CPU".into()))
 }
 
 impl Block {
@@ -138,6 +148,24 @@ impl Attention {
         }
     }
 
+    /// Keys or values of `tokens` tokens, given head after head, as a (1, heads, tokens,
+    /// head_dim) tensor of [`Self::cached_dtype`] for the cache.
+    pub(super) fn cached<'a>(
+        &self,
+        values: impl Iterator<Item = &'a f32>,
+        tokens: usize,
+    ) -> Result<Tensor> {
+        let shape = (1, self.n_head, tokens, self.head_dim);
+        match self.cached_dtype() {
+            DType::F16 => Tensor::from_vec(
+                values.map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>(),
+                shape,
+                &Device::Cpu,
+            ),
+            _ => Tensor::from_vec(values.copied().collect::<Vec<f32>>(), shape, &Device::Cpu),
+        }
+    }
+
     /// Self-attention of one new token over the cache, after storing its key and value.
     fn decode_step(
         &self,
@@ -150,11 +178,8 @@ impl Attention {
         let e = self.n_head * self.head_dim;
         let (q, kv) = qkv.split_at(e);
         let (k, v) = kv.split_at(e);
-        let shape = (1, self.n_head, 1, self.head_dim);
-        let cached = |values: &[f32]| {
-            Tensor::from_slice(values, shape, &Device::Cpu)?.to_dtype(self.cached_dtype())
-        };
-        cache.append(layer, position, &cached(k)?, &cached(v)?)?;
+        let (k, v) = (self.cached(k.iter(), 1)?, self.cached(v.iter(), 1)?);
+        cache.append(layer, position, &k, &v)?;
         let out = attend_to_cache(cache, layer, q, self.n_head, position + 1)?;
         self.c_proj.forward_row(&out)
     }

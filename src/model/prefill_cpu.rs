@@ -11,7 +11,7 @@
 //! two are compared in the tests.
 
 use candle_core::quantized::{GgmlDType, QMatMul};
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use gemm::{gemm, Parallelism};
 use half::f16;
 use rayon::prelude::*;
@@ -59,27 +59,7 @@ impl Gpt2 {
             block.prefill(&mut x, &mut buffers, cache, layer, start)?;
         }
         cache.record(ids);
-        let last = self.ln_f.forward_row(&x[(ids.len() - 1) * e..])?;
-        let last = Tensor::from_vec(last, (1, 1, e), self.device())?;
-        self.head(&last)?.flatten_all()
-    }
-
-    /// Token plus position embeddings of `ids` placed from `start`, (tokens x n_embd).
-    fn embed_rows(&self, ids: &[u32], start: usize) -> Result<Vec<f32>> {
-        let e = self.config.n_embd;
-        with_f32_slice(&self.wte, |tokens| {
-            with_f32_slice(&self.wpe, |places| {
-                let mut x = Vec::with_capacity(ids.len() * e);
-                for (i, &id) in ids.iter().enumerate() {
-                    let token = &tokens[id as usize * e..(id as usize + 1) * e];
-                    let place = &places[(start + i) * e..(start + i + 1) * e];
-                    x.extend(token.iter().zip(place).map(|(a, b)| a + b));
-                }
-                x
-            })
-        })
-        .flatten()
-        .ok_or_else(|| not_cpu_f32("embeddings"))
+        self.logits_of_row(&x[(ids.len() - 1) * e..])
     }
 }
 
@@ -171,7 +151,7 @@ impl Linear {
     fn accumulate_rows(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
         let w = match &self.weight {
             Weight::Dense(w) => w,
-            Weight::Quantized(QMatMul::QTensor(w)) if add_rows_times_t(x, w, y)? => return Ok(()),
+            Weight::Quantized(QMatMul::QTensor(q)) if add_rows_times_t(x, q, y)? => return Ok(()),
             Weight::Quantized(_) => candle_core::bail!("the CPU prefill needs f32 or q8_0 weights"),
         };
         let (k, n) = w.dims2()?;
@@ -218,21 +198,14 @@ impl Attention {
         let (heads, d) = (self.n_head, self.head_dim);
         let e = heads * d;
         let tokens = qkv.len() / (3 * e);
-        // Keys and values by head, (1, heads, tokens, head_dim), as the cache stores them.
-        let by_head = |part: usize| -> Result<Tensor> {
+        // Keys and values head after head, as the cache stores them.
+        let by_head = |part: usize| {
             let values = (0..heads).flat_map(|h| {
                 let columns = part * e + h * d..part * e + (h + 1) * d;
                 qkv.chunks_exact(3 * e)
                     .flat_map(move |row| &row[columns.clone()])
             });
-            let shape = (1, heads, tokens, d);
-            match self.cached_dtype() {
-                DType::F16 => {
-                    let values: Vec<f16> = values.map(|&v| f16::from_f32(v)).collect();
-                    Tensor::from_vec(values, shape, &Device::Cpu)
-                }
-                _ => Tensor::from_vec(values.copied().collect::<Vec<f32>>(), shape, &Device::Cpu),
-            }
+            self.cached(values, tokens)
         };
         cache.append(layer, start, &by_head(1)?, &by_head(2)?)?;
         let (keys, values) = cache.buffers(layer).ok_or_else(|| not_cpu_f32("cache"))?;
