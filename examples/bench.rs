@@ -6,10 +6,10 @@
 use std::time::Instant;
 
 use clap::Parser;
+use gpt2_tui::generate::session::{GenerateOptions, Session, Step};
 use gpt2_tui::generate::SamplingParams;
-use gpt2_tui::model::device::{select_device, select_dtype, DTypeRequest, DeviceRequest};
-use gpt2_tui::model::{loader, source};
-use gpt2_tui::session::{GenerateOptions, Session, Step};
+use gpt2_tui::runtime::device::{select_device, select_dtype, DTypeRequest, DeviceRequest};
+use gpt2_tui::weights::{loader, source};
 
 #[derive(Parser)]
 struct Args {
@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
         loader::load(&files, &device, dtype)?
     };
     // As the program does once its model is loaded.
-    gpt2_tui::model::allocator::keep_freed_buffers();
+    gpt2_tui::runtime::allocator::keep_freed_buffers();
     let mut session = Session::new(loaded);
     let load_s = started.elapsed().as_secs_f64();
     let load_peak_rss_mb = peak_rss_mb();
@@ -126,7 +126,7 @@ fn main() -> anyhow::Result<()> {
         serde_json::json!({
             "model": session.name,
             "parameters": session.parameter_count(),
-            "device": gpt2_tui::model::device::device_name(&device),
+            "device": gpt2_tui::runtime::device::device_name(&device),
             "dtype": session.weight_format(),
             "threads": threads,
             "prompt_tokens": args.prompt_tokens,

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 use crate::generate::SamplingParams;
-use crate::model::device::{DTypeRequest, DeviceRequest};
+use crate::runtime::device::{DTypeRequest, DeviceRequest};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,19 +1,20 @@
 //! gpt2-tui: a GPT-2 decoder in candle, with a terminal interface and a pipe mode.
+//!
+//! The arrows run one way: `tui`/`cmd` → `engine` → `generate` → `model` → `kernels`;
+//! `load` builds a session from `weights` on the device `runtime` picks. ARCHITECTURE.md has the map.
 
 pub mod cli;
-pub mod commands;
+pub mod cmd;
 pub mod config;
-pub mod conversation;
+pub mod engine;
 pub mod error;
 pub mod generate;
-pub mod inference;
-pub mod inspect;
+pub mod kernels;
+pub mod load;
 pub mod model;
-pub mod models_cmd;
-pub mod perplexity;
-pub mod pipe;
-pub mod session;
+pub mod runtime;
 pub mod tokenizer;
-pub mod ui;
+pub mod tui;
+pub mod weights;
 
 pub use error::{Error, Result};

@@ -5,10 +5,10 @@
 mod common;
 
 use candle_core::{DType, Device};
+use gpt2_tui::generate::session::{GenerateOptions, Session, Step};
 use gpt2_tui::generate::SamplingParams;
-use gpt2_tui::model::loader::{self, Bytes, TokenizerFiles, WeightFiles};
-use gpt2_tui::model::{bundled, source};
-use gpt2_tui::session::{GenerateOptions, Session, Step};
+use gpt2_tui::weights::loader::{self, Bytes, TokenizerFiles, WeightFiles};
+use gpt2_tui::weights::{bundled, source};
 
 fn session() -> Session {
     let files = bundled::files().expect("this build has a bundled model");
@@ -100,7 +100,7 @@ fn bundled_model_predicts_heldout_text() {
     let session = session();
     let (_, text) = heldout_plays().remove(0);
     let excerpt = &text[..text.len().min(3000)];
-    let score = gpt2_tui::perplexity::score(&session, excerpt, None).unwrap();
+    let score = gpt2_tui::generate::perplexity::score(&session, excerpt, None).unwrap();
     assert!(score.bits_per_byte < 3.5, "{score:?}");
 }
 

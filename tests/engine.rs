@@ -4,11 +4,11 @@ mod common;
 
 use common::load_session;
 use gpt2_tui::generate::sampling::log_sum_exp;
+use gpt2_tui::generate::session::{GenerateOptions, Step};
 use gpt2_tui::generate::{Sampler, SamplingParams};
-use gpt2_tui::session::{GenerateOptions, Step};
 
 fn run_to_end(
-    generation: &mut gpt2_tui::session::Generation<'_>,
+    generation: &mut gpt2_tui::generate::session::Generation<'_>,
     params: &SamplingParams,
 ) -> Vec<u32> {
     let mut ids = Vec::new();
@@ -213,7 +213,7 @@ fn a_continued_reply_stops_on_a_stop_sequence_begun_before_the_branch_point() {
         !next.contains(&stop),
         "the stop must only exist across the branch point"
     );
-    let continue_with = |prime: bool, session: &mut gpt2_tui::session::Session| {
+    let continue_with = |prime: bool, session: &mut gpt2_tui::generate::session::Session| {
         let tokens = [prompt.as_slice(), kept_ids].concat();
         let options = GenerateOptions {
             stop: vec![stop.clone()],

@@ -8,11 +8,12 @@
 use std::path::PathBuf;
 
 use candle_core::{DType, Device};
+use gpt2_tui::generate::session::{GenerateOptions, Session, Step};
 use gpt2_tui::generate::SamplingParams;
-use gpt2_tui::model::device::{select_device, DeviceRequest};
-use gpt2_tui::model::loader::{self, WeightFiles};
-use gpt2_tui::model::{KvCache, ModelFiles};
-use gpt2_tui::session::{GenerateOptions, Session, Step};
+use gpt2_tui::model::KvCache;
+use gpt2_tui::runtime::device::{select_device, DeviceRequest};
+use gpt2_tui::weights::loader::{self, WeightFiles};
+use gpt2_tui::weights::ModelFiles;
 use serde_json::Value;
 
 const MODELS: [&str; 6] = [

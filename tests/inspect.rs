@@ -3,8 +3,8 @@
 mod common;
 
 use common::{floats, greedy, ids, load_session, reference, run_cli, MODELS};
-use gpt2_tui::inspect::{token_rows, Anatomy};
-use gpt2_tui::session::{GenerateOptions, Step};
+use gpt2_tui::engine::inspect::{token_rows, Anatomy};
+use gpt2_tui::generate::session::{GenerateOptions, Step};
 
 fn options(top_n: usize) -> GenerateOptions {
     GenerateOptions {
@@ -213,7 +213,7 @@ fn branching_on_an_alternative_equals_greedy_from_the_forced_prefix() {
         "only the chosen candidate is new"
     );
     drop(branch);
-    let continue_from = |session: &mut gpt2_tui::session::Session| {
+    let continue_from = |session: &mut gpt2_tui::generate::session::Session| {
         let mut g = session.generate(&forced, options(0), None).unwrap();
         let mut out = Vec::new();
         while let Step::Token(t) = g.step(&greedy(15)).unwrap() {

@@ -3,9 +3,9 @@
 mod common;
 
 use common::{floats, ids, load_session, reference, MODELS};
+use gpt2_tui::generate::session::{GenerateOptions, Step};
 use gpt2_tui::generate::SamplingParams;
 use gpt2_tui::model::KvCache;
-use gpt2_tui::session::{GenerateOptions, Step};
 
 fn greedy() -> SamplingParams {
     SamplingParams {
@@ -149,7 +149,7 @@ fn perplexity_matches_transformers() {
         let text = std::fs::read_to_string(common::fixtures().join(want["file"].as_str().unwrap()))
             .unwrap();
         let stride = want["stride"].as_u64().unwrap() as usize;
-        let score = gpt2_tui::perplexity::score(&session, &text, Some(stride)).unwrap();
+        let score = gpt2_tui::generate::perplexity::score(&session, &text, Some(stride)).unwrap();
         assert_eq!(
             score.tokens_scored as u64,
             want["tokens_scored"].as_u64().unwrap()

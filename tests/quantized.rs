@@ -80,7 +80,7 @@ fn q8_0_logits_stay_close_to_f32() {
 /// folder and from the bytes embedded in the binary alike.
 #[test]
 fn quantizing_while_reading_equals_quantizing_after_loading() {
-    use gpt2_tui::model::{bundled, loader, ModelFiles};
+    use gpt2_tui::weights::{bundled, loader, ModelFiles};
     let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/model");
     for files in [
         ModelFiles::from_folder(&folder).unwrap(),
@@ -154,8 +154,8 @@ fn a_long_prompt_in_slices_equals_feeding_it_token_by_token() {
 /// largest, and those errors mostly cancel over a dot product of hundreds of terms.
 #[test]
 fn q8_0_keeps_the_bundled_models_heldout_perplexity() {
-    use gpt2_tui::model::{bundled, loader};
-    use gpt2_tui::session::Session;
+    use gpt2_tui::generate::session::Session;
+    use gpt2_tui::weights::{bundled, loader};
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/data/heldout/macbeth_gut.txt"
@@ -165,8 +165,8 @@ fn q8_0_keeps_the_bundled_models_heldout_perplexity() {
     let files = bundled::files().unwrap();
     let f32_session = Session::new(loader::load(&files, &Device::Cpu, DType::F32).unwrap());
     let q8_session = Session::new(loader::load_q8_0(&files, &Device::Cpu).unwrap().0);
-    let dense = gpt2_tui::perplexity::score(&f32_session, excerpt, None).unwrap();
-    let quantized = gpt2_tui::perplexity::score(&q8_session, excerpt, None).unwrap();
+    let dense = gpt2_tui::generate::perplexity::score(&f32_session, excerpt, None).unwrap();
+    let quantized = gpt2_tui::generate::perplexity::score(&q8_session, excerpt, None).unwrap();
     let change = (quantized.perplexity / dense.perplexity - 1.0).abs();
     assert!(
         change < 0.005,

@@ -11,9 +11,10 @@ mod data;
 mod trainer;
 
 use candle_core::{DType, Device, Tensor};
-use gpt2_tui::model::save::{save_folder, StorageDtype};
-use gpt2_tui::model::{loader, Gpt2Config, Mode, ModelFiles};
+use gpt2_tui::model::{Gpt2Config, Mode};
 use gpt2_tui::tokenizer::Tokenizer;
+use gpt2_tui::weights::save::{save_folder, StorageDtype};
+use gpt2_tui::weights::{loader, ModelFiles};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use trainer::{Hyper, Trainer};

@@ -4,13 +4,13 @@ mod common;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use gpt2_tui::config::Config;
-use gpt2_tui::conversation::{ChatFormat, Role};
+use gpt2_tui::engine::chat::{ChatFormat, Role};
+use gpt2_tui::engine::{AttentionMap, Candidate, Prompt, Reply, Request};
+use gpt2_tui::generate::session::{FinishReason, Stats};
 use gpt2_tui::generate::SamplingParams;
-use gpt2_tui::inference::{AttentionMap, Candidate, Prompt, Reply, Request};
-use gpt2_tui::session::{FinishReason, Stats};
-use gpt2_tui::ui::app::{Action, App, EngineState, Focus, Mode, ModelSummary};
-use gpt2_tui::ui::theme::load_themes;
-use gpt2_tui::ui::view;
+use gpt2_tui::tui::app::{Action, App, EngineState, Focus, Mode, ModelSummary};
+use gpt2_tui::tui::theme::load_themes;
+use gpt2_tui::tui::view;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
@@ -382,7 +382,7 @@ fn inspection_app(theme: &str) -> App {
     let mut app = conversation();
     let model = common::load_session("tiny-gpt2");
     app.tokenizer = Some(model.shared_tokenizer());
-    app.anatomy = Some(gpt2_tui::inspect::Anatomy::of(
+    app.anatomy = Some(gpt2_tui::engine::inspect::Anatomy::of(
         model.config(),
         model.model().has_tied_head(),
     ));

@@ -7,12 +7,12 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use gpt2_tui::conversation::{chat_prompt, ChatFormat, ReplyTokens, Role, Turn};
+use gpt2_tui::engine::chat::{chat_prompt, ChatFormat, ReplyTokens, Role, Turn};
+use gpt2_tui::engine::{Engine, Prompt, Reply, Request};
+use gpt2_tui::generate::session::{FinishReason, GenerateOptions, Stats, Step};
 use gpt2_tui::generate::SamplingParams;
-use gpt2_tui::inference::{Engine, Prompt, Reply, Request};
-use gpt2_tui::session::{FinishReason, GenerateOptions, Stats, Step};
-use gpt2_tui::ui::app::{Action, App, Mode, ModelSummary};
-use gpt2_tui::ui::theme::load_themes;
+use gpt2_tui::tui::app::{Action, App, Mode, ModelSummary};
+use gpt2_tui::tui::theme::load_themes;
 
 fn engine() -> Engine {
     let engine = Engine::start(Box::new(|progress: &dyn Fn(String)| {

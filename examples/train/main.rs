@@ -22,9 +22,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use gpt2_tui::model::save::{save_folder, StorageDtype};
 use gpt2_tui::model::Gpt2Config;
 use gpt2_tui::tokenizer::Tokenizer;
+use gpt2_tui::weights::save::{save_folder, StorageDtype};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -104,7 +104,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    gpt2_tui::model::allocator::keep_all_freed_memory();
+    gpt2_tui::runtime::allocator::keep_all_freed_memory();
     let args = Args::parse();
     let started = Instant::now();
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");

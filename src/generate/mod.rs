@@ -1,6 +1,9 @@
-//! Everything between logits and printed text: sampling, UTF-8-safe streaming, stop sequences.
+//! Everything between logits and printed text: sampling, UTF-8-safe streaming, stop sequences,
+//! and the session that owns model, cache and tokenizer (prefix reuse, the window).
 
+pub mod perplexity;
 pub mod sampling;
+pub mod session;
 pub mod stop;
 pub mod utf8;
 

@@ -8,10 +8,10 @@ use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
-use super::activations;
 use super::config::{Activation, Gpt2Config};
-use super::kernels;
 use super::kv_cache::KvCache;
+use crate::kernels;
+use crate::kernels::activations;
 
 /// GPT-2's initialisation for fresh weights.
 const INIT: Init = Init::Randn {
@@ -87,7 +87,7 @@ fn quantize_rows_q8_0(w: &Tensor) -> Result<QTensor> {
 /// CPU, the library's elsewhere.
 pub(super) fn quantized_matmul(q: &QMatMul, x: &Tensor) -> Result<Tensor> {
     if let QMatMul::QTensor(w) = q {
-        if let Some(y) = super::q8::matmul_t(x, w)? {
+        if let Some(y) = crate::kernels::q8::matmul_t(x, w)? {
             return Ok(y);
         }
     }
@@ -97,7 +97,7 @@ pub(super) fn quantized_matmul(q: &QMatMul, x: &Tensor) -> Result<Tensor> {
 /// [`quantized_matmul`] for one row given as a slice, without tensors on the CPU path.
 pub(super) fn quantized_matvec(q: &QMatMul, x: &[f32]) -> Result<Vec<f32>> {
     if let QMatMul::QTensor(w) = q {
-        if let Some(y) = super::q8::rows_times_t(x, w)? {
+        if let Some(y) = crate::kernels::q8::rows_times_t(x, w)? {
             return Ok(y);
         }
     }

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
-use gpt2_tui::model::{loader, ModelFiles};
-use gpt2_tui::session::Session;
+use gpt2_tui::generate::session::Session;
+use gpt2_tui::weights::{loader, ModelFiles};
 use serde_json::Value;
 
 pub fn fixtures() -> PathBuf {

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
-use super::config::Gpt2Config;
-use super::gpt2::{quantize_q8_0_weight, Gpt2, QuantizedWeights, Q8_BLOCK};
 use super::safetensors_file;
 use crate::error::{Error, Result};
+use crate::model::gpt2::{quantize_q8_0_weight, Gpt2, QuantizedWeights, Q8_BLOCK};
+use crate::model::Gpt2Config;
 use crate::tokenizer::Tokenizer;
 
 /// Where a model's bytes come from.
@@ -312,7 +312,7 @@ fn read_tensors(
             quantized_count += tensor.elem_count();
             quantized.insert(name.to_string(), weight);
             drop(tensor);
-            super::allocator::return_free_memory();
+            crate::runtime::allocator::return_free_memory();
         } else {
             // Convert one tensor at a time so peak memory stays near one copy of the weights.
             let tensor = tensor.to_dtype(dtype)?.to_device(device)?;

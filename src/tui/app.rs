@@ -12,9 +12,9 @@ use super::controls::{self, CONTROLS};
 use super::inspect_mode::Inspect;
 use super::replies::{Branches, Piece};
 use super::theme::Theme;
-use crate::conversation::{to_markdown, ChatFormat, Role, Turn};
+use crate::engine::chat::{to_markdown, ChatFormat, Role, Turn};
+use crate::engine::{ModelInfo, Prompt, Reply, Request};
 use crate::generate::SamplingParams;
-use crate::inference::{ModelInfo, Prompt, Reply, Request};
 
 /// The key of completion mode's continuation in [`App::replies`].
 pub const CONTINUATION: usize = usize::MAX;
@@ -148,11 +148,11 @@ pub struct App {
     /// Tokens in the input, counted as you type.
     pub input_tokens: usize,
     /// The input split into tokens (for the tokenizer view), and the text they were made from.
-    pub input_rows: Vec<crate::inspect::TokenRow>,
+    pub input_rows: Vec<crate::engine::inspect::TokenRow>,
     tokenized_input: String,
     pub show_anatomy: bool,
     pub tokenizer: Option<std::sync::Arc<crate::tokenizer::Tokenizer>>,
-    pub anatomy: Option<crate::inspect::Anatomy>,
+    pub anatomy: Option<crate::engine::inspect::Anatomy>,
     generation_started: Option<Instant>,
     generated: usize,
 }
@@ -238,7 +238,7 @@ impl App {
     /// arrived), so streamed tokens and redraws never re-tokenize it.
     pub fn count_input_tokens(&mut self) {
         self.input_rows = match &self.tokenizer {
-            Some(t) => crate::inspect::token_rows(t, &self.input).unwrap_or_default(),
+            Some(t) => crate::engine::inspect::token_rows(t, &self.input).unwrap_or_default(),
             None => Vec::new(),
         };
         self.input_tokens = self.input_rows.len();

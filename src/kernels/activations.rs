@@ -7,8 +7,8 @@
 use candle_core::cpu::erf::erf_f32;
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 
-use super::config::Activation;
-use super::kernels::{has_avx2_fma, with_f32_slice, SyncPtr};
+use super::{has_avx2_fma, with_f32_slice, SyncPtr};
+use crate::model::config::Activation;
 
 /// sqrt(2 / pi), the scale inside GPT-2's tanh approximation of GELU.
 const GELU_SCALE: f32 = 0.797_884_6;

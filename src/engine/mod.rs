@@ -4,14 +4,17 @@
 //! [`Reply`]s. While generating, the thread checks its inbox between tokens, so new sampling
 //! settings apply from the very next token and a cancel stops within one token.
 
+pub mod chat;
+pub mod inspect;
+
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::conversation::{chat_prompt, ChatFormat, ReplyTokens, Turn};
+use crate::engine::chat::{chat_prompt, ChatFormat, ReplyTokens, Turn};
+use crate::generate::session::{FinishReason, GenerateOptions, Session, Stats, Step};
 use crate::generate::SamplingParams;
-use crate::session::{FinishReason, GenerateOptions, Session, Stats, Step};
 use crate::tokenizer::Tokenizer;
 
 /// What to generate after.
@@ -64,7 +67,7 @@ pub struct ModelInfo {
     pub window: usize,
     pub tokenizer: Arc<Tokenizer>,
     /// Where the parameters sit, for the anatomy panel.
-    pub anatomy: crate::inspect::Anatomy,
+    pub anatomy: crate::engine::inspect::Anatomy,
 }
 
 /// A token the model could have written at a step, with its probability (raw softmax).
@@ -220,11 +223,14 @@ fn run(
     let _ = info.set(ModelInfo {
         name: session.name.clone(),
         parameters: session.parameter_count(),
-        device: crate::model::device::device_name(session.device()),
+        device: crate::runtime::device::device_name(session.device()),
         dtype: session.weight_format().to_string(),
         window: session.window(),
         tokenizer,
-        anatomy: crate::inspect::Anatomy::of(session.config(), session.model().has_tied_head()),
+        anatomy: crate::engine::inspect::Anatomy::of(
+            session.config(),
+            session.model().has_tied_head(),
+        ),
     });
     let _ = outbox.send(Reply::Loaded);
     let mut written = ReplyTokens::default();
@@ -338,7 +344,7 @@ fn attention(
     ids.extend_from_slice(reply);
     let cut = ids.len().saturating_sub(session.window());
     ids.drain(..cut);
-    let weights = crate::inspect::last_token_attention(session.model(), &ids)?;
+    let weights = crate::engine::inspect::last_token_attention(session.model(), &ids)?;
     let tokenizer = session.tokenizer();
     let tokens = ids.iter().map(|&id| tokenizer.token_text(id)).collect();
     Ok(AttentionMap { tokens, weights })

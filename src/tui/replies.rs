@@ -1,8 +1,8 @@
 //! Each model reply as the tokens it was written with, their alternatives, and the branches
 //! taken from it. Pure data: the app decides when to branch, this keeps the texts straight.
 
+use crate::engine::Candidate;
 use crate::generate::SamplingParams;
-use crate::inference::Candidate;
 use crate::tokenizer::Tokenizer;
 
 /// One written token.

@@ -9,8 +9,8 @@ use candle_core::{Tensor, D};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::generate::session::Session;
 use crate::model::Mode;
-use crate::session::Session;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Score {

@@ -16,13 +16,13 @@ use gemm::{gemm, Parallelism};
 use half::f16;
 use rayon::prelude::*;
 
-use super::activations::{activate_on_this_thread, softmax_row};
-use super::cached_values::CachedValue;
-use super::decode_cpu::layer_norm_row;
-use super::gpt2::{Attention, Block, Gpt2, LayerNorm, Linear, Mlp, Weight};
-use super::kernels::{add_matmul, with_f32_slice, with_slice, SyncPtr};
-use super::kv_cache::KvCache;
-use super::q8::add_rows_times_t;
+use super::decode::layer_norm_row;
+use crate::kernels::activations::{activate_on_this_thread, softmax_row};
+use crate::kernels::cached_values::CachedValue;
+use crate::kernels::q8::add_rows_times_t;
+use crate::kernels::{add_matmul, with_f32_slice, with_slice, SyncPtr};
+use crate::model::gpt2::{Attention, Block, Gpt2, LayerNorm, Linear, Mlp, Weight};
+use crate::model::kv_cache::KvCache;
 
 /// Queries per attention task: enough rows for the products to run at full speed, few enough
 /// that a 512-token prompt makes a hundred tasks to share between threads.
@@ -37,7 +37,7 @@ fn not_cpu_f32(what: &str) -> candle_core::Error {
 
 impl Gpt2 {
     /// Whether `prefill` applies: f32 or q8_0 weights on the CPU, not being trained.
-    pub(super) fn can_prefill_on_cpu(&self) -> bool {
+    pub(in crate::model) fn can_prefill_on_cpu(&self) -> bool {
         self.can_decode_on_cpu()
             && self.blocks.iter().all(|b| {
                 b.projections().iter().all(|l| match &l.weight {
@@ -50,7 +50,7 @@ impl Gpt2 {
 
     /// Runs the prompt `ids` through the model after the `cache.len()` tokens in the cache,
     /// appends their keys and values, and returns the logits of the last one, shape (vocab,).
-    pub(super) fn prefill(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+    pub(in crate::model) fn prefill(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
         let start = cache.len();
         let e = self.config.n_embd;
         let mut x = self.embed_rows(ids, start)?;

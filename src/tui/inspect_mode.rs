@@ -5,8 +5,8 @@ use crossterm::event::{KeyCode, KeyEvent};
 
 use super::app::{App, Mode, CONTINUATION};
 use super::replies::{Branches, Piece};
-use crate::conversation::Role;
-use crate::inference::{AttentionMap, Request};
+use crate::engine::chat::Role;
+use crate::engine::{AttentionMap, Request};
 
 /// Where the token cursor is and what it shows.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,8 +10,9 @@ use candle_core::{DType, Device};
 use crate::error::{Error, Result};
 use crate::generate::sampling::{log_sum_exp, top_candidates, Sampler, SamplingParams};
 use crate::generate::{StopMatcher, Utf8Stream};
-use crate::model::{Gpt2, Gpt2Config, KvCache, LoadedModel};
+use crate::model::{Gpt2, Gpt2Config, KvCache};
 use crate::tokenizer::Tokenizer;
+use crate::weights::LoadedModel;
 
 pub struct Session {
     pub name: String,

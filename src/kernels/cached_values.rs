@@ -6,9 +6,9 @@
 use candle_core::WithDType;
 use half::f16;
 
-use super::kernels::{self, has_avx2_fma};
+use super::{self as kernels, has_avx2_fma};
 
-pub(super) trait CachedValue: WithDType {
+pub trait CachedValue: WithDType {
     /// `query · key`.
     fn dot(query: &[f32], key: &[Self]) -> f32;
 

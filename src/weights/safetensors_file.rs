@@ -11,8 +11,8 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use super::huge_pages;
 use crate::error::{Error, Result};
+use crate::runtime::huge_pages;
 
 #[derive(Deserialize)]
 struct Entry {

@@ -9,10 +9,10 @@
 use candle_core::{DType, Result, Tensor};
 use half::f16;
 
-use super::activations::softmax_row;
-use super::cached_values::CachedValue;
-use super::kernels::{with_slice, SyncPtr};
-use super::kv_cache::KvCache;
+use crate::kernels::activations::softmax_row;
+use crate::kernels::cached_values::CachedValue;
+use crate::kernels::{with_slice, SyncPtr};
+use crate::model::kv_cache::KvCache;
 
 /// Work (heads x cached values x head width) below which one thread does it all.
 const PARALLEL_FROM: usize = 1 << 14;

@@ -2,8 +2,8 @@
 
 use candle_core::{DType, Device};
 
-use super::config::Gpt2Config;
 use crate::error::{Error, Result};
+use crate::model::Gpt2Config;
 
 /// What the user asked for with `--device`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,7 +283,7 @@ fn memory_verdict(
     dtype: DType,
     model: &str,
 ) -> Result<()> {
-    use super::hub::human_bytes;
+    use super::human_bytes;
     let needed = estimate.total();
     if needed <= available {
         return Ok(());

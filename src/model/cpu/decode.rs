@@ -9,21 +9,23 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use super::activations::activate_on_this_thread;
-use super::attention_cpu::attend_to_cache;
-use super::gpt2::{quantized_matvec, Attention, Block, Gpt2, LayerNorm, Linear, Mlp, Weight};
-use super::kernels::{self, with_f32_slice};
-use super::kv_cache::KvCache;
+use super::attention::attend_to_cache;
+use crate::kernels::activations::activate_on_this_thread;
+use crate::kernels::{self, with_f32_slice};
+use crate::model::gpt2::{
+    quantized_matvec, Attention, Block, Gpt2, LayerNorm, Linear, Mlp, Weight,
+};
+use crate::model::kv_cache::KvCache;
 
 impl Gpt2 {
     /// Whether `decode_step` applies: weights on the CPU, stored in f32 (dense or q8_0).
-    pub(super) fn can_decode_on_cpu(&self) -> bool {
+    pub(in crate::model) fn can_decode_on_cpu(&self) -> bool {
         matches!(self.device(), Device::Cpu) && self.dtype() == DType::F32
     }
 
     /// Runs one token through the model after the `cache.len()` tokens in the cache, appends
     /// its keys and values, and returns the logits, shape (vocab,).
-    pub(super) fn decode_step(&self, id: u32, cache: &mut KvCache) -> Result<Tensor> {
+    pub(in crate::model) fn decode_step(&self, id: u32, cache: &mut KvCache) -> Result<Tensor> {
         let position = cache.len();
         let mut x = self.embed_rows(&[id], position)?;
         for (layer, block) in self.blocks.iter().enumerate() {

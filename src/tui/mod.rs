@@ -19,10 +19,10 @@ use ratatui::Terminal;
 
 use crate::cli::Cli;
 use crate::config::Config;
-use crate::conversation::ChatFormat;
+use crate::engine::chat::ChatFormat;
+use crate::engine::{Engine, Reply};
 use crate::error::{Error, Result};
-use crate::inference::{Engine, Reply};
-use crate::model::hub::DownloadEvent;
+use crate::weights::hub::DownloadEvent;
 use app::{Action, App, Mode, ModelSummary};
 
 /// Frames for streamed text are drawn at most this often, however fast tokens come.
@@ -93,7 +93,7 @@ pub fn run(cli: &Cli, config: &Config) -> Result<()> {
             };
             progress(stage);
         };
-        crate::commands::load_session_with(&common, &load_config, &mut report)
+        crate::load::load_session_with(&common, &load_config, &mut report)
             .map(|(session, _)| session)
     }));
 
@@ -138,7 +138,7 @@ fn event_loop(
     // The time of the oldest input not yet on screen: drawn sooner, and logged.
     let mut pending_input: Option<Instant> = None;
     let started = Instant::now();
-    let send = |app: &mut App, requests: Vec<crate::inference::Request>| {
+    let send = |app: &mut App, requests: Vec<crate::engine::Request>| {
         for request in requests {
             if !engine.send(request) {
                 app.update(Action::EngineGone);

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use candle_core::{DType, Tensor};
 
-use super::config::Gpt2Config;
 use super::loader::expected_shapes;
 use crate::error::{Error, Result};
+use crate::model::Gpt2Config;
 
 /// How the weights are stored on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,9 +6,9 @@ use serde_json::json;
 
 use crate::cli::OutputFormat;
 use crate::error::{Error, Result};
+use crate::generate::session::{GenerateOptions, Session, Step};
 use crate::generate::SamplingParams;
-use crate::model::device::device_name;
-use crate::session::{GenerateOptions, Session, Step};
+use crate::runtime::device::device_name;
 
 /// Reads the whole of stdin as the prompt, removing one trailing newline.
 pub fn read_prompt(mut input: impl Read) -> Result<String> {

@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hf_hub::api::sync::ApiBuilder;
 use hf_hub::api::RepoInfo;
@@ -471,134 +471,6 @@ impl hf_hub::api::Progress for Adapter<'_> {
     }
 }
 
-/// Human-readable byte count: `548.1 MB`.
-pub fn human_bytes(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1e9 {
-        format!("{:.2} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.1} kB", b / 1e3)
-    } else {
-        format!("{bytes} B")
-    }
-}
-
-/// A progress display on stderr for pipe mode: a redrawn line on a terminal, otherwise one
-/// line when each file starts and one when it is done.
-pub struct StderrProgress {
-    tty: bool,
-    last_draw: Option<Instant>,
-    started: Instant,
-    current: Option<String>,
-    total: u64,
-    model: Option<String>,
-}
-
-impl Default for StderrProgress {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl StderrProgress {
-    pub fn new() -> Self {
-        use std::io::IsTerminal;
-        Self {
-            tty: std::io::stderr().is_terminal(),
-            last_draw: None,
-            started: Instant::now(),
-            current: None,
-            total: 0,
-            model: None,
-        }
-    }
-
-    pub fn event(&mut self, event: &DownloadEvent) {
-        use std::io::Write;
-        let mut err = std::io::stderr().lock();
-        match event {
-            DownloadEvent::Contacting { model } => {
-                // Said with the first download, so that a failed lookup prints one line only.
-                self.model = Some(model.to_string());
-            }
-            DownloadEvent::Start { file, total } => {
-                // hf-hub announces a file twice; report it once.
-                if self.current.as_deref() != Some(*file) {
-                    if let Some(model) = self.model.take() {
-                        let _ = writeln!(
-                            err,
-                            "gpt2-tui: downloading {model} into {}",
-                            cache_dir().display()
-                        );
-                    }
-                    self.current = Some(file.to_string());
-                    self.started = Instant::now();
-                    self.last_draw = None;
-                    self.total = *total;
-                    // Without a terminal: a line when a large file starts, one when each ends.
-                    if !self.tty && *total >= 10_000_000 {
-                        let _ = writeln!(
-                            err,
-                            "gpt2-tui: downloading {file} ({})",
-                            human_bytes(*total)
-                        );
-                    }
-                }
-            }
-            DownloadEvent::Progress { file, done, total } => {
-                if !self.tty {
-                    return;
-                }
-                let now = Instant::now();
-                if self
-                    .last_draw
-                    .is_some_and(|t| now.duration_since(t) < Duration::from_millis(100))
-                    && done < total
-                {
-                    return;
-                }
-                self.last_draw = Some(now);
-                let secs = now.duration_since(self.started).as_secs_f64().max(1e-3);
-                let pct = if *total > 0 {
-                    *done as f64 * 100.0 / *total as f64
-                } else {
-                    0.0
-                };
-                let width = 24usize;
-                let filled = ((pct / 100.0) * width as f64).round() as usize;
-                let _ = write!(
-                    err,
-                    "\r\x1b[2Kgpt2-tui: {file} [{}{}] {} / {} {:5.1}% {}/s",
-                    "#".repeat(filled.min(width)),
-                    "-".repeat(width - filled.min(width)),
-                    human_bytes(*done),
-                    human_bytes(*total),
-                    pct,
-                    human_bytes((*done as f64 / secs) as u64),
-                );
-                let _ = err.flush();
-            }
-            DownloadEvent::Done { file } => {
-                if self.current.as_deref() == Some(*file) {
-                    self.current = None;
-                    let secs = self.started.elapsed().as_secs_f64();
-                    if self.tty {
-                        let _ = writeln!(err);
-                    } else {
-                        let _ = writeln!(
-                            err,
-                            "gpt2-tui: downloaded {file} ({}, {secs:.1} s)",
-                            human_bytes(self.total)
-                        );
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -669,12 +541,5 @@ mod tests {
         );
         assert!(is_commit_hash("607a30d783dfa663caf39e06633721c8d4cfcd7e"));
         assert!(!is_commit_hash("main"));
-    }
-
-    #[test]
-    fn human_bytes_reads_well() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(548_105_171), "548.1 MB");
-        assert_eq!(human_bytes(6_431_878_936), "6.43 GB");
     }
 }

@@ -9,10 +9,12 @@ use serde::Serialize;
 
 use crate::cli::ReportFormat;
 use crate::error::{Error, Result};
-use crate::model::hub::{self, human_bytes, HubModel};
-use crate::model::loader::{Bytes, WeightFiles};
-use crate::model::source::ALIASES;
-use crate::model::{bundled, Gpt2Config};
+use crate::model::Gpt2Config;
+use crate::runtime::human_bytes;
+use crate::weights::bundled;
+use crate::weights::hub::{self, HubModel};
+use crate::weights::loader::{Bytes, WeightFiles};
+use crate::weights::source::ALIASES;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -85,7 +87,7 @@ fn state_of(
 
 /// Parameters of a GPT-2 with this config (tied head counted once).
 fn parameters(cfg: &Gpt2Config) -> u64 {
-    crate::model::device::MemoryEstimate::new(cfg, candle_core::DType::U8, 0).weights
+    crate::runtime::device::MemoryEstimate::new(cfg, candle_core::DType::U8, 0).weights
 }
 
 fn bundled_info() -> Option<BundledInfo> {

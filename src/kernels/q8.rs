@@ -12,7 +12,7 @@ use candle_core::{Device, Result, Tensor};
 
 use rayon::prelude::*;
 
-use super::kernels::{add_matmul, SyncPtr};
+use super::{add_matmul, SyncPtr};
 
 /// Values per block, and bytes per block: an f16 scale and 32 signed bytes.
 const BLOCK: usize = 32;
@@ -182,7 +182,7 @@ fn matmul_rows(x: &[QuantizedRow], w: &[u8], n: usize, y: &mut [f32]) {
 /// Dot products of the quantized input with `sums.len()` consecutive weight rows.
 fn dot_rows(x: &QuantizedRow, w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if super::kernels::has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c") {
+    if super::has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c") {
         // SAFETY: the features were just detected.
         return unsafe { dot_rows_avx2(x, w, blocks_per_row, sums) };
     }
@@ -258,8 +258,8 @@ unsafe fn dot_rows_fixed<const ROWS: usize>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::kernels::tests::max_abs_diff;
     use super::*;
+    use crate::kernels::tests::max_abs_diff;
 
     fn matrix(n: usize, k: usize) -> Tensor {
         let values: Vec<f32> = (0..n * k)

@@ -9,7 +9,7 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::app::{App, EngineState, Focus, Mode, CONTINUATION};
 use super::controls::CONTROLS;
-use crate::conversation::Role;
+use crate::engine::chat::Role;
 
 const PANEL_WIDTH: u16 = 28;
 

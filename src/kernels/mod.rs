@@ -4,6 +4,10 @@
 //! is streaming each weight exactly once, contiguously, on all cores, with wide loads. General
 //! matmul kernels are built for many rows and lose most of that speed at a single row.
 
+pub mod activations;
+pub mod cached_values;
+pub mod q8;
+
 use candle_core::{Result, Storage, Tensor, WithDType};
 
 /// Work items per thread: enough to even out a slow core, few enough to keep partials small.
@@ -67,11 +71,11 @@ pub fn matvec_rows(x: &[f32], w: &[f32], y: &mut [f32]) {
 
 /// A pointer that workers may share because each writes its own disjoint part.
 #[derive(Clone, Copy)]
-pub(super) struct SyncPtr(pub(super) *mut f32);
+pub struct SyncPtr(pub *mut f32);
 unsafe impl Send for SyncPtr {}
 unsafe impl Sync for SyncPtr {}
 impl SyncPtr {
-    pub(super) fn get(self) -> *mut f32 {
+    pub fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -83,7 +87,7 @@ impl SyncPtr {
 /// # Safety
 /// `y` and `w` must point to buffers holding every element those strides reach, and nothing
 /// else may access `y` meanwhile.
-pub(super) unsafe fn add_matmul(
+pub unsafe fn add_matmul(
     (m, n, k): (usize, usize, usize),
     y: *mut f32,
     y_row_stride: usize,
@@ -120,7 +124,7 @@ pub(super) unsafe fn add_matmul(
     )
 }
 
-pub(super) fn has_avx2_fma() -> bool {
+pub fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")

@@ -1,0 +1,120 @@
+//! One module per subcommand; [`run`] picks one from the command line. `main` only maps the
+//! result to an exit code.
+
+mod info;
+pub mod models;
+mod perplexity;
+pub mod pipe;
+mod tokenize;
+
+use std::io::IsTerminal;
+
+use crate::cli::{Cli, Command, CommonArgs, ReportFormat};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::generate::session::GenerateOptions;
+use crate::load::{load_session_with, StderrProgress};
+use crate::runtime::human_bytes;
+use pipe::PipeRequest;
+
+/// Applies `--threads` (or the config's `threads`) before any worker pool starts.
+pub fn configure_threads(common: &CommonArgs, config: &Config) {
+    let threads = common
+        .threads
+        .map(usize::from)
+        .or(config.threads)
+        .filter(|&n| n > 0);
+    if let Some(n) = threads {
+        // candle's CPU kernels size their pools from this variable.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let config = Config::load(cli.common.config.as_deref())?;
+    configure_threads(&cli.common, &config);
+    if cli.list_models {
+        return models::run(ReportFormat::Text);
+    }
+    match &cli.command {
+        Some(Command::Models { format }) => models::run(*format),
+        Some(Command::Perplexity {
+            file,
+            stride,
+            format,
+        }) => perplexity::run(&cli.common, &config, file, *stride, *format),
+        Some(Command::Tokenize { text }) => tokenize::run(&cli.common, &config, text.as_deref()),
+        Some(Command::Info { format }) => info::run(&cli.common, &config, *format),
+        None => {
+            let interactive = cli.generate.prompt.is_none()
+                && std::io::stdin().is_terminal()
+                && std::io::stdout().is_terminal();
+            if interactive {
+                interactive_mode(&cli, &config)
+            } else {
+                pipe_mode(&cli, &config)
+            }
+        }
+    }
+}
+
+fn pipe_mode(cli: &Cli, config: &Config) -> Result<()> {
+    let prompt = match &cli.generate.prompt {
+        Some(p) if p.is_empty() => return Err(Error::Usage("--prompt is empty".into())),
+        Some(p) => p.clone(),
+        None => pipe::read_prompt(std::io::stdin().lock())?,
+    };
+    let params = cli.generate.sampling(config);
+    params.validate().map_err(Error::Usage)?;
+    let mut progress = StderrProgress::new();
+    let (mut session, report) = load_session_with(&cli.common, config, &mut |e| progress.event(e))?;
+    // `--device auto` says which device it took when that is a GPU, or when asked for stats.
+    if let Some(note) = &report.device_note {
+        if cli.generate.stats || !session.device().is_cpu() {
+            eprintln!("gpt2-tui: {note}");
+        }
+    }
+    if cli.generate.stats {
+        eprintln!(
+            "gpt2-tui: loaded {} ({} parameters) on {} in {}, {:.2} s: {} of weights, {} of KV cache at the full window",
+            session.name,
+            session.parameter_count(),
+            report.device,
+            report.dtype.as_str(),
+            report.load_time.as_secs_f64(),
+            human_bytes(session.parameter_count() as u64 * report.dtype.size_in_bytes() as u64),
+            human_bytes(report.memory.cache),
+        );
+    }
+    let request = PipeRequest {
+        prompt,
+        params,
+        options: GenerateOptions {
+            stop: cli.generate.stop.clone(),
+            ignore_eos: cli.generate.ignore_eos,
+            top_n: 0,
+        },
+        format: cli.generate.format,
+        stats: cli.generate.stats,
+    };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    pipe::run(
+        &mut session,
+        &request,
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    )
+}
+
+fn interactive_mode(cli: &Cli, config: &Config) -> Result<()> {
+    crate::tui::run(cli, config)
+}
+
+/// The error for a failed write to stdout (a closed pipe ends the program quietly in `main`).
+fn stdout_error(e: std::io::Error) -> Error {
+    Error::Io {
+        path: "stdout".into(),
+        source: e,
+    }
+}

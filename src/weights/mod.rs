@@ -1,0 +1,10 @@
+//! Bytes to named tensors: model sources (bundled, folder, hub), checkpoint files, saving.
+
+pub mod bundled;
+pub mod hub;
+pub mod loader;
+pub mod safetensors_file;
+pub mod save;
+pub mod source;
+
+pub use loader::{LoadedModel, ModelFiles};
