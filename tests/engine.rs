@@ -241,3 +241,42 @@ fn a_continued_reply_stops_on_a_stop_sequence_begun_before_the_branch_point() {
     let (reason, _) = continue_with(false, &mut session);
     assert_ne!(reason.as_str(), "stop");
 }
+
+#[test]
+fn a_branch_counts_its_decided_tokens_and_ends_at_a_chosen_end_of_text() {
+    let mut session = load_session("tiny-gpt2");
+    let prompt = session.tokenizer().encode("Once upon a time").unwrap();
+    let params = SamplingParams {
+        max_tokens: 5,
+        ..SamplingParams::greedy()
+    };
+    let options = GenerateOptions {
+        ignore_eos: true,
+        ..GenerateOptions::default()
+    };
+    let mut first = session.generate(&prompt, options.clone(), Some(1)).unwrap();
+    let reply = run_to_end(&mut first, &params);
+    drop(first);
+    assert_eq!(reply.len(), 5);
+    // Two tokens decided: the branch writes only the three that are left of max_tokens, and
+    // its reply (tokens and text) starts with the decided ones.
+    let decided = &reply[..2];
+    let decided_text = session.tokenizer().decode(decided);
+    let mut branch = session
+        .branch(&prompt, decided, options.clone(), Some(1))
+        .unwrap();
+    assert_eq!(branch.finished(), None);
+    let rest = run_to_end(&mut branch, &params);
+    assert_eq!(rest.len(), 3);
+    assert_eq!(branch.reply(), [decided, rest.as_slice()].concat());
+    assert!(branch.reply_text().starts_with(&decided_text));
+    drop(branch);
+    // The chosen token is <|endoftext|>: the reply is over, nothing more is drawn.
+    let eos = session.eos_id();
+    let mut ended = session
+        .branch(&prompt, &[reply[0], eos], options, Some(1))
+        .unwrap();
+    assert_eq!(ended.finished().map(|r| r.as_str()), Some("eos"));
+    assert!(matches!(ended.step(&params).unwrap(), Step::Done { .. }));
+    assert_eq!(ended.reply(), [reply[0]]);
+}

@@ -263,7 +263,39 @@ impl Session {
             utf8: Utf8Stream::default(),
             stats,
             done: None,
+            decided: 0,
+            reply: Vec::new(),
+            reply_text: String::new(),
         })
+    }
+
+    /// Goes on with a reply whose first tokens, `decided`, are already chosen (the kept part of
+    /// an earlier reply and the candidate picked in place of its next token): they are laid
+    /// after `prompt`, count towards `max_tokens`, and a stop sequence begun in their text still
+    /// ends the reply. When the last decided token is `<|endoftext|>` the reply is already over:
+    /// [`Generation::finished`] says so and the first step returns [`Step::Done`].
+    pub fn branch(
+        &mut self,
+        prompt: &[u32],
+        decided: &[u32],
+        options: GenerateOptions,
+        seed: Option<u64>,
+    ) -> Result<Generation<'_>> {
+        let eos = self.eos_id();
+        let ended = decided.last() == Some(&eos);
+        let kept = &decided[..decided.len() - usize::from(ended)];
+        let shown = self.tokenizer.decode(kept);
+        let mut tokens = prompt.to_vec();
+        tokens.extend_from_slice(decided);
+        let mut generation = self.generate(&tokens, options, seed)?;
+        generation.stop.prime(&shown);
+        generation.decided = kept.len();
+        generation.reply = kept.to_vec();
+        generation.reply_text = shown;
+        if ended {
+            generation.done = Some(FinishReason::Eos);
+        }
+        Ok(generation)
     }
 }
 
@@ -297,17 +329,39 @@ pub struct Generation<'a> {
     stop: StopMatcher,
     stats: Stats,
     done: Option<FinishReason>,
+    /// Reply tokens chosen before this generation began (a branch); they count towards
+    /// `max_tokens`.
+    decided: usize,
+    /// The reply so far: the decided tokens and those drawn since (never `<|endoftext|>`).
+    reply: Vec<u32>,
+    /// The reply's text as released so far (the decided part decoded, then every release).
+    reply_text: String,
 }
 
 impl Generation<'_> {
-    /// Continues a reply whose first part, `shown`, is already in the prompt and on screen (a
-    /// branch): stop sequences that begin in it are still found, and none of it is repeated.
+    /// Primes the stop matcher with text already shown before this generation (a chat
+    /// continued after a reply written elsewhere): stop sequences that begin in it are found.
     pub fn continue_after(&mut self, shown: &str) {
         self.stop.prime(shown);
     }
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Why the generation ended, once it has.
+    pub fn finished(&self) -> Option<FinishReason> {
+        self.done
+    }
+
+    /// The reply's tokens so far, the decided ones of a branch included.
+    pub fn reply(&self) -> &[u32] {
+        &self.reply
+    }
+
+    /// The reply's text as released so far, the decided part of a branch included.
+    pub fn reply_text(&self) -> &str {
+        &self.reply_text
     }
 
     /// The prompt (as kept in the window) and the tokens generated so far.
@@ -323,7 +377,7 @@ impl Generation<'_> {
                 text: String::new(),
             });
         }
-        if self.stats.generated_tokens >= params.max_tokens {
+        if self.decided + self.stats.generated_tokens >= params.max_tokens {
             return Ok(self.finish(FinishReason::MaxTokens));
         }
         let started = Instant::now();
@@ -348,6 +402,8 @@ impl Generation<'_> {
         if out.stopped {
             self.done = Some(FinishReason::Stop);
         }
+        self.reply.push(id);
+        self.reply_text.push_str(&out.text);
         Ok(Step::Token(Token {
             id,
             text: out.text,
@@ -377,6 +433,7 @@ impl Generation<'_> {
         if !out.stopped {
             text += &self.stop.finish();
         }
+        self.reply_text.push_str(&text);
         Step::Done { reason, text }
     }
 }
