@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
+use crate::generate::bias::LogitBias;
 use crate::generate::SamplingParams;
 use crate::runtime::device::{DTypeRequest, DeviceRequest};
 
@@ -100,6 +101,14 @@ pub struct GenerateArgs {
     pub seed: Option<u64>,
     #[arg(long, short = 'n')]
     pub max_tokens: Option<usize>,
+    /// Add BIAS to TOKEN's logit before sampling (repeatable; replaces the config's list):
+    /// TOKEN is an id or a double-quoted string that is exactly one token ('" the"=-5'), BIAS
+    /// a number or -inf (never drawn).
+    #[arg(long = "logit-bias", value_name = "TOKEN=BIAS")]
+    pub logit_bias: Vec<LogitBias>,
+    /// With --format jsonl: the N most likely tokens at each step (raw softmax), best first.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub top_logprobs: Option<u16>,
     /// Stop when this text is generated (repeatable); the stop text is not printed.
     #[arg(long = "stop", value_name = "TEXT")]
     pub stop: Vec<String>,
@@ -138,6 +147,20 @@ pub enum Command {
     Info {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
+    },
+    /// Every token of a text with the model's view of it: log-probability, rank, entropy and
+    /// the most likely alternatives (jsonl), or the text coloured by probability (text).
+    Score {
+        /// The text file; `-` or none reads stdin.
+        file: Option<PathBuf>,
+        /// Tokens between window starts for texts longer than the window (default: half).
+        #[arg(long)]
+        stride: Option<usize>,
+        /// Alternatives listed per token (jsonl).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(0..=1000))]
+        top: u16,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
     },
     /// Score a text file: tokens, mean negative log-likelihood, perplexity, bits per byte.
     Perplexity {
@@ -216,6 +239,11 @@ impl GenerateArgs {
             repeat_last_n: self.repeat_last_n.unwrap_or(base.repeat_last_n),
             max_tokens: self.max_tokens.unwrap_or(base.max_tokens),
             seed: self.seed.or(base.seed),
+            logit_bias: if self.logit_bias.is_empty() {
+                base.logit_bias.clone()
+            } else {
+                self.logit_bias.clone()
+            },
         }
     }
 }

@@ -146,4 +146,19 @@ mod tests {
         let err = Config::parse("[sampling]\ntop_p = 2.0\n").unwrap_err();
         assert!(err.contains("top-p 2"), "{err}");
     }
+
+    #[test]
+    fn logit_bias_entries_parse_and_a_bad_one_names_line_and_value() {
+        let c =
+            Config::parse("[sampling]\nlogit_bias = [\"50256=-inf\", '\" the\"=-2.5']\n").unwrap();
+        let shown: Vec<String> = c
+            .sampling
+            .logit_bias
+            .iter()
+            .map(|b| b.to_string())
+            .collect();
+        assert_eq!(shown, ["50256=-inf", "\" the\"=-2.5"]);
+        let err = Config::parse("[sampling]\nlogit_bias = [\"12=abc\"]\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("abc"), "{err}");
+    }
 }

@@ -5,13 +5,15 @@ mod info;
 pub mod models;
 mod perplexity;
 pub mod pipe;
+mod score;
 mod tokenize;
 
 use std::io::IsTerminal;
 
-use crate::cli::{Cli, Command, CommonArgs, ReportFormat};
+use crate::cli::{Cli, Command, CommonArgs, OutputFormat, ReportFormat};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::generate::bias::resolve_all;
 use crate::generate::session::GenerateOptions;
 use crate::load::{load_session_with, StderrProgress};
 use crate::runtime::human_bytes;
@@ -43,6 +45,21 @@ pub fn run(cli: Cli) -> Result<()> {
             stride,
             format,
         }) => perplexity::run(&cli.common, &config, file, *stride, *format),
+        Some(Command::Score {
+            file,
+            stride,
+            top,
+            format,
+        }) => score::run(
+            &cli.common,
+            &config,
+            score::ScoreRequest {
+                file: file.as_deref(),
+                stride: *stride,
+                top: usize::from(*top),
+                format: *format,
+            },
+        ),
         Some(Command::Tokenize { text }) => tokenize::run(&cli.common, &config, text.as_deref()),
         Some(Command::Info { format }) => info::run(&cli.common, &config, *format),
         None => {
@@ -86,13 +103,21 @@ fn pipe_mode(cli: &Cli, config: &Config) -> Result<()> {
             human_bytes(report.memory.cache),
         );
     }
+    // Quoted tokens in the logit bias become ids now that the tokenizer is known.
+    let mut params = params;
+    params.logit_bias =
+        resolve_all(&params.logit_bias, session.tokenizer()).map_err(Error::Usage)?;
     let request = PipeRequest {
         prompt,
         params,
         options: GenerateOptions {
             stop: cli.generate.stop.clone(),
             ignore_eos: cli.generate.ignore_eos,
-            top_n: 0,
+            // Alternatives are only written in jsonl.
+            top_n: match cli.generate.format {
+                OutputFormat::Jsonl => cli.generate.top_logprobs.map_or(0, usize::from),
+                OutputFormat::Text => 0,
+            },
         },
         format: cli.generate.format,
         stats: cli.generate.stats,

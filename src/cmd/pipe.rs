@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 
 use serde_json::json;
 
+use super::stdout_error;
 use crate::cli::OutputFormat;
 use crate::error::{Error, Result};
 use crate::generate::session::{GenerateOptions, Session, Step};
@@ -44,13 +45,6 @@ pub struct PipeRequest {
     pub stats: bool,
 }
 
-fn stdout_error(e: std::io::Error) -> Error {
-    Error::Io {
-        path: "stdout".into(),
-        source: e,
-    }
-}
-
 /// Streams the generation to `out`, flushing every piece as it comes.
 pub fn run(
     session: &mut Session,
@@ -76,11 +70,22 @@ pub fn run(
             Step::Token(token) => {
                 match request.format {
                     OutputFormat::Text => out.write_all(token.text.as_bytes()),
-                    OutputFormat::Jsonl => writeln!(
-                        out,
-                        "{}",
-                        json!({"id": token.id, "text": token.text, "logprob": token.logprob})
-                    ),
+                    OutputFormat::Jsonl => {
+                        let mut line =
+                            json!({"id": token.id, "text": token.text, "logprob": token.logprob});
+                        if request.options.top_n > 0 {
+                            // Log-probabilities of the best tokens (raw softmax), best first.
+                            let tokenizer = generation.tokenizer();
+                            line["top"] = token
+                                .top
+                                .iter()
+                                .map(|&(id, p)| {
+                                    json!({"id": id, "text": tokenizer.token_text(id), "logprob": p.ln()})
+                                })
+                                .collect();
+                        }
+                        writeln!(out, "{line}")
+                    }
                 }
                 .and_then(|_| out.flush())
                 .map_err(stdout_error)?;

@@ -15,6 +15,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::engine::chat::ReplyTokens;
+use crate::error::Error;
+use crate::generate::bias::resolve_all;
 use crate::generate::session::{FinishReason, GenerateOptions, Generation, Session, Step};
 use crate::generate::SamplingParams;
 use layout::{attention, lay_out, reply_reserve};
@@ -176,6 +178,8 @@ impl Job<'_> {
     ) -> crate::Result<()> {
         let (session, outbox, inbox) = (&mut *self.session, self.outbox, self.inbox);
         let eos = session.eos_id();
+        params.logit_bias =
+            resolve_all(&params.logit_bias, session.tokenizer()).map_err(Error::Usage)?;
         let reserve = reply_reserve(session, params.max_tokens);
         let laid_out = lay_out(session, &prompt, self.written, reserve)?;
         let _ = outbox.send(Reply::Started {
@@ -212,9 +216,14 @@ impl Job<'_> {
             let mut changed = false;
             loop {
                 match inbox.try_recv() {
-                    Ok(Request::SetParams(p)) => {
-                        params = p;
-                        changed = true;
+                    Ok(Request::SetParams(mut p)) => {
+                        // The interface checks a bias before sending it; one that still
+                        // names no single token leaves the settings in use unchanged.
+                        if let Ok(biases) = resolve_all(&p.logit_bias, &tokenizer) {
+                            p.logit_bias = biases;
+                            params = p;
+                            changed = true;
+                        }
                     }
                     Ok(Request::Cancel) | Err(TryRecvError::Disconnected) => {
                         remember(&generation);

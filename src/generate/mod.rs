@@ -1,6 +1,7 @@
 //! Everything between logits and printed text: sampling, UTF-8-safe streaming, stop sequences,
 //! and the session that owns model, cache and tokenizer (prefix reuse, the window).
 
+pub mod bias;
 pub mod perplexity;
 pub mod sampling;
 pub mod session;

@@ -9,6 +9,7 @@ use candle_core::{Tensor, D};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::generate::sampling::top_ids;
 use crate::generate::session::Session;
 use crate::model::Mode;
 
@@ -25,7 +26,21 @@ pub struct Score {
     pub stride: usize,
 }
 
-pub fn score(session: &Session, text: &str, stride: Option<usize>) -> Result<Score> {
+/// What the model made of one token of a text, from the distribution that predicted it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenScore {
+    /// Natural-log probability of the token (raw softmax).
+    pub logprob: f32,
+    /// 1 when the token was the model's first choice.
+    pub rank: usize,
+    /// Entropy of the predicting distribution, in nats.
+    pub entropy: f32,
+    /// The most likely tokens at this position, best first, as (id, logprob).
+    pub top: Vec<(u32, f32)>,
+}
+
+/// Checks the stride and tokenizes `text`; the sliding window needs at least two tokens.
+fn prepare(session: &Session, text: &str, stride: Option<usize>) -> Result<(Vec<u32>, usize)> {
     let window = session.window();
     let stride = stride.unwrap_or((window / 2).max(1));
     if stride == 0 || stride > window {
@@ -40,8 +55,20 @@ pub fn score(session: &Session, text: &str, stride: Option<usize>) -> Result<Sco
             ids.len()
         )));
     }
+    Ok((ids, stride))
+}
+
+/// Runs the sliding window over `ids`. For each window, `visit(first, logits)` gets the rows
+/// `(rows, vocab)` of logits that predict tokens `first..first + rows`; over all calls every
+/// token after the first is predicted exactly once, in order.
+fn for_each_window(
+    session: &Session,
+    ids: &[u32],
+    stride: usize,
+    mut visit: impl FnMut(usize, &Tensor) -> Result<()>,
+) -> Result<()> {
+    let window = session.window();
     let model = session.model();
-    let mut nll_sum = 0f64;
     let mut prev_end = 0;
     let mut begin = 0;
     loop {
@@ -50,21 +77,92 @@ pub fn score(session: &Session, text: &str, stride: Option<usize>) -> Result<Sco
         let logits = model.forward_all(&input, Mode::Inference)?.squeeze(0)?;
         let first = prev_end.max(begin + 1);
         // Row r of the logits predicts token begin + r + 1.
-        let rows = logits.narrow(0, first - 1 - begin, end - first)?;
-        let log_probs = candle_nn::ops::log_softmax(&rows, D::Minus1)?;
-        let targets = Tensor::new(&ids[first..end], model.device())?.unsqueeze(1)?;
-        let picked: Vec<f32> = log_probs.gather(&targets, 1)?.flatten_all()?.to_vec1()?;
-        nll_sum -= picked.iter().map(|&x| x as f64).sum::<f64>();
+        visit(first, &logits.narrow(0, first - 1 - begin, end - first)?)?;
         prev_end = end;
         if end == ids.len() {
-            break;
+            return Ok(());
         }
         begin += stride;
     }
+}
+
+/// The summed negative log-likelihood of `targets` under the rows of `logits`.
+fn nll_of(logits: &Tensor, targets: &[u32]) -> Result<f64> {
+    let log_probs = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let targets = Tensor::new(targets, logits.device())?.unsqueeze(1)?;
+    let picked: Vec<f32> = log_probs.gather(&targets, 1)?.flatten_all()?.to_vec1()?;
+    Ok(-picked.iter().map(|&x| x as f64).sum::<f64>())
+}
+
+/// The text's perplexity and bits per byte (see the module doc for the window).
+pub fn score(session: &Session, text: &str, stride: Option<usize>) -> Result<Score> {
+    let (ids, stride) = prepare(session, text, stride)?;
+    let mut nll_sum = 0f64;
+    for_each_window(session, &ids, stride, |first, logits| {
+        nll_sum += nll_of(logits, &ids[first..first + logits.dim(0)?])?;
+        Ok(())
+    })?;
+    Ok(summary(&ids, text.len(), nll_sum, session.window(), stride))
+}
+
+/// Scores every token of `text`: `visit(i, id, score)` is called for each token in order, with
+/// `None` for the first (nothing precedes it). Returns the same summary as [`score`], to the
+/// last digit (it is computed the same way); the per-token figures are computed in f64 from
+/// each row of logits, so near-ties rank as they do in the logits.
+pub fn score_tokens(
+    session: &Session,
+    text: &str,
+    stride: Option<usize>,
+    top: usize,
+    mut visit: impl FnMut(usize, u32, Option<TokenScore>) -> Result<()>,
+) -> Result<Score> {
+    let (ids, stride) = prepare(session, text, stride)?;
+    visit(0, ids[0], None)?;
+    let mut nll_sum = 0f64;
+    for_each_window(session, &ids, stride, |first, logits| {
+        let rows = logits.dim(0)?;
+        nll_sum += nll_of(logits, &ids[first..first + rows])?;
+        // One row at a time, so a window's rows are never all copied out at once.
+        for r in 0..rows {
+            let row: Vec<f32> = logits.get(r)?.to_vec1()?;
+            let i = first + r;
+            visit(i, ids[i], Some(token_score(&row, ids[i], top)))?;
+        }
+        Ok(())
+    })?;
+    Ok(summary(&ids, text.len(), nll_sum, session.window(), stride))
+}
+
+/// Log-probability, rank, entropy and the best `top` of one row of logits for `target`.
+fn token_score(logits: &[f32], target: u32, top: usize) -> TokenScore {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
+    let lse = max + sum.ln();
+    let log_prob = |x: f32| x as f64 - lse;
+    let target_logit = logits[target as usize];
+    let rank = 1 + logits.iter().filter(|&&x| x > target_logit).count();
+    let entropy = -logits
+        .iter()
+        .map(|&x| log_prob(x))
+        .filter(|lp| lp.is_finite())
+        .map(|lp| lp.exp() * lp)
+        .sum::<f64>();
+    let top = top_ids(logits, top)
+        .into_iter()
+        .map(|id| (id, log_prob(logits[id as usize]) as f32))
+        .collect();
+    TokenScore {
+        logprob: log_prob(target_logit) as f32,
+        rank,
+        entropy: entropy as f32,
+        top,
+    }
+}
+
+fn summary(ids: &[u32], bytes: usize, nll_sum: f64, window: usize, stride: usize) -> Score {
     let tokens_scored = ids.len() - 1;
-    let bytes = text.len();
     let mean_nll = nll_sum / tokens_scored as f64;
-    Ok(Score {
+    Score {
         tokens: ids.len(),
         tokens_scored,
         bytes,
@@ -74,5 +172,24 @@ pub fn score(session: &Session, text: &str, stride: Option<usize>) -> Result<Sco
         bits_per_byte: nll_sum / std::f64::consts::LN_2 / bytes as f64,
         window,
         stride,
-    })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_score_ranks_and_measures_its_row() {
+        let row = [2.0f32, 0.5, 1.0, -1.0];
+        let lse = crate::generate::sampling::log_sum_exp(&row);
+        let s = token_score(&row, 2, 2);
+        assert_eq!(s.rank, 2);
+        assert!((s.logprob - (1.0 - lse)).abs() < 1e-6);
+        let p: Vec<f64> = row.iter().map(|&x| ((x - lse) as f64).exp()).collect();
+        let h: f64 = -p.iter().map(|p| p * p.ln()).sum::<f64>();
+        assert!((s.entropy as f64 - h).abs() < 1e-5);
+        assert_eq!(s.top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(token_score(&row, 0, 0).rank, 1);
+    }
 }

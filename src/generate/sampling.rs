@@ -1,9 +1,11 @@
-//! Turning logits into the next token: repetition penalty, temperature, top-k, top-p, min-p,
-//! in that order (the order llama.cpp and Hugging Face users know).
+//! Turning logits into the next token: logit bias, repetition penalty, temperature, top-k,
+//! top-p, min-p, in that order (the order llama.cpp and Hugging Face users know).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+
+use super::bias::{self, LogitBias};
 
 /// The knobs users turn while the model writes. Off values: temperature 0 = greedy,
 /// top_k 0, top_p 1, min_p 0, repeat_penalty 1.
@@ -19,6 +21,9 @@ pub struct SamplingParams {
     pub max_tokens: usize,
     /// `None` draws a fresh seed for every generation.
     pub seed: Option<u64>,
+    /// Added to chosen tokens' logits first in the chain (see [`bias`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logit_bias: Vec<LogitBias>,
 }
 
 impl Default for SamplingParams {
@@ -32,6 +37,7 @@ impl Default for SamplingParams {
             repeat_last_n: 64,
             max_tokens: 200,
             seed: None,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -101,15 +107,21 @@ pub fn log_sum_exp(logits: &[f32]) -> f32 {
 /// The `n` most probable tokens under the raw softmax, most probable first, as (id, probability).
 pub fn top_candidates(logits: &[f32], n: usize) -> Vec<(u32, f32)> {
     let lse = log_sum_exp(logits);
-    let mut ids = top_k_indices(logits, n);
-    ids.sort_by(|&a, &b| {
-        logits[b as usize]
-            .total_cmp(&logits[a as usize])
-            .then(a.cmp(&b))
-    });
-    ids.into_iter()
+    top_ids(logits, n)
+        .into_iter()
         .map(|id| (id, (logits[id as usize] - lse).exp()))
         .collect()
+}
+
+/// The indices of the `n` largest values, largest first (the lower id first on ties).
+pub fn top_ids(values: &[f32], n: usize) -> Vec<u32> {
+    let mut ids = top_k_indices(values, n);
+    ids.sort_by(|&a, &b| {
+        values[b as usize]
+            .total_cmp(&values[a as usize])
+            .then(a.cmp(&b))
+    });
+    ids
 }
 
 /// The indices of the `k` largest values, in no particular order, in O(n).
@@ -152,6 +164,7 @@ impl Sampler {
     }
 
     fn pick(&mut self, logits: &mut [f32], history: &[u32], params: &SamplingParams) -> u32 {
+        bias::apply(logits, &params.logit_bias);
         apply_repeat_penalty(logits, history, params.repeat_penalty, params.repeat_last_n);
         if params.temperature <= 0.0 {
             return argmax(logits);
@@ -170,6 +183,10 @@ impl Sampler {
             logits[id as usize] = (((x - max) / params.temperature) as f64).exp() as f32;
         }
         let weight = |id: u32| logits[id as usize] as f64;
+        if !params.logit_bias.is_empty() {
+            // A banned token has weight 0: keep it out of the draw's last-candidate fallback.
+            candidates.retain(|&id| weight(id) > 0.0);
+        }
         if params.top_p < 1.0 {
             keep_top_p(&mut candidates, &weight, params.top_p as f64);
         }
@@ -332,5 +349,34 @@ mod tests {
             ..SamplingParams::default()
         };
         assert!(p.validate().unwrap_err().contains("temperature -1"));
+    }
+
+    #[test]
+    fn a_banned_token_is_never_drawn_and_a_large_bias_forces_one() {
+        // Token 3 is by far the most likely; token 1 the least.
+        let logits = [1.0, -2.0, 0.5, 6.0, 0.0];
+        let banned = SamplingParams {
+            logit_bias: vec!["3=-inf".parse().unwrap()],
+            ..params(1.5, 0, 1.0, 0.0)
+        };
+        let mut sampler = Sampler::new(7);
+        let mut drawn = [0usize; 5];
+        for _ in 0..1000 {
+            drawn[sampler.sample(&logits, &[], &banned) as usize] += 1;
+        }
+        assert_eq!(drawn[3], 0, "{drawn:?}");
+        assert!(drawn.iter().filter(|&&n| n > 0).count() >= 3, "{drawn:?}");
+        let greedy_banned = SamplingParams {
+            temperature: 0.0,
+            ..banned.clone()
+        };
+        assert_eq!(sampler.sample(&logits, &[], &greedy_banned), 0);
+        let forced = SamplingParams {
+            logit_bias: vec!["1=100".parse().unwrap()],
+            ..params(1.0, 40, 0.95, 0.05)
+        };
+        for _ in 0..1000 {
+            assert_eq!(sampler.sample(&logits, &[], &forced), 1);
+        }
     }
 }

@@ -349,6 +349,11 @@ impl Generation<'_> {
         &self.stats
     }
 
+    /// The session's tokenizer, for the text of reported candidates.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.session.tokenizer
+    }
+
     /// Why the generation ended, once it has.
     pub fn finished(&self) -> Option<FinishReason> {
         self.done
