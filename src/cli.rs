@@ -171,12 +171,29 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
+    /// Serve the model over HTTP with an OpenAI-compatible API (/v1/completions,
+    /// /v1/chat/completions, /v1/models) plus /tokenize, /detokenize and /health.
+    Serve(ServeArgs),
     /// List the model aliases, what is in the Hugging Face cache (with sizes) and the bundled
     /// model.
     Models {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
+}
+
+/// Where `serve` listens and who may use it.
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default; binding elsewhere is explicit).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on; 0 picks a free one (the address is printed on stderr).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` on every request but /health.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
 }
 
 fn parse_f32(s: &str) -> Result<f32, String> {
@@ -244,6 +261,8 @@ impl GenerateArgs {
             } else {
                 self.logit_bias.clone()
             },
+            frequency_penalty: base.frequency_penalty,
+            presence_penalty: base.presence_penalty,
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod models;
 mod perplexity;
 pub mod pipe;
 mod score;
+mod serve;
 mod tokenize;
 
 use std::io::IsTerminal;
@@ -60,6 +61,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 format: *format,
             },
         ),
+        Some(Command::Serve(args)) => serve::run(&cli.common, &config, args),
         Some(Command::Tokenize { text }) => tokenize::run(&cli.common, &config, text.as_deref()),
         Some(Command::Info { format }) => info::run(&cli.common, &config, *format),
         None => {

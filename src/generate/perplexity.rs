@@ -41,13 +41,7 @@ pub struct TokenScore {
 
 /// Checks the stride and tokenizes `text`; the sliding window needs at least two tokens.
 fn prepare(session: &Session, text: &str, stride: Option<usize>) -> Result<(Vec<u32>, usize)> {
-    let window = session.window();
-    let stride = stride.unwrap_or((window / 2).max(1));
-    if stride == 0 || stride > window {
-        return Err(Error::Usage(format!(
-            "--stride {stride} is out of range (1 to the window, {window})"
-        )));
-    }
+    let stride = check_stride(session, stride)?;
     let ids = session.tokenizer().encode(text)?;
     if ids.len() < 2 {
         return Err(Error::Usage(format!(
@@ -56,6 +50,18 @@ fn prepare(session: &Session, text: &str, stride: Option<usize>) -> Result<(Vec<
         )));
     }
     Ok((ids, stride))
+}
+
+/// The stride, by default half the window; it must be 1 to the window.
+fn check_stride(session: &Session, stride: Option<usize>) -> Result<usize> {
+    let window = session.window();
+    let stride = stride.unwrap_or((window / 2).max(1));
+    if stride == 0 || stride > window {
+        return Err(Error::Usage(format!(
+            "--stride {stride} is out of range (1 to the window, {window})"
+        )));
+    }
+    Ok(stride)
 }
 
 /// Runs the sliding window over `ids`. For each window, `visit(first, logits)` gets the rows
@@ -114,12 +120,51 @@ pub fn score_tokens(
     text: &str,
     stride: Option<usize>,
     top: usize,
-    mut visit: impl FnMut(usize, u32, Option<TokenScore>) -> Result<()>,
+    visit: impl FnMut(usize, u32, Option<TokenScore>) -> Result<()>,
 ) -> Result<Score> {
     let (ids, stride) = prepare(session, text, stride)?;
-    visit(0, ids[0], None)?;
+    let nll_sum = visit_scores(session, &ids, stride, top, visit)?;
+    Ok(summary(&ids, text.len(), nll_sum, session.window(), stride))
+}
+
+/// [`score_tokens`] for a text already in tokens (a prompt sent as token ids): the same
+/// windows, the same figures. Any number of tokens will do: the first gets `None`, and one
+/// token alone is all there is. Returns the summed negative log-likelihood.
+pub fn score_ids(
+    session: &Session,
+    ids: &[u32],
+    stride: Option<usize>,
+    top: usize,
+    visit: impl FnMut(usize, u32, Option<TokenScore>) -> Result<()>,
+) -> Result<f64> {
+    let stride = check_stride(session, stride)?;
+    let vocab = session.config().vocab_size;
+    if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+        return Err(Error::Usage(format!(
+            "token id {bad} is not in the vocabulary (0 to {})",
+            vocab - 1
+        )));
+    }
+    visit_scores(session, ids, stride, top, visit)
+}
+
+/// Calls `visit` for every token of `ids` in order (`None` for the first) and sums the NLL.
+fn visit_scores(
+    session: &Session,
+    ids: &[u32],
+    stride: usize,
+    top: usize,
+    mut visit: impl FnMut(usize, u32, Option<TokenScore>) -> Result<()>,
+) -> Result<f64> {
+    let Some(&first_id) = ids.first() else {
+        return Ok(0.0);
+    };
+    visit(0, first_id, None)?;
+    if ids.len() < 2 {
+        return Ok(0.0);
+    }
     let mut nll_sum = 0f64;
-    for_each_window(session, &ids, stride, |first, logits| {
+    for_each_window(session, ids, stride, |first, logits| {
         let rows = logits.dim(0)?;
         nll_sum += nll_of(logits, &ids[first..first + rows])?;
         // One row at a time, so a window's rows are never all copied out at once.
@@ -130,7 +175,7 @@ pub fn score_tokens(
         }
         Ok(())
     })?;
-    Ok(summary(&ids, text.len(), nll_sum, session.window(), stride))
+    Ok(nll_sum)
 }
 
 /// Log-probability, rank, entropy and the best `top` of one row of logits for `target`.

@@ -1,5 +1,6 @@
-//! Turning logits into the next token: logit bias, repetition penalty, temperature, top-k,
-//! top-p, min-p, in that order (the order llama.cpp and Hugging Face users know).
+//! Turning logits into the next token: logit bias, repetition penalty, frequency and presence
+//! penalties, temperature, top-k, top-p, min-p, in that order (the order llama.cpp and Hugging
+//! Face users know).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -24,6 +25,17 @@ pub struct SamplingParams {
     /// Added to chosen tokens' logits first in the chain (see [`bias`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub logit_bias: Vec<LogitBias>,
+    /// OpenAI's frequency penalty: each generated token's logit is lowered by this much per time
+    /// it was generated (0 = off). Applied right after the repetition penalty.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub frequency_penalty: f32,
+    /// OpenAI's presence penalty: lowered once for any token generated at least once (0 = off).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub presence_penalty: f32,
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
 }
 
 impl Default for SamplingParams {
@@ -38,6 +50,8 @@ impl Default for SamplingParams {
             max_tokens: 200,
             seed: None,
             logit_bias: Vec::new(),
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
         }
     }
 }
@@ -82,6 +96,17 @@ impl SamplingParams {
             r.to_string(),
             "above 0; 1 = off",
         )?;
+        for (name, x) in [
+            ("frequency-penalty", self.frequency_penalty),
+            ("presence-penalty", self.presence_penalty),
+        ] {
+            check(
+                (-2.0..=2.0).contains(&x),
+                name,
+                x.to_string(),
+                "-2 to 2; 0 = off",
+            )?;
+        }
         Ok(())
     }
 }
@@ -153,19 +178,44 @@ impl Sampler {
     }
 
     /// Picks the next token from raw `logits`; `history` holds the recent tokens, for the
-    /// repetition penalty.
+    /// repetition penalty. Nothing was generated yet as far as the frequency and presence
+    /// penalties go (see [`Sampler::sample_after`]).
     pub fn sample(&mut self, raw_logits: &[f32], history: &[u32], params: &SamplingParams) -> u32 {
+        self.sample_after(raw_logits, history, &[], params)
+    }
+
+    /// [`Sampler::sample`] when `generated` tokens were already drawn in this reply: the
+    /// frequency and presence penalties count them.
+    pub fn sample_after(
+        &mut self,
+        raw_logits: &[f32],
+        history: &[u32],
+        generated: &[u32],
+        params: &SamplingParams,
+    ) -> u32 {
         let mut logits = std::mem::take(&mut self.scratch);
         logits.clear();
         logits.extend_from_slice(raw_logits);
-        let id = self.pick(&mut logits, history, params);
+        let id = self.pick(&mut logits, history, generated, params);
         self.scratch = logits;
         id
     }
 
-    fn pick(&mut self, logits: &mut [f32], history: &[u32], params: &SamplingParams) -> u32 {
+    fn pick(
+        &mut self,
+        logits: &mut [f32],
+        history: &[u32],
+        generated: &[u32],
+        params: &SamplingParams,
+    ) -> u32 {
         bias::apply(logits, &params.logit_bias);
         apply_repeat_penalty(logits, history, params.repeat_penalty, params.repeat_last_n);
+        apply_frequency_presence(
+            logits,
+            generated,
+            params.frequency_penalty,
+            params.presence_penalty,
+        );
         if params.temperature <= 0.0 {
             return argmax(logits);
         }
@@ -249,6 +299,23 @@ fn apply_repeat_penalty(logits: &mut [f32], history: &[u32], penalty: f32, windo
     }
 }
 
+/// OpenAI's penalties over the tokens generated so far: `logit -= count * frequency +
+/// (count > 0) * presence`.
+fn apply_frequency_presence(logits: &mut [f32], generated: &[u32], frequency: f32, presence: f32) {
+    if (frequency == 0.0 && presence == 0.0) || generated.is_empty() {
+        return;
+    }
+    let mut counts = std::collections::HashMap::<u32, u32>::with_capacity(generated.len());
+    for &id in generated {
+        *counts.entry(id).or_default() += 1;
+    }
+    for (id, count) in counts {
+        if let Some(x) = logits.get_mut(id as usize) {
+            *x -= count as f32 * frequency + presence;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +374,32 @@ mod tests {
         let mut logits = [2.0f32, -2.0, 1.0];
         apply_repeat_penalty(&mut logits, &[0, 1, 0], 2.0, 64);
         assert_eq!(logits, [1.0, -4.0, 1.0]);
+    }
+
+    #[test]
+    fn frequency_and_presence_penalties_follow_openai() {
+        let mut logits = [2.0f32, -2.0, 1.0, 0.5];
+        // Token 0 generated twice, token 1 once, token 2 never.
+        apply_frequency_presence(&mut logits, &[0, 1, 0], 0.5, 0.25);
+        assert_eq!(logits, [2.0 - 2.0 * 0.5 - 0.25, -2.0 - 0.5 - 0.25, 1.0, 0.5]);
+        let mut off = [1.0f32, 2.0];
+        apply_frequency_presence(&mut off, &[0, 1], 0.0, 0.0);
+        assert_eq!(off, [1.0, 2.0]);
+        // In the chain: a strong frequency penalty moves greedy off a repeated token; the
+        // default (0) leaves it, and `sample` alone counts nothing as generated.
+        let logits = [3.0f32, 2.5, 0.0];
+        let mut s = Sampler::new(1);
+        let p = SamplingParams {
+            frequency_penalty: 1.0,
+            ..params(0.0, 0, 1.0, 0.0)
+        };
+        assert_eq!(s.sample_after(&logits, &[], &[0], &p), 1);
+        assert_eq!(s.sample(&logits, &[], &p), 0);
+        assert_eq!(s.sample_after(&logits, &[], &[0], &params(0.0, 0, 1.0, 0.0)), 0);
+        // Serialized settings are unchanged while the penalties are off.
+        let text = toml::to_string(&SamplingParams::default()).unwrap();
+        assert!(!text.contains("penalty = 0"), "{text}");
+        assert!(!text.contains("frequency"), "{text}");
     }
 
     #[test]

@@ -391,7 +391,9 @@ impl Generation<'_> {
             None => self.advance()?,
         };
         let history = &self.tokens[self.tokens.len().saturating_sub(params.repeat_last_n)..];
-        let id = self.sampler.sample(&logits, history, params);
+        let id = self
+            .sampler
+            .sample_after(&logits, history, &self.reply, params);
         let logprob = logits[id as usize] - log_sum_exp(&logits);
         let top = top_candidates(&logits, self.options.top_n);
         if self.stats.generated_tokens > 0 {
