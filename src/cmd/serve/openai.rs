@@ -57,7 +57,8 @@ pub struct CompletionRequest {
     pub max_tokens: Option<i64>,
     pub logprobs: Option<i64>,
     pub echo: Option<bool>,
-    #[serde(flatten)]
+    /// Read from the same object (see [`parse_request`]).
+    #[serde(skip)]
     pub sampling: SamplingFields,
 }
 
@@ -75,7 +76,8 @@ pub struct ChatRequest {
     pub max_completion_tokens: Option<i64>,
     pub logprobs: Option<bool>,
     pub top_logprobs: Option<i64>,
-    #[serde(flatten)]
+    /// Read from the same object (see [`parse_request`]).
+    #[serde(skip)]
     pub sampling: SamplingFields,
 }
 
@@ -124,11 +126,44 @@ pub struct ChatPlan {
 /// Reads a JSON body into `T`: 400 for bad JSON (with serde's line and column) or for a field of
 /// the wrong type (naming the field).
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    typed(&object(body)?)
+}
+
+/// A completion or chat request: its own fields and the sampling fields, from one object.
+/// (Two reads rather than `#[serde(flatten)]`, which loses the path of a field at fault.)
+pub fn parse_request<T: DeserializeOwned + HasSampling>(body: &[u8]) -> ApiResult<T> {
+    let value = object(body)?;
+    let mut request: T = typed(&value)?;
+    *request.sampling() = typed(&value)?;
+    Ok(request)
+}
+
+pub trait HasSampling {
+    fn sampling(&mut self) -> &mut SamplingFields;
+}
+
+impl HasSampling for CompletionRequest {
+    fn sampling(&mut self) -> &mut SamplingFields {
+        &mut self.sampling
+    }
+}
+
+impl HasSampling for ChatRequest {
+    fn sampling(&mut self) -> &mut SamplingFields {
+        &mut self.sampling
+    }
+}
+
+fn object(body: &[u8]) -> ApiResult<Value> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_json(format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {
         return Err(ApiError::bad_json("the body must be a JSON object"));
     }
+    Ok(value)
+}
+
+fn typed<T: DeserializeOwned>(value: &Value) -> ApiResult<T> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         ApiError::field(&field, format!("`{field}`: {}", e.inner()))
@@ -196,7 +231,7 @@ impl SamplingFields {
                     let Some(id) = id else {
                         return Err(ApiError::field(
                             &field,
-                            format!("`logit_bias` key {key:?} is not a token id (0 to {})", vocab - 1),
+                            format!("`{field}`: {key:?} is not a token id (0 to {})", vocab - 1),
                         ));
                     };
                     range(

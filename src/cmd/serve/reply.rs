@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::errors::ApiError;
 use super::worker::Event;
 use crate::generate::perplexity::TokenScore;
-use crate::generate::session::{FinishReason, Token};
+use crate::generate::session::{FinishReason, Stats, Token};
 use crate::generate::Utf8Stream;
 use crate::tokenizer::Tokenizer;
 
@@ -64,6 +64,18 @@ pub struct Reply {
     prompt_tokens: usize,
     completion_tokens: usize,
     finished: usize,
+    /// llama-server's `timings`, summed over the choices: `cache_n` prompt tokens came from the
+    /// cache, `prompt_n` were run.
+    timings: Timings,
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct Timings {
+    cache_n: usize,
+    prompt_n: usize,
+    prompt_ms: f64,
+    predicted_n: usize,
+    predicted_ms: f64,
 }
 
 impl Reply {
@@ -99,6 +111,7 @@ impl Reply {
             include_usage,
             completion_tokens: 0,
             finished: 0,
+            timings: Timings::default(),
         }
     }
 
@@ -129,10 +142,11 @@ impl Reply {
                 choice,
                 reason,
                 text,
-                completion_tokens,
+                stats,
             } => {
                 chunks.extend(self.start(choice, None));
-                self.completion_tokens += completion_tokens;
+                self.completion_tokens += stats.generated_tokens;
+                self.add_timings(&stats);
                 self.finished += 1;
                 let text = self.add_text(choice, &text);
                 let reason = finish_reason(reason);
@@ -140,6 +154,7 @@ impl Reply {
                 let mut chunk = self.chunk(choice, &text, None, Some(reason));
                 if self.is_complete() {
                     chunk["usage"] = self.usage();
+                    chunk["timings"] = json!(self.timings);
                 }
                 chunks.push(chunk);
                 if self.is_complete() && self.include_usage {
@@ -237,6 +252,16 @@ impl Reply {
         c.text += text;
         c.chars += text.chars().count();
         text.to_string()
+    }
+
+    fn add_timings(&mut self, stats: &Stats) {
+        let t = &mut self.timings;
+        let prompt = stats.prompt_tokens - stats.prompt_truncated;
+        t.cache_n += prompt.saturating_sub(stats.prefill_tokens);
+        t.prompt_n += stats.prefill_tokens;
+        t.prompt_ms += stats.prefill_time.as_secs_f64() * 1e3;
+        t.predicted_n += stats.generated_tokens;
+        t.predicted_ms += stats.decode_time.as_secs_f64() * 1e3;
     }
 
     fn usage(&self) -> Value {
@@ -381,6 +406,7 @@ impl Reply {
             "model": self.model,
             "choices": choices,
             "usage": self.usage(),
+            "timings": json!(self.timings),
         })
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::errors::{ApiError, ApiResult, BODY_LIMIT};
 use super::openai::{
-    parse_body, ChatRequest, CompletionRequest, DetokenizeRequest, Plan, TokenizeRequest,
+    parse_body, parse_request, ChatRequest, CompletionRequest, DetokenizeRequest, Plan, TokenizeRequest,
 };
 use super::reply::{Kind, Reply};
 use super::worker::{Event, Job, WorkerHandle};
@@ -166,7 +166,7 @@ async fn detokenize(State(state): State<Shared>, raw: Result<Bytes, BytesRejecti
 }
 
 async fn completions(State(state): State<Shared>, raw: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
-    let request: CompletionRequest = parse_body(&body(raw)?)?;
+    let request: CompletionRequest = parse_request(&body(raw)?)?;
     let checked = request.check(&state.tokenizer)?;
     let kind = Kind::Completion { echo: checked.echo };
     let prompt_logprobs = if checked.echo { checked.plan.logprobs } else { None };
@@ -174,7 +174,7 @@ async fn completions(State(state): State<Shared>, raw: Result<Bytes, BytesReject
 }
 
 async fn chat(State(state): State<Shared>, raw: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
-    let request: ChatRequest = parse_body(&body(raw)?)?;
+    let request: ChatRequest = parse_request(&body(raw)?)?;
     let checked = request.check(state.tokenizer.vocab_size(), state.window)?;
     // Laid out as the interface lays out a chat, room kept for the reply as it keeps it.
     let reserve = checked.plan.params.max_tokens.min(state.window / 2);

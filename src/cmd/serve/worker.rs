@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::generate::perplexity::{score_ids, TokenScore};
-use crate::generate::session::{FinishReason, GenerateOptions, Session, Step, Token};
+use crate::generate::session::{FinishReason, GenerateOptions, Session, Stats, Step, Token};
 use crate::generate::SamplingParams;
 
 /// One request's work: `n` choices for each prompt, choice `p * n + j` for prompt `p`.
@@ -49,7 +49,9 @@ pub enum Event {
         /// Text released at the end (held-back bytes of a character, a stop sequence's
         /// prefix that turned out not to be one).
         text: String,
-        completion_tokens: usize,
+        /// Tokens generated; prompt tokens run through the model (the rest came from the
+        /// cache); times.
+        stats: Stats,
     },
     /// The job failed; nothing more comes.
     Failed(String),
@@ -174,7 +176,10 @@ fn run_job(session: &mut Session, job: &Job, stop: &AtomicBool) -> crate::Result
                     choice,
                     reason: FinishReason::MaxTokens,
                     text: String::new(),
-                    completion_tokens: 0,
+                    stats: Stats {
+                        prompt_tokens: prompt.len(),
+                        ..Stats::default()
+                    },
                 });
                 continue;
             }
@@ -194,7 +199,7 @@ fn run_job(session: &mut Session, job: &Job, stop: &AtomicBool) -> crate::Result
                             choice,
                             reason,
                             text,
-                            completion_tokens: generation.stats().generated_tokens,
+                            stats: generation.stats().clone(),
                         });
                         break;
                     }
