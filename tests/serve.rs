@@ -144,24 +144,40 @@ fn pipe_text(prompt: &str, max_tokens: usize) -> String {
     let n = max_tokens.to_string();
     let (code, stdout, stderr) = run_cli(
         &[
-            "--model", &model, "--temperature", "0", "--repeat-penalty", "1", "-n", &n,
-            "--prompt", prompt,
+            "--model",
+            &model,
+            "--temperature",
+            "0",
+            "--repeat-penalty",
+            "1",
+            "-n",
+            &n,
+            "--prompt",
+            prompt,
         ],
         b"",
     );
     assert_eq!(code, 0, "{stderr}");
-    stdout.strip_suffix('\n').expect("a final newline").to_string()
+    stdout
+        .strip_suffix('\n')
+        .expect("a final newline")
+        .to_string()
 }
 
 fn text_of(answer: &Value) -> String {
-    answer["choices"][0]["text"].as_str().expect("text").to_string()
+    answer["choices"][0]["text"]
+        .as_str()
+        .expect("text")
+        .to_string()
 }
 
 fn check_usage(answer: &Value) {
     let usage = &answer["usage"];
     let (p, c, t) = (
         usage["prompt_tokens"].as_u64().expect("prompt_tokens"),
-        usage["completion_tokens"].as_u64().expect("completion_tokens"),
+        usage["completion_tokens"]
+            .as_u64()
+            .expect("completion_tokens"),
         usage["total_tokens"].as_u64().expect("total_tokens"),
     );
     assert_eq!(p + c, t, "{usage}");
@@ -170,7 +186,11 @@ fn check_usage(answer: &Value) {
 #[test]
 fn greedy_completions_equal_pipe_mode() {
     let server = Server::start(&[]);
-    for (prompt, max_tokens) in [("Hello, my name is", 12), ("The quick brown fox", 20), ("A", 5)] {
+    for (prompt, max_tokens) in [
+        ("Hello, my name is", 12),
+        ("The quick brown fox", 20),
+        ("A", 5),
+    ] {
         let answer = server.ok(
             "/v1/completions",
             &json!({"model": "anything", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}),
@@ -183,11 +203,18 @@ fn greedy_completions_equal_pipe_mode() {
         let reason = &answer["choices"][0]["finish_reason"];
         assert_eq!(
             reason,
-            if generated == max_tokens as u64 { "length" } else { "stop" }
+            if generated == max_tokens as u64 {
+                "length"
+            } else {
+                "stop"
+            }
         );
         // The prompt as token ids gives the same text; `usage` counts those tokens.
         let ids = server.ok("/tokenize", &json!({"content": prompt}))["tokens"].clone();
-        assert_eq!(answer["usage"]["prompt_tokens"], ids.as_array().unwrap().len());
+        assert_eq!(
+            answer["usage"]["prompt_tokens"],
+            ids.as_array().unwrap().len()
+        );
         let by_ids = server.ok(
             "/v1/completions",
             &json!({"prompt": ids, "max_tokens": max_tokens, "temperature": 0}),
@@ -224,7 +251,10 @@ fn streamed_chunks_join_to_the_whole() {
         .collect();
     assert_eq!(json!(tokens), whole["choices"][0]["logprobs"]["tokens"]);
     let last = chunks.last().unwrap();
-    assert_eq!(last["choices"][0]["finish_reason"], whole["choices"][0]["finish_reason"]);
+    assert_eq!(
+        last["choices"][0]["finish_reason"],
+        whole["choices"][0]["finish_reason"]
+    );
     assert_eq!(last["usage"], whole["usage"]);
     assert!(chunks[..chunks.len() - 1]
         .iter()
@@ -255,7 +285,10 @@ fn streamed_chunks_join_to_the_whole() {
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .collect();
-    assert_eq!(joined, whole["choices"][0]["message"]["content"].as_str().unwrap());
+    assert_eq!(
+        joined,
+        whole["choices"][0]["message"]["content"].as_str().unwrap()
+    );
     assert_eq!(chunks.last().unwrap()["usage"], whole["usage"]);
 }
 
@@ -266,7 +299,16 @@ fn echo_and_logprobs_equal_score() {
     let text = std::fs::read_to_string(&file).unwrap();
     let model = model();
     let (code, stdout, stderr) = run_cli(
-        &["score", "--model", &model, "--format", "jsonl", "--top", "3", &file.display().to_string()],
+        &[
+            "score",
+            "--model",
+            &model,
+            "--format",
+            "jsonl",
+            "--top",
+            "3",
+            &file.display().to_string(),
+        ],
         b"",
     );
     assert_eq!(code, 0, "{stderr}");
@@ -317,8 +359,14 @@ fn echo_and_logprobs_equal_score() {
     let text = text_of(&answer);
     assert!(text.starts_with("Hello world"), "{text}");
     assert_eq!(&text["Hello world".len()..], pipe_text("Hello world", 4));
-    let n = answer["choices"][0]["logprobs"]["tokens"].as_array().unwrap().len();
-    assert_eq!(n as u64, 2 + answer["usage"]["completion_tokens"].as_u64().unwrap());
+    let n = answer["choices"][0]["logprobs"]["tokens"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        n as u64,
+        2 + answer["usage"]["completion_tokens"].as_u64().unwrap()
+    );
 }
 
 #[test]
@@ -347,7 +395,10 @@ fn chat_completions_answer_in_the_chat_shape() {
     assert!(["stop", "length"].contains(&choice["finish_reason"].as_str().unwrap()));
     check_usage(&answer);
     let entries = choice["logprobs"]["content"].as_array().unwrap();
-    assert_eq!(entries.len() as u64, answer["usage"]["completion_tokens"].as_u64().unwrap());
+    assert_eq!(
+        entries.len() as u64,
+        answer["usage"]["completion_tokens"].as_u64().unwrap()
+    );
     for e in entries {
         assert!(e["logprob"].as_f64().unwrap() <= 0.0);
         assert_eq!(e["top_logprobs"].as_array().unwrap().len(), 2);
@@ -361,7 +412,8 @@ fn chat_completions_answer_in_the_chat_shape() {
 #[test]
 fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     let server = Server::start(&[]);
-    let raw = |path: &str, body: &str| server.send(server.agent.post(&server.url(path)), Some(body));
+    let raw =
+        |path: &str, body: &str| server.send(server.agent.post(&server.url(path)), Some(body));
     let cases: Vec<(&str, String, u16, Value)> = vec![
         ("/v1/completions", "{not json".into(), 400, Value::Null),
         ("/v1/completions", "[1, 2]".into(), 400, Value::Null),
@@ -392,16 +444,28 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
         let (got, value) = raw(path, &body);
         assert_eq!(got, status, "{path} {body}: {value}");
         let error = &value["error"];
-        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{value}");
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{value}"
+        );
         assert!(error["type"].is_string(), "{value}");
-        assert!(error.get("code").is_some() && error.get("param").is_some(), "{value}");
+        assert!(
+            error.get("code").is_some() && error.get("param").is_some(),
+            "{value}"
+        );
         if !param.is_null() {
             assert_eq!(error["param"], param, "{path} {body}: {value}");
-            assert!(error["message"].as_str().unwrap().contains(param.as_str().unwrap()));
+            assert!(error["message"]
+                .as_str()
+                .unwrap()
+                .contains(param.as_str().unwrap()));
         }
     }
     let (status, value) = server.get("/v1/missing");
-    assert_eq!((status, value["error"]["code"].clone()), (404, json!("not_found")));
+    assert_eq!(
+        (status, value["error"]["code"].clone()),
+        (404, json!("not_found"))
+    );
     let (status, _) = server.get("/v1/completions");
     assert_eq!(status, 405);
     // Over the body limit (1 MiB): 413.
@@ -448,7 +512,10 @@ fn wait_idle(server: &Server, within: Duration) -> Duration {
         if health["busy"] == false && health["pending"] == 0 {
             return started.elapsed();
         }
-        assert!(started.elapsed() < within, "the worker is still busy: {health}");
+        assert!(
+            started.elapsed() < within,
+            "the worker is still busy: {health}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -457,7 +524,8 @@ fn wait_idle(server: &Server, within: Duration) -> Duration {
 fn a_client_that_disconnects_mid_stream_frees_the_worker() {
     let server = Server::start(&[]);
     // Without the disconnect this would run for a very long time.
-    let body = json!({"prompt": "Go on", "max_tokens": 100_000_000, "ignore_eos": true, "stream": true});
+    let body =
+        json!({"prompt": "Go on", "max_tokens": 100_000_000, "ignore_eos": true, "stream": true});
     let response = server
         .agent
         .post(&server.url("/v1/completions"))
@@ -475,15 +543,26 @@ fn a_client_that_disconnects_mid_stream_frees_the_worker() {
     assert_eq!(health["busy"], true);
     drop(reader);
     let freed = wait_idle(&server, Duration::from_secs(10));
-    eprintln!("worker free {:.1} ms after the client went away", freed.as_secs_f64() * 1e3);
+    eprintln!(
+        "worker free {:.1} ms after the client went away",
+        freed.as_secs_f64() * 1e3
+    );
     let started = Instant::now();
-    let answer = server.ok("/v1/completions", &json!({"prompt": "Next", "max_tokens": 3, "temperature": 0}));
+    let answer = server.ok(
+        "/v1/completions",
+        &json!({"prompt": "Next", "max_tokens": 3, "temperature": 0}),
+    );
     assert_eq!(text_of(&answer), pipe_text("Next", 3));
     assert!(started.elapsed() < Duration::from_secs(10));
     // A non-streamed request whose client gives up is cancelled too.
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_millis(300)).build();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_millis(300))
+        .build();
     let body = json!({"prompt": "Go on", "max_tokens": 100_000_000, "ignore_eos": true});
-    assert!(agent.post(&server.url("/v1/completions")).send_string(&body.to_string()).is_err());
+    assert!(agent
+        .post(&server.url("/v1/completions"))
+        .send_string(&body.to_string())
+        .is_err());
     wait_idle(&server, Duration::from_secs(10));
 }
 
@@ -491,7 +570,8 @@ fn a_client_that_disconnects_mid_stream_frees_the_worker() {
 fn sigterm_stops_the_server_with_status_0() {
     let mut server = Server::start(&[]);
     // One request in flight when the signal comes.
-    let body = json!({"prompt": "Go on", "max_tokens": 100_000_000, "ignore_eos": true, "stream": true});
+    let body =
+        json!({"prompt": "Go on", "max_tokens": 100_000_000, "ignore_eos": true, "stream": true});
     let response = server
         .agent
         .post(&server.url("/v1/completions"))
@@ -513,23 +593,37 @@ fn sigterm_stops_the_server_with_status_0() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0), "{}", server.stderr.lock().unwrap());
-    assert!(rest.contains("shutting down"), "{}", &rest[rest.len().saturating_sub(300)..]);
+    assert!(
+        rest.contains("shutting down"),
+        "{}",
+        &rest[rest.len().saturating_sub(300)..]
+    );
 }
 
 /// Time to the first streamed text, and the whole stream.
 fn timed_stream(server: &Server, path: &str, body: &Value) -> (Duration, Duration, Vec<Value>) {
     let started = Instant::now();
-    let response = server.agent.post(&server.url(path)).send_string(&body.to_string()).unwrap();
+    let response = server
+        .agent
+        .post(&server.url(path))
+        .send_string(&body.to_string())
+        .unwrap();
     let mut first = None;
     let mut chunks = Vec::new();
     for line in BufReader::new(response.into_reader()).lines() {
         let line = line.unwrap();
-        let Some(data) = line.strip_prefix("data: ") else { continue };
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
         if data == "[DONE]" {
             break;
         }
         let chunk: Value = serde_json::from_str(data).unwrap();
-        if first.is_none() && chunk["choices"][0]["text"].as_str().is_some_and(|t| !t.is_empty()) {
+        if first.is_none()
+            && chunk["choices"][0]["text"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty())
+        {
             first = Some(started.elapsed());
         }
         chunks.push(chunk);
@@ -616,16 +710,24 @@ fn load_16_clients_20_requests_each_half_streamed() {
         percentile(&first_tokens, 0.99),
     );
     // Time to first token, one client: a prompt whose prefix the cache holds vs one it does not.
-    let prefix = "The history of the city begins with a small village on the river, where fishermen";
-    let other = "In the mountains far to the north, a tribe of shepherds kept their flocks and told";
+    let prefix =
+        "The history of the city begins with a small village on the river, where fishermen";
+    let other =
+        "In the mountains far to the north, a tribe of shepherds kept their flocks and told";
     let mut shared = Vec::new();
     let mut fresh = Vec::new();
     for i in 0..20 {
         let ask = |text: String| json!({"prompt": text, "max_tokens": 2, "temperature": 0, "stream": true});
         // The cache holds `prefix` after this one...
         timed_stream(&server, "/v1/completions", &ask(prefix.to_string()));
-        let (t, _, chunks) = timed_stream(&server, "/v1/completions", &ask(format!("{prefix} {i}")));
-        assert!(chunks.last().unwrap()["timings"]["cache_n"].as_u64().unwrap() > 0);
+        let (t, _, chunks) =
+            timed_stream(&server, "/v1/completions", &ask(format!("{prefix} {i}")));
+        assert!(
+            chunks.last().unwrap()["timings"]["cache_n"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
         shared.push(t);
         // ...and `other`'s tokens must all run.
         let (t, _, _) = timed_stream(&server, "/v1/completions", &ask(format!("{other} {i}")));

@@ -381,7 +381,10 @@ mod tests {
         let mut logits = [2.0f32, -2.0, 1.0, 0.5];
         // Token 0 generated twice, token 1 once, token 2 never.
         apply_frequency_presence(&mut logits, &[0, 1, 0], 0.5, 0.25);
-        assert_eq!(logits, [2.0 - 2.0 * 0.5 - 0.25, -2.0 - 0.5 - 0.25, 1.0, 0.5]);
+        assert_eq!(
+            logits,
+            [2.0 - 2.0 * 0.5 - 0.25, -2.0 - 0.5 - 0.25, 1.0, 0.5]
+        );
         let mut off = [1.0f32, 2.0];
         apply_frequency_presence(&mut off, &[0, 1], 0.0, 0.0);
         assert_eq!(off, [1.0, 2.0]);
@@ -395,7 +398,10 @@ mod tests {
         };
         assert_eq!(s.sample_after(&logits, &[], &[0], &p), 1);
         assert_eq!(s.sample(&logits, &[], &p), 0);
-        assert_eq!(s.sample_after(&logits, &[], &[0], &params(0.0, 0, 1.0, 0.0)), 0);
+        assert_eq!(
+            s.sample_after(&logits, &[], &[0], &params(0.0, 0, 1.0, 0.0)),
+            0
+        );
         // Serialized settings are unchanged while the penalties are off.
         let text = toml::to_string(&SamplingParams::default()).unwrap();
         assert!(!text.contains("penalty = 0"), "{text}");

@@ -227,7 +227,11 @@ impl SamplingFields {
                 let mut biases: Vec<LogitBias> = Vec::with_capacity(map.len());
                 for (key, &bias) in map {
                     let field = format!("logit_bias.{key}");
-                    let id = key.trim().parse::<u32>().ok().filter(|&id| (id as usize) < vocab);
+                    let id = key
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|&id| (id as usize) < vocab);
                     let Some(id) = id else {
                         return Err(ApiError::field(
                             &field,
@@ -260,7 +264,13 @@ impl SamplingFields {
             max_tokens,
             seed: self.seed.map(|s| s as u64),
             logit_bias,
-            frequency_penalty: float_in(self.frequency_penalty, "frequency_penalty", -2.0, 2.0, 0.0)?,
+            frequency_penalty: float_in(
+                self.frequency_penalty,
+                "frequency_penalty",
+                -2.0,
+                2.0,
+                0.0,
+            )?,
             presence_penalty: float_in(self.presence_penalty, "presence_penalty", -2.0, 2.0, 0.0)?,
         };
         params
@@ -291,7 +301,10 @@ impl SamplingFields {
                 .enumerate()
                 .map(|(i, v)| {
                     v.as_str().map(str::to_string).ok_or_else(|| {
-                        ApiError::field(&format!("stop[{i}]"), format!("`stop[{i}]` is not a string"))
+                        ApiError::field(
+                            &format!("stop[{i}]"),
+                            format!("`stop[{i}]` is not a string"),
+                        )
                     })
                 })
                 .collect::<ApiResult<_>>()?,
@@ -302,9 +315,17 @@ impl SamplingFields {
                 ))
             }
         };
-        range(stops.len() <= MAX_STOP, "stop", stops.len(), &format!("at most {MAX_STOP} sequences"))?;
+        range(
+            stops.len() <= MAX_STOP,
+            "stop",
+            stops.len(),
+            &format!("at most {MAX_STOP} sequences"),
+        )?;
         if stops.iter().any(String::is_empty) {
-            return Err(ApiError::field("stop", "`stop` sequences must not be empty"));
+            return Err(ApiError::field(
+                "stop",
+                "`stop` sequences must not be empty",
+            ));
         }
         Ok(stops)
     }
@@ -313,7 +334,10 @@ impl SamplingFields {
 impl CompletionRequest {
     pub fn check(self, tokenizer: &Tokenizer) -> ApiResult<CompletionPlan> {
         let vocab = tokenizer.vocab_size();
-        let prompt = self.prompt.as_ref().ok_or_else(|| ApiError::missing("prompt"))?;
+        let prompt = self
+            .prompt
+            .as_ref()
+            .ok_or_else(|| ApiError::missing("prompt"))?;
         let prompts = prompts(prompt, tokenizer)?;
         let echo = self.echo.unwrap_or(false);
         let max_tokens = count_in(
@@ -366,7 +390,9 @@ fn prompts(prompt: &Value, tokenizer: &Tokenizer) -> ApiResult<Vec<Vec<u32>>> {
     };
     match prompt {
         Value::String(text) => Ok(vec![encode("prompt", text)?]),
-        Value::Array(items) if items.is_empty() => Err(ApiError::field("prompt", "`prompt` is empty")),
+        Value::Array(items) if items.is_empty() => {
+            Err(ApiError::field("prompt", "`prompt` is empty"))
+        }
         Value::Array(items) if items.iter().all(Value::is_number) => {
             Ok(vec![token_ids("prompt", items, tokenizer.vocab_size())?])
         }
@@ -405,7 +431,10 @@ fn token_ids(field: &str, items: &[Value], vocab: usize) -> ApiResult<Vec<u32>> 
 
 impl ChatRequest {
     pub fn check(self, vocab: usize, window: usize) -> ApiResult<ChatPlan> {
-        let messages = self.messages.as_ref().ok_or_else(|| ApiError::missing("messages"))?;
+        let messages = self
+            .messages
+            .as_ref()
+            .ok_or_else(|| ApiError::missing("messages"))?;
         if messages.is_empty() {
             return Err(ApiError::field("messages", "`messages` is empty"));
         }
@@ -459,7 +488,9 @@ impl ChatRequest {
             }
             (false, None) => None,
         };
-        let plan = self.sampling.plan(self.model, max_tokens, logprobs, vocab)?;
+        let plan = self
+            .sampling
+            .plan(self.model, max_tokens, logprobs, vocab)?;
         Ok(ChatPlan {
             system: system.join("\n"),
             turns,
@@ -477,13 +508,15 @@ fn message_text(i: usize, content: Option<&Value>) -> ApiResult<String> {
         Some(Value::Array(parts)) => parts
             .iter()
             .enumerate()
-            .map(|(j, part)| match (part.get("type").and_then(Value::as_str), part.get("text")) {
-                (Some("text"), Some(Value::String(t))) => Ok(t.as_str()),
-                _ => Err(ApiError::field(
-                    &format!("{field}[{j}]"),
-                    format!("`{field}[{j}]` is not a text part (only text is supported)"),
-                )),
-            })
+            .map(
+                |(j, part)| match (part.get("type").and_then(Value::as_str), part.get("text")) {
+                    (Some("text"), Some(Value::String(t))) => Ok(t.as_str()),
+                    _ => Err(ApiError::field(
+                        &format!("{field}[{j}]"),
+                        format!("`{field}[{j}]` is not a text part (only text is supported)"),
+                    )),
+                },
+            )
             .collect::<ApiResult<Vec<_>>>()
             .map(|texts| texts.concat()),
         Some(_) => Err(ApiError::field(

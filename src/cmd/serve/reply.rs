@@ -206,7 +206,9 @@ impl Reply {
                 if self.logprobs.is_some() {
                     c.entries.extend(entries);
                 }
-                let logprobs = self.logprobs.map(|_| first..self.choices[choice].entries.len());
+                let logprobs = self
+                    .logprobs
+                    .map(|_| first..self.choices[choice].entries.len());
                 Some(self.chunk(choice, &text, logprobs, None))
             }
         }

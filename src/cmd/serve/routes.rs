@@ -20,7 +20,8 @@ use tokio::sync::mpsc;
 
 use super::errors::{ApiError, ApiResult, BODY_LIMIT};
 use super::openai::{
-    parse_body, parse_request, ChatRequest, CompletionRequest, DetokenizeRequest, Plan, TokenizeRequest,
+    parse_body, parse_request, ChatRequest, CompletionRequest, DetokenizeRequest, Plan,
+    TokenizeRequest,
 };
 use super::reply::{Kind, Reply};
 use super::worker::{Event, Job, WorkerHandle};
@@ -142,9 +143,14 @@ async fn models(State(state): State<Shared>) -> Json<Value> {
     }))
 }
 
-async fn tokenize(State(state): State<Shared>, raw: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
+async fn tokenize(
+    State(state): State<Shared>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
     let request: TokenizeRequest = parse_body(&body(raw)?)?;
-    let content = request.content.ok_or_else(|| ApiError::missing("content"))?;
+    let content = request
+        .content
+        .ok_or_else(|| ApiError::missing("content"))?;
     let ids = state
         .tokenizer
         .encode(&content)
@@ -159,21 +165,42 @@ async fn tokenize(State(state): State<Shared>, raw: Result<Bytes, BytesRejection
     Ok(Json(json!({ "tokens": tokens })))
 }
 
-async fn detokenize(State(state): State<Shared>, raw: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
+async fn detokenize(
+    State(state): State<Shared>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
     let request: DetokenizeRequest = parse_body(&body(raw)?)?;
     let ids = request.check(state.tokenizer.vocab_size())?;
     Ok(Json(json!({ "content": state.tokenizer.decode(&ids) })))
 }
 
-async fn completions(State(state): State<Shared>, raw: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+async fn completions(
+    State(state): State<Shared>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     let request: CompletionRequest = parse_request(&body(raw)?)?;
     let checked = request.check(&state.tokenizer)?;
     let kind = Kind::Completion { echo: checked.echo };
-    let prompt_logprobs = if checked.echo { checked.plan.logprobs } else { None };
-    answer(&state, kind, checked.prompts, checked.plan, Vec::new(), prompt_logprobs).await
+    let prompt_logprobs = if checked.echo {
+        checked.plan.logprobs
+    } else {
+        None
+    };
+    answer(
+        &state,
+        kind,
+        checked.prompts,
+        checked.plan,
+        Vec::new(),
+        prompt_logprobs,
+    )
+    .await
 }
 
-async fn chat(State(state): State<Shared>, raw: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+async fn chat(
+    State(state): State<Shared>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     let request: ChatRequest = parse_request(&body(raw)?)?;
     let checked = request.check(state.tokenizer.vocab_size(), state.window)?;
     // Laid out as the interface lays out a chat, room kept for the reply as it keeps it.
@@ -190,7 +217,15 @@ async fn chat(State(state): State<Shared>, raw: Result<Bytes, BytesRejection>) -
     )
     .map_err(|e| ApiError::field("messages", format!("`messages`: {e}")))?;
     let stop = state.chat_format.stop_sequences();
-    answer(&state, Kind::Chat, vec![laid_out.tokens], checked.plan, stop, None).await
+    answer(
+        &state,
+        Kind::Chat,
+        vec![laid_out.tokens],
+        checked.plan,
+        stop,
+        None,
+    )
+    .await
 }
 
 /// Sets the job's cancel flag when the answer is dropped (the client went away, or the answer
@@ -217,7 +252,9 @@ async fn answer(
     let cancel = Arc::new(AtomicBool::new(false));
     let reply = Reply::new(
         kind,
-        plan.model.clone().unwrap_or_else(|| state.model_name.clone()),
+        plan.model
+            .clone()
+            .unwrap_or_else(|| state.model_name.clone()),
         state.tokenizer.clone(),
         prompts.clone(),
         plan.n,
@@ -301,8 +338,9 @@ async fn next_chunk(mut s: Streaming) -> Option<(Result<SseEvent, Infallible>, S
                 }
             },
             None => {
-                s.pending
-                    .push_back(data(ApiError::internal("the generation ended early").body()));
+                s.pending.push_back(data(
+                    ApiError::internal("the generation ended early").body(),
+                ));
                 s.ended = true;
             }
         }
