@@ -1,7 +1,6 @@
 //! The interface's state and how actions change it. Drawing only reads this; the event loop
 //! only turns events into actions and sends the requests `update` returns to the engine.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -53,6 +52,27 @@ pub enum Action {
     EngineGone,
     /// The terminal changed size: nothing to change, only to draw again.
     Resize,
+    /// A frame was drawn: the conversation's layout in it.
+    Drawn(BodyLayout),
+}
+
+/// How the conversation was laid out at the last frame: plain numbers the view hands back
+/// after drawing, not a cache of what it drew.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyLayout {
+    /// Wrapped lines in all.
+    pub lines: usize,
+    /// Lines that fit in the pane.
+    pub height: usize,
+    /// Lines of each block drawn (the system text, each turn, or the document).
+    pub block_lines: Vec<usize>,
+}
+
+impl BodyLayout {
+    /// Lines above block `index`; `None` when it was not drawn.
+    pub fn lines_before(&self, index: usize) -> Option<usize> {
+        (index < self.block_lines.len()).then(|| self.block_lines[..index].iter().sum())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,11 +128,9 @@ pub struct App {
     pub selected: usize,
     /// The first conversation line shown when scrolled back; `None` follows the stream.
     pub scroll_top: Option<usize>,
-    /// The conversation's wrapped line count and visible height at the last draw (written by
-    /// the view, so scrolling can be clamped and paged without knowing the layout).
-    pub body_metrics: Cell<(usize, usize)>,
-    /// The conversation's wrapped lines from the last frame (see [`super::view::WrapCache`]).
-    pub wrap_cache: std::cell::RefCell<super::view::WrapCache>,
+    /// The conversation's layout at the last frame, as the view reported it (so scrolling can
+    /// be clamped and paged without knowing the layout).
+    pub layout: BodyLayout,
     pub engine: EngineState,
     pub model: Option<ModelSummary>,
     pub tokens_per_s: f64,
@@ -188,8 +206,7 @@ impl App {
             focus: Focus::Input,
             selected: 0,
             scroll_top: None,
-            body_metrics: Cell::new((0, 0)),
-            wrap_cache: Default::default(),
+            layout: BodyLayout::default(),
             engine: EngineState::Loading("starting".into()),
             model: None,
             tokens_per_s: 0.0,
@@ -269,6 +286,10 @@ impl App {
                 vec![]
             }
             Action::Resize => vec![],
+            Action::Drawn(layout) => {
+                self.layout = layout;
+                vec![]
+            }
             Action::EngineGone => {
                 let why = match &self.engine {
                     EngineState::Failed(e) => e.clone(),
@@ -394,7 +415,7 @@ impl App {
         let alt = key.modifiers.contains(KeyModifiers::ALT);
         if self.show_help {
             // Up/Down/PgUp/PgDn scroll the help; any other key closes it.
-            let max = super::help::HELP.len().saturating_sub(1);
+            let max = super::keys::HELP.len().saturating_sub(1);
             match key.code {
                 KeyCode::Up => self.help_scroll = self.help_scroll.saturating_sub(1),
                 KeyCode::Down => self.help_scroll = (self.help_scroll + 1).min(max),
@@ -547,7 +568,7 @@ impl App {
     /// Scrolls the conversation `up` lines (negative: down). Reaching the bottom follows the
     /// stream again; while scrolled back the view stays put as new text arrives.
     pub fn scroll(&mut self, up: i64) {
-        let (total, height) = self.body_metrics.get();
+        let (total, height) = self.body_metrics();
         let bottom = total.saturating_sub(height) as i64;
         let top = (self.scroll_top.map_or(bottom, |t| t as i64) - up).clamp(0, bottom);
         self.scroll_top = (top < bottom).then_some(top as usize);
@@ -555,7 +576,12 @@ impl App {
 
     /// Lines that PgUp/PgDn move: the visible height less one line of overlap.
     fn page(&self) -> usize {
-        self.body_metrics.get().1.saturating_sub(1).max(1)
+        self.body_metrics().1.saturating_sub(1).max(1)
+    }
+
+    /// The conversation's wrapped line count and visible height at the last frame.
+    pub fn body_metrics(&self) -> (usize, usize) {
+        (self.layout.lines, self.layout.height)
     }
 
     /// A live change reaches a running generation at its next token.

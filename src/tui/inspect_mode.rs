@@ -222,12 +222,10 @@ impl App {
     /// Scrolls so that the chat turn `turn` starts in view (its lines from the last frame).
     fn reveal(&mut self, turn: usize) {
         let system = usize::from(!self.system.is_empty());
-        let cache = self.wrap_cache.borrow();
-        let Some(start) = cache.lines_before(turn + system) else {
+        let Some(start) = self.layout.lines_before(turn + system) else {
             return;
         };
-        drop(cache);
-        let (total, height) = self.body_metrics.get();
+        let (total, height) = self.body_metrics();
         let bottom = total.saturating_sub(height);
         self.scroll_top = (start < bottom).then_some(start);
     }
