@@ -8,7 +8,7 @@ use gpt2_tui::engine::chat::{ChatFormat, Role};
 use gpt2_tui::engine::{AttentionMap, Candidate, Prompt, Reply, Request};
 use gpt2_tui::generate::session::{FinishReason, Stats};
 use gpt2_tui::generate::SamplingParams;
-use gpt2_tui::tui::app::{Action, App, EngineState, Focus, Mode, ModelSummary};
+use gpt2_tui::tui::state::{Action, App, EngineState, Focus, Mode, ModelSummary};
 use gpt2_tui::tui::theme::load_themes;
 use gpt2_tui::tui::view;
 use ratatui::backend::TestBackend;

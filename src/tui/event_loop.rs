@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crossterm::event::{self, Event, KeyEventKind};
 use ratatui::Terminal;
 
-use super::app::{self, Action, App, ModelSummary};
+use super::state::{self, Action, App, ModelSummary};
 use super::terminal::Backend;
 use super::view::{self, Screen};
 use crate::engine::{Engine, Reply};
@@ -117,7 +117,7 @@ pub fn run(terminal: &mut Terminal<Backend>, app: &mut App, engine: &Engine) -> 
                 }
                 Event::Key(key) if key.kind != KeyEventKind::Release => Some(Action::Key(key)),
                 Event::Paste(text) => Some(Action::Paste(text)),
-                Event::Mouse(mouse) => app::wheel(mouse.kind).map(Action::Scroll),
+                Event::Mouse(mouse) => state::wheel(mouse.kind).map(Action::Scroll),
                 Event::Resize(..) => Some(Action::Resize),
                 _ => None,
             };

@@ -1,11 +1,10 @@
 //! The interactive interface: ratatui on crossterm, with inference on its own thread.
 
-pub mod app;
 pub mod controls;
 mod event_loop;
-pub mod inspect_mode;
 pub mod keys;
-pub mod replies;
+pub mod slash;
+pub mod state;
 mod terminal;
 pub mod theme;
 pub mod view;
@@ -16,7 +15,7 @@ use crate::engine::chat::ChatFormat;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::weights::hub::DownloadEvent;
-use app::{App, Mode};
+use state::{App, Mode};
 
 pub fn run(cli: &Cli, config: &Config) -> Result<()> {
     let params = cli.generate.sampling(config);

@@ -11,7 +11,7 @@ use unicode_width::UnicodeWidthStr;
 use super::text::{wrap, wrap_segments};
 use super::widgets::border;
 use crate::engine::chat::Role;
-use crate::tui::app::{App, BodyLayout, Mode, CONTINUATION};
+use crate::tui::state::{App, BodyLayout, Mode, CONTINUATION};
 use crate::tui::theme::Theme;
 
 /// The conversation wrapped into lines at the last frame, block by block (the system text, each

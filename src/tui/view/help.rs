@@ -1,4 +1,5 @@
-//! The help overlay: every key and command.
+//! The help overlay: every key and command, as [`keys::help`] generates the rows from the key
+//! table and the commands' table.
 
 use ratatui::layout::Rect;
 use ratatui::style::Style;
@@ -8,13 +9,14 @@ use ratatui::Frame;
 use unicode_width::UnicodeWidthStr;
 
 use super::widgets::border;
-use crate::tui::app::App;
-use crate::tui::keys::HELP;
+use crate::tui::keys;
+use crate::tui::state::App;
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
+    let rows = keys::help();
     let t = &app.theme;
     let width = area.width.saturating_sub(4).min(80);
-    let height = area.height.saturating_sub(2).min(HELP.len() as u16 + 2);
+    let height = area.height.saturating_sub(2).min(rows.len() as u16 + 2);
     let popup = Rect {
         x: area.x + (area.width - width) / 2,
         y: area.y + (area.height - height) / 2,
@@ -22,7 +24,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         height,
     };
     frame.render_widget(Clear, popup);
-    let fits = popup.height.saturating_sub(2) as usize >= HELP.len();
+    let fits = popup.height.saturating_sub(2) as usize >= rows.len();
     let title = if fits {
         "help · any key closes"
     } else {
@@ -31,11 +33,11 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let block = border(app, title, true).style(Style::default().bg(t.background));
     let inner = block.inner(popup);
     frame.render_widget(block, popup);
-    let key_width = HELP.iter().map(|(k, _)| k.width()).max().unwrap_or(0);
+    let key_width = rows.iter().map(|(k, _)| k.width()).max().unwrap_or(0);
     let skip = app
         .help_scroll
-        .min(HELP.len().saturating_sub(inner.height as usize));
-    let lines: Vec<Line> = HELP
+        .min(rows.len().saturating_sub(inner.height as usize));
+    let lines: Vec<Line> = rows
         .iter()
         .skip(skip)
         .map(|(key, what)| {

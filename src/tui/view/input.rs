@@ -8,7 +8,7 @@ use ratatui::Frame;
 use unicode_width::UnicodeWidthStr;
 
 use super::widgets::border;
-use crate::tui::app::{App, Focus, Mode};
+use crate::tui::state::{App, Focus, Mode};
 
 /// The input split into its tokens, on alternating backgrounds, with ids when asked.
 fn token_lines(app: &App) -> Option<Vec<Line<'static>>> {

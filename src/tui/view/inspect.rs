@@ -9,10 +9,10 @@ use unicode_width::UnicodeWidthStr;
 
 use super::text::{clip, quoted, wrap, wrap_segments};
 use super::widgets::bottom_right;
-use crate::tui::app::App;
 use crate::tui::controls::CONTROLS;
-use crate::tui::inspect_mode::{AttentionView, Inspect};
-use crate::tui::replies::{Branches, Piece};
+use crate::tui::state::inspect::{AttentionView, Inspect};
+use crate::tui::state::replies::{Branches, Piece};
+use crate::tui::state::App;
 
 /// The keys while the cursor is shown, for the input box's title (long, then short).
 pub fn hints(app: &App) -> (&'static str, &'static str) {

@@ -17,7 +17,7 @@ use ratatui::style::Style;
 use ratatui::widgets::Block;
 use ratatui::Frame;
 
-use crate::tui::app::{App, BodyLayout};
+use crate::tui::state::{App, BodyLayout};
 pub use conversation::WrapCache;
 
 const PANEL_WIDTH: u16 = 28;

@@ -8,8 +8,8 @@ use ratatui::Frame;
 use unicode_width::UnicodeWidthStr;
 
 use super::widgets::border;
-use crate::tui::app::{App, Focus};
 use crate::tui::controls::CONTROLS;
+use crate::tui::state::{App, Focus};
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;

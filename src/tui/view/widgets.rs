@@ -5,7 +5,7 @@ use ratatui::style::Style;
 use ratatui::text::Span;
 use ratatui::widgets::{Block, Borders};
 
-use crate::tui::app::App;
+use crate::tui::state::App;
 
 /// A bordered block with a title, in the accent colour when focused.
 pub fn border(app: &App, title: &str, focused: bool) -> Block<'static> {
