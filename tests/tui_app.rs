@@ -548,7 +548,7 @@ fn context_use_and_window_overflow_reach_the_status_bar() {
         dropped_tokens: 0,
     }));
     app.update(Action::Reply(token(1, "x".into(), -1.0, 240)));
-    assert_eq!(app.context_used, 240);
+    assert_eq!(app.stats.context_used, 240);
     let screen = render(&mut app, 140, 12);
     let buffer = screen.backend().buffer().clone();
     let text = format!("{buffer:?}");
@@ -589,12 +589,12 @@ fn snapshot_help_overlay_scrolls_on_a_small_terminal() {
         app.update(key(KeyCode::Down));
     }
     assert!(
-        app.show_help,
+        app.overlay.show_help,
         "arrows scroll the help, they do not close it"
     );
     insta::assert_snapshot!(render(&mut app, 80, 24).backend());
     app.update(key(KeyCode::Char('x')));
-    assert!(!app.show_help);
+    assert!(!app.overlay.show_help);
     assert!(app.input.is_empty(), "the closing key is not typed");
 }
 

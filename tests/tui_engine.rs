@@ -396,7 +396,7 @@ fn branch_equals_greedy_from_the_forced_prefix(mode: &str) {
         engine.send(request);
     }
     until_idle(&mut app, &engine);
-    let (prefilled, _) = app.prefill.unwrap();
+    let (prefilled, _) = app.stats.prefill.unwrap();
     assert_eq!(
         prefilled, 1,
         "{mode}: only the chosen token is new to the cache"

@@ -132,9 +132,9 @@ impl App {
                     self.inspect = None;
                     self.document.clear();
                     self.continuation_start = None;
-                    self.dropped_turns = 0;
-                    self.dropped_tokens = 0;
-                    self.context_shifts = 0;
+                    self.stats.dropped_turns = 0;
+                    self.stats.dropped_tokens = 0;
+                    self.stats.context_shifts = 0;
                     self.scroll_top = None;
                     Ok(Some("cleared".into()))
                 }
@@ -153,7 +153,7 @@ impl App {
                 )),
             },
             Command::Help => {
-                self.show_help = true;
+                self.overlay.show_help = true;
                 Ok(None)
             }
             Command::Probs => {
@@ -168,7 +168,7 @@ impl App {
                 Ok(None)
             }
             Command::Anatomy => {
-                self.show_anatomy = true;
+                self.overlay.show_anatomy = true;
                 Ok(None)
             }
             Command::Inspect => {

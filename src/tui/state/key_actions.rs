@@ -29,27 +29,31 @@ impl App {
     /// Finds what the key does where the interface is: the help overlay takes every key, any
     /// key closes the anatomy; then the token cursor, the global keys, and the focused part.
     pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Request> {
-        if self.show_help {
+        if self.overlay.show_help {
             // Up/Down/PgUp/PgDn scroll the help; any other key closes it.
             let max = keys::help().len().saturating_sub(1);
             match keys::lookup(Scope::Help, &key, |when| self.holds(when)) {
-                Some(KeyAction::HelpUp) => self.help_scroll = self.help_scroll.saturating_sub(1),
-                Some(KeyAction::HelpDown) => self.help_scroll = (self.help_scroll + 1).min(max),
+                Some(KeyAction::HelpUp) => {
+                    self.overlay.help_scroll = self.overlay.help_scroll.saturating_sub(1)
+                }
+                Some(KeyAction::HelpDown) => {
+                    self.overlay.help_scroll = (self.overlay.help_scroll + 1).min(max)
+                }
                 Some(KeyAction::HelpPageUp) => {
-                    self.help_scroll = self.help_scroll.saturating_sub(10)
+                    self.overlay.help_scroll = self.overlay.help_scroll.saturating_sub(10)
                 }
                 Some(KeyAction::HelpPageDown) => {
-                    self.help_scroll = (self.help_scroll + 10).min(max)
+                    self.overlay.help_scroll = (self.overlay.help_scroll + 10).min(max)
                 }
                 _ => {
-                    self.show_help = false;
-                    self.help_scroll = 0;
+                    self.overlay.show_help = false;
+                    self.overlay.help_scroll = 0;
                 }
             }
             return vec![];
         }
-        if self.show_anatomy {
-            self.show_anatomy = false;
+        if self.overlay.show_anatomy {
+            self.overlay.show_anatomy = false;
             return vec![];
         }
         let inspecting = self.inspect.is_some();
@@ -84,10 +88,10 @@ impl App {
             KeyAction::Cancel => return vec![Request::Cancel],
             KeyAction::Regenerate => return self.regenerate(),
             KeyAction::NextTheme => self.cycle_theme(),
-            KeyAction::ShowHelp => self.show_help = true,
+            KeyAction::ShowHelp => self.overlay.show_help = true,
             KeyAction::ToggleProbs => self.show_probs = !self.show_probs,
             KeyAction::CycleTokenView => self.token_view = (self.token_view + 1) % 3,
-            KeyAction::ToggleAnatomy => self.show_anatomy = !self.show_anatomy,
+            KeyAction::ToggleAnatomy => self.overlay.show_anatomy = !self.overlay.show_anatomy,
             KeyAction::StartInspecting => self.start_inspecting(),
             KeyAction::ToggleMode => self.set_mode(if self.mode == Mode::Chat {
                 Mode::Complete

@@ -125,23 +125,14 @@ pub struct App {
     /// be clamped and paged without knowing the layout).
     pub layout: BodyLayout,
     pub engine: EngineState,
+    /// The last reply's figures for the status bar.
+    pub stats: Stats,
     pub model: Option<ModelSummary>,
-    pub tokens_per_s: f64,
-    pub context_used: usize,
-    pub dropped_turns: usize,
-    /// Tokens from the start of the text left out to fit (completion mode).
-    pub dropped_tokens: usize,
-    /// Times the window filled during the current (or last) reply, each dropping its oldest half.
-    pub context_shifts: usize,
-    /// Prompt tokens run through the model for the last reply, and the prompt's size: a new
-    /// chat turn reuses the cached prefix, so the first is much smaller than the second.
-    pub prefill: Option<(usize, usize)>,
     /// A message sent while the model was loading, to be answered once it is ready.
     pub queued: bool,
     pub message: Option<String>,
-    pub show_help: bool,
-    /// Lines the help overlay is scrolled down (it can be taller than a small terminal).
-    pub help_scroll: usize,
+    /// The popups over the panes.
+    pub overlay: Overlay,
     pub themes: BTreeMap<String, Theme>,
     pub theme: Theme,
     pub quit: bool,
@@ -161,11 +152,34 @@ pub struct App {
     /// The input split into tokens (for the tokenizer view), and the text they were made from.
     pub input_rows: Vec<crate::engine::inspect::TokenRow>,
     tokenized_input: String,
-    pub show_anatomy: bool,
     pub tokenizer: Option<std::sync::Arc<crate::tokenizer::Tokenizer>>,
     pub anatomy: Option<crate::engine::inspect::Anatomy>,
-    generation_started: Option<Instant>,
-    generated: usize,
+}
+
+/// What the status bar shows of the engine's work on the current (or last) reply.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub tokens_per_s: f64,
+    pub context_used: usize,
+    pub dropped_turns: usize,
+    /// Tokens from the start of the text left out to fit (completion mode).
+    pub dropped_tokens: usize,
+    /// Times the window filled during the current (or last) reply, each dropping its oldest half.
+    pub context_shifts: usize,
+    /// Prompt tokens run through the model for the last reply, and the prompt's size: a new
+    /// chat turn reuses the cached prefix, so the first is much smaller than the second.
+    pub prefill: Option<(usize, usize)>,
+    pub(super) generation_started: Option<Instant>,
+    pub(super) generated: usize,
+}
+
+/// The popups that take every key while open.
+#[derive(Debug, Default)]
+pub struct Overlay {
+    pub show_help: bool,
+    /// Lines the help overlay is scrolled down (it can be taller than a small terminal).
+    pub help_scroll: usize,
+    pub show_anatomy: bool,
 }
 
 impl App {
@@ -201,17 +215,11 @@ impl App {
             scroll_top: None,
             layout: BodyLayout::default(),
             engine: EngineState::Loading("starting".into()),
+            stats: Stats::default(),
+            overlay: Overlay::default(),
             model: None,
-            tokens_per_s: 0.0,
-            context_used: 0,
-            dropped_turns: 0,
-            dropped_tokens: 0,
-            context_shifts: 0,
-            prefill: None,
             queued: false,
             message,
-            show_help: false,
-            help_scroll: 0,
             themes,
             theme,
             quit: false,
@@ -223,11 +231,8 @@ impl App {
             input_tokens: 0,
             input_rows: Vec::new(),
             tokenized_input: String::new(),
-            show_anatomy: false,
             tokenizer: None,
             anatomy: None,
-            generation_started: None,
-            generated: 0,
         }
     }
 
@@ -304,17 +309,17 @@ impl App {
                 dropped_turns,
                 dropped_tokens,
             } => {
-                self.context_used = prompt_tokens;
-                self.dropped_turns = dropped_turns;
-                self.dropped_tokens = dropped_tokens;
-                self.context_shifts = 0;
-                self.generation_started = Some(Instant::now());
-                self.generated = 0;
+                self.stats.context_used = prompt_tokens;
+                self.stats.dropped_turns = dropped_turns;
+                self.stats.dropped_tokens = dropped_tokens;
+                self.stats.context_shifts = 0;
+                self.stats.generation_started = Some(Instant::now());
+                self.stats.generated = 0;
             }
             Reply::ParamsApplied { from_token } => {
                 self.message = Some(format!("settings in use from token {from_token}"));
             }
-            Reply::ContextShifted(times) => self.context_shifts = times,
+            Reply::ContextShifted(times) => self.stats.context_shifts = times,
             Reply::Token {
                 id,
                 text,
@@ -332,12 +337,12 @@ impl App {
                     top,
                     params,
                 });
-                self.generated += 1;
-                self.context_used = context;
-                if let Some(started) = self.generation_started {
+                self.stats.generated += 1;
+                self.stats.context_used = context;
+                if let Some(started) = self.stats.generation_started {
                     let seconds = started.elapsed().as_secs_f64();
                     if seconds > 0.0 {
-                        self.tokens_per_s = self.generated as f64 / seconds;
+                        self.stats.tokens_per_s = self.stats.generated as f64 / seconds;
                     }
                 }
             }
@@ -352,11 +357,11 @@ impl App {
                     reply.push_text(&text);
                 }
                 self.engine = EngineState::Idle;
-                self.prefill = Some((stats.prefill_tokens, stats.prompt_tokens));
+                self.stats.prefill = Some((stats.prefill_tokens, stats.prompt_tokens));
                 if stats.generated_tokens > 1 {
-                    self.tokens_per_s = stats.decode_tokens_per_s();
+                    self.stats.tokens_per_s = stats.decode_tokens_per_s();
                 }
-                self.context_shifts = self.context_shifts.max(stats.context_shifts);
+                self.stats.context_shifts = self.stats.context_shifts.max(stats.context_shifts);
                 if reason.is_none() {
                     self.message = Some("stopped".into());
                 }

@@ -35,6 +35,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(block, popup);
     let key_width = rows.iter().map(|(k, _)| k.width()).max().unwrap_or(0);
     let skip = app
+        .overlay
         .help_scroll
         .min(rows.len().saturating_sub(inner.height as usize));
     let lines: Vec<Line> = rows

@@ -68,10 +68,10 @@ pub fn draw(frame: &mut Frame, app: &App, screen: &mut Screen) {
     if app.inspect.is_some() {
         inspect::draw(frame, app, main);
     }
-    if app.show_help {
+    if app.overlay.show_help {
         help::draw(frame, app, area);
     }
-    if app.show_anatomy {
+    if app.overlay.show_anatomy {
         anatomy::draw(frame, app, area);
     }
 }

@@ -34,37 +34,44 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         EngineState::Failed(_) => Span::styled("failed", warn),
     };
     items.push((9, state));
-    items.push((3, Span::raw(format!("{:.1} tok/s", app.tokens_per_s))));
+    items.push((3, Span::raw(format!("{:.1} tok/s", app.stats.tokens_per_s))));
     if let Some(m) = &app.model {
-        let share = app.context_used as f64 / m.window.max(1) as f64;
+        let share = app.stats.context_used as f64 / m.window.max(1) as f64;
         let color = if share > 0.9 { t.warning } else { t.foreground };
         items.push((
             4,
             Span::styled(
-                format!("ctx {}/{}", app.context_used, m.window),
+                format!("ctx {}/{}", app.stats.context_used, m.window),
                 Style::default().fg(color),
             ),
         ));
     }
-    if app.dropped_turns > 0 {
-        let s = if app.dropped_turns == 1 { "" } else { "s" };
+    if app.stats.dropped_turns > 0 {
+        let s = if app.stats.dropped_turns == 1 {
+            ""
+        } else {
+            "s"
+        };
         items.push((
             5,
-            Span::styled(format!("{} old turn{s} dropped", app.dropped_turns), warn),
+            Span::styled(
+                format!("{} old turn{s} dropped", app.stats.dropped_turns),
+                warn,
+            ),
         ));
     }
-    if app.context_shifts > 0 {
-        let times = match app.context_shifts {
+    if app.stats.context_shifts > 0 {
+        let times = match app.stats.context_shifts {
             1 => String::new(),
             n => format!(" ×{n}"),
         };
         items.push((5, Span::styled(format!("window full{times}"), warn)));
     }
-    if app.dropped_tokens > 0 {
+    if app.stats.dropped_tokens > 0 {
         items.push((
             5,
             Span::styled(
-                format!("start of text cut ({} tokens)", app.dropped_tokens),
+                format!("start of text cut ({} tokens)", app.stats.dropped_tokens),
                 warn,
             ),
         ));
@@ -76,7 +83,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         ));
     }
     // How much of the last prompt the model had to read: a new chat turn reuses the cache.
-    if let (Some((ran, prompt)), false) = (app.prefill, app.is_generating()) {
+    if let (Some((ran, prompt)), false) = (app.stats.prefill, app.is_generating()) {
         if prompt > 0 {
             items.push((
                 0,
