@@ -8,7 +8,7 @@ use gpt2_tui::engine::chat::{ChatFormat, Role};
 use gpt2_tui::engine::{AttentionMap, Candidate, Prompt, Reply, Request};
 use gpt2_tui::generate::session::{FinishReason, Stats};
 use gpt2_tui::generate::SamplingParams;
-use gpt2_tui::tui::app::{Action, App, EngineState, Focus, Mode, ModelSummary};
+use gpt2_tui::tui::state::{Action, App, EngineState, Focus, Mode, ModelSummary};
 use gpt2_tui::tui::theme::load_themes;
 use gpt2_tui::tui::view;
 use ratatui::backend::TestBackend;
@@ -291,9 +291,18 @@ fn the_example_config_parses_and_matches_the_defaults() {
     assert_eq!(config.ui.theme, "dark");
 }
 
-fn render(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+thread_local! {
+    /// What the view keeps between frames, one per test (each test runs on its own thread).
+    static SCREEN: std::cell::RefCell<view::Screen> = Default::default();
+}
+
+/// Draws a frame as the event loop does: with the view's own cache, then hands the layout back.
+fn render(app: &mut App, width: u16, height: u16) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-    terminal.draw(|f| view::draw(f, app)).unwrap();
+    SCREEN.with_borrow_mut(|screen| {
+        terminal.draw(|f| view::draw(f, app, screen)).unwrap();
+        app.update(Action::Drawn(screen.layout()));
+    });
     terminal
 }
 
@@ -311,22 +320,22 @@ fn snapshot_conversation_and_panel_after_a_live_change() {
     app.update(key(KeyCode::Tab));
     app.update(key(KeyCode::Right));
     app.update(key(KeyCode::Right));
-    insta::assert_snapshot!(render(&app, 90, 20).backend());
+    insta::assert_snapshot!(render(&mut app, 90, 20).backend());
 }
 
 #[test]
 fn snapshot_help_overlay() {
     let mut app = conversation();
     app.update(key(KeyCode::F(1)));
-    insta::assert_snapshot!(render(&app, 100, 30).backend());
+    insta::assert_snapshot!(render(&mut app, 100, 30).backend());
 }
 
 #[test]
 fn snapshot_tiny_terminal_does_not_panic() {
-    let app = conversation();
-    insta::assert_snapshot!(render(&app, 20, 5).backend());
+    let mut app = conversation();
+    insta::assert_snapshot!(render(&mut app, 20, 5).backend());
     for (w, h) in [(1, 1), (0, 0), (3, 2), (59, 7), (200, 3)] {
-        render(&app, w, h);
+        render(&mut app, w, h);
     }
 }
 
@@ -336,7 +345,7 @@ fn snapshot_each_theme_with_its_colours() {
     for name in themes.keys() {
         let mut app = conversation();
         send(&mut app, &format!("/theme {name}"));
-        let terminal = render(&app, 64, 16);
+        let terminal = render(&mut app, 64, 16);
         let buffer = terminal.backend().buffer();
         // The speaker's name is drawn in the theme's colour for that speaker.
         let you = (0..16)
@@ -422,19 +431,19 @@ fn snapshot_each_inspection_view_in_each_theme() {
         app.update(key(KeyCode::F(3)));
         insta::assert_debug_snapshot!(
             format!("probabilities_{name}"),
-            render(&app, 70, 12).backend().buffer()
+            render(&mut app, 70, 12).backend().buffer()
         );
         type_text(&mut app, "naïve café");
         app.update(key(KeyCode::F(4)));
         app.update(key(KeyCode::F(4)));
         insta::assert_debug_snapshot!(
             format!("tokens_{name}"),
-            render(&app, 70, 12).backend().buffer()
+            render(&mut app, 70, 12).backend().buffer()
         );
         app.update(key(KeyCode::F(5)));
         insta::assert_debug_snapshot!(
             format!("anatomy_{name}"),
-            render(&app, 90, 16).backend().buffer()
+            render(&mut app, 90, 16).backend().buffer()
         );
     }
 }
@@ -447,8 +456,8 @@ fn scrolling_back_holds_the_view_while_the_reply_streams_and_pgdn_returns_to_it(
         stream(&mut app, &["a reply"]);
         finish(&mut app, Some(FinishReason::Eos));
     }
-    render(&app, 80, 20);
-    let (total, height) = app.body_metrics.get();
+    render(&mut app, 80, 20);
+    let (total, height) = app.body_metrics();
     assert!(total > height, "more lines than fit: {total} > {height}");
     assert_eq!(app.scroll_top, None, "at the bottom, following");
     app.update(key(KeyCode::PageUp));
@@ -461,7 +470,7 @@ fn scrolling_back_holds_the_view_while_the_reply_streams_and_pgdn_returns_to_it(
     app.update(key(KeyCode::PageUp));
     let top = app.scroll_top.unwrap();
     stream(&mut app, &["line\n", "line\n", "line\n"]);
-    let screen = render(&app, 80, 20);
+    let screen = render(&mut app, 80, 20);
     assert_eq!(app.scroll_top, Some(top));
     assert!(format!("{:?}", screen.backend().buffer()).contains("more · PgDn"));
     // Far past the top is clamped, so one PgDn per page brings it back down.
@@ -525,7 +534,7 @@ fn engine_errors_are_shown_and_a_dead_engine_refuses_politely() {
     assert!(matches!(app.engine, EngineState::Failed(_)));
     assert!(send(&mut app, "and again").is_empty());
     assert_eq!(app.input, "and again");
-    let screen = render(&app, 90, 12);
+    let screen = render(&mut app, 90, 12);
     assert!(format!("{:?}", screen.backend().buffer()).contains("failed"));
 }
 
@@ -539,8 +548,8 @@ fn context_use_and_window_overflow_reach_the_status_bar() {
         dropped_tokens: 0,
     }));
     app.update(Action::Reply(token(1, "x".into(), -1.0, 240)));
-    assert_eq!(app.context_used, 240);
-    let screen = render(&app, 140, 12);
+    assert_eq!(app.stats.context_used, 240);
+    let screen = render(&mut app, 140, 12);
     let buffer = screen.backend().buffer().clone();
     let text = format!("{buffer:?}");
     assert!(text.contains("ctx 240/256"), "{text}");
@@ -552,10 +561,10 @@ fn context_use_and_window_overflow_reach_the_status_bar() {
         .unwrap();
     assert_eq!(buffer[(x, y)].fg, app.theme.warning);
     app.update(Action::Reply(Reply::ContextShifted(2)));
-    let text = format!("{:?}", render(&app, 200, 12).backend().buffer());
+    let text = format!("{:?}", render(&mut app, 200, 12).backend().buffer());
     assert!(text.contains("window full ×2"), "{text}");
     finish(&mut app, Some(FinishReason::MaxTokens));
-    let text = format!("{:?}", render(&app, 200, 12).backend().buffer());
+    let text = format!("{:?}", render(&mut app, 200, 12).backend().buffer());
     assert!(text.contains("prompt 12 · 5 new"), "{text}");
 }
 
@@ -568,7 +577,7 @@ fn resize_and_unknown_commands_change_nothing_else() {
     assert!(app.message.as_deref().unwrap().contains("unknown command"));
     assert_eq!(app.turns, turns);
     for (w, h) in [(20, 5), (300, 80), (21, 6), (20, 5)] {
-        render(&app, w, h);
+        render(&mut app, w, h);
     }
 }
 
@@ -580,12 +589,12 @@ fn snapshot_help_overlay_scrolls_on_a_small_terminal() {
         app.update(key(KeyCode::Down));
     }
     assert!(
-        app.show_help,
+        app.overlay.show_help,
         "arrows scroll the help, they do not close it"
     );
-    insta::assert_snapshot!(render(&app, 80, 24).backend());
+    insta::assert_snapshot!(render(&mut app, 80, 24).backend());
     app.update(key(KeyCode::Char('x')));
-    assert!(!app.show_help);
+    assert!(!app.overlay.show_help);
     assert!(app.input.is_empty(), "the closing key is not typed");
 }
 
@@ -606,19 +615,19 @@ fn screen_text(terminal: &Terminal<TestBackend>) -> String {
 fn redrawing_after_changes_shows_the_new_text_not_an_old_frame() {
     // Frames reuse the wrapped lines of blocks that did not change; every change must show.
     let mut app = conversation();
-    render(&app, 80, 20);
+    render(&mut app, 80, 20);
     app.update(ctrl('r'));
     stream(&mut app, &["It is the west, and Romeo is the moon."]);
     finish(&mut app, Some(FinishReason::Eos));
-    let screen = screen_text(&render(&app, 80, 20));
+    let screen = screen_text(&render(&mut app, 80, 20));
     assert!(screen.contains("Romeo is the moon"), "{screen}");
     assert!(!screen.contains("Juliet"), "{screen}");
     // A narrower pane wraps again.
-    let screen = screen_text(&render(&app, 62, 20));
+    let screen = screen_text(&render(&mut app, 62, 20));
     assert!(screen.contains("GPT-2: It is the west, and"), "{screen}");
     // So do a new theme and the probability view.
     send(&mut app, "/theme light");
-    let terminal = render(&app, 80, 20);
+    let terminal = render(&mut app, 80, 20);
     let buffer = terminal.backend().buffer();
     let (x, y) = (0..20)
         .flat_map(|y| (0..80).map(move |x| (x, y)))
@@ -626,9 +635,9 @@ fn redrawing_after_changes_shows_the_new_text_not_an_old_frame() {
         .unwrap();
     assert_eq!(buffer[(x, y)].fg, app.theme.user);
     send(&mut app, "/system Speak as in Verona.");
-    assert!(screen_text(&render(&app, 80, 20)).contains("system: Speak as in Verona."));
+    assert!(screen_text(&render(&mut app, 80, 20)).contains("system: Speak as in Verona."));
     send(&mut app, "/clear");
-    assert!(screen_text(&render(&app, 80, 20)).contains("Type a message"));
+    assert!(screen_text(&render(&mut app, 80, 20)).contains("Type a message"));
 }
 
 #[test]
@@ -639,7 +648,7 @@ fn completion_mode_colours_exactly_the_continuation() {
     send(&mut app, "aaaa bbbb cccc dddd");
     stream(&mut app, &[" eeee ffff"]);
     finish(&mut app, Some(FinishReason::MaxTokens));
-    let terminal = render(&app, 11, 14);
+    let terminal = render(&mut app, 11, 14);
     let buffer = terminal.backend().buffer();
     let screen = screen_text(&terminal);
     for (word, colour) in [
@@ -719,7 +728,7 @@ fn the_popup_shows_the_tokens_recorded_alternatives_and_settings() {
     app.update(key(KeyCode::Left));
     let piece = app.replies[&3].pieces()[1].clone();
     assert_eq!(piece.text, ",");
-    let screen = screen_text(&render(&app, 100, 30));
+    let screen = screen_text(&render(&mut app, 100, 30));
     assert!(screen.contains("token 2/3"), "{screen}");
     for (row, candidate) in piece.top.iter().enumerate() {
         let want = format!(
@@ -735,7 +744,7 @@ fn the_popup_shows_the_tokens_recorded_alternatives_and_settings() {
     assert!(screen.contains("seed 12"), "{screen}");
     assert!(screen.contains("temperature 0.80"), "{screen}");
     // The token under the cursor is drawn in the theme's highlight.
-    let terminal = render(&app, 100, 30);
+    let terminal = render(&mut app, 100, 30);
     let buffer = terminal.backend().buffer();
     let (x, y) = find(&terminal, "GPT-2: Well").expect("the reply on screen");
     let comma = (x + "GPT-2: Well".len() as u16, y);
@@ -791,7 +800,7 @@ fn choosing_a_candidate_branches_and_the_old_branch_comes_back_exactly() {
     let branched = format!("Well{} good friend", chosen.text);
     assert_eq!(app.turns[3].text, branched);
     assert_eq!(app.replies[&3].count(), 2);
-    assert!(screen_text(&render(&app, 100, 30)).contains("branch 2/2"));
+    assert!(screen_text(&render(&mut app, 100, 30)).contains("branch 2/2"));
     app.update(key(KeyCode::Char('b')));
     assert_eq!(app.turns[3].text, original, "the first branch, exactly");
     assert_eq!(app.replies[&3].pieces().len(), 3);
@@ -909,7 +918,7 @@ fn attention_app(theme: &str) -> App {
         serial: serial - 1,
         map: Ok(attention_map()),
     }));
-    assert!(screen_text(&render(&app, 100, 30)).contains("computing"));
+    assert!(screen_text(&render(&mut app, 100, 30)).contains("computing"));
     app.update(Action::Reply(Reply::Attention {
         serial,
         map: Ok(attention_map()),
@@ -920,7 +929,7 @@ fn attention_app(theme: &str) -> App {
 #[test]
 fn the_attention_view_moves_between_layers_and_heads() {
     let mut app = attention_app("dark");
-    let screen = screen_text(&render(&app, 100, 30));
+    let screen = screen_text(&render(&mut app, 100, 30));
     assert!(
         screen.contains("layer 1/2 · average of 2 heads"),
         "{screen}"
@@ -929,14 +938,14 @@ fn the_attention_view_moves_between_layers_and_heads() {
     assert!(screen.contains("███·"), "{screen}");
     app.update(key(KeyCode::Char(']')));
     app.update(key(KeyCode::Char('>')));
-    let screen = screen_text(&render(&app, 100, 30));
+    let screen = screen_text(&render(&mut app, 100, 30));
     assert!(screen.contains("layer 2/2 · head 1/2"), "{screen}");
     assert!(screen.contains("strongest \" to\" 80%"), "{screen}");
     app.update(key(KeyCode::Char('m')));
-    assert!(screen_text(&render(&app, 100, 30)).contains("average of 2 heads"));
+    assert!(screen_text(&render(&mut app, 100, 30)).contains("average of 2 heads"));
     app.update(key(KeyCode::Char(']')));
     assert!(
-        screen_text(&render(&app, 100, 30)).contains("layer 1/2"),
+        screen_text(&render(&mut app, 100, 30)).contains("layer 1/2"),
         "wraps around"
     );
     // Moving the cursor asks again, for the new token.
@@ -949,7 +958,7 @@ fn the_attention_view_moves_between_layers_and_heads() {
         serial: *serial,
         map: Err("no model".into()),
     }));
-    assert!(screen_text(&render(&app, 100, 30)).contains("no model"));
+    assert!(screen_text(&render(&mut app, 100, 30)).contains("no model"));
     // Odd answers and tiny terminals draw without a panic.
     for map in [
         AttentionMap {
@@ -971,14 +980,14 @@ fn the_attention_view_moves_between_layers_and_heads() {
         }));
         app.update(key(KeyCode::Char('m')));
         for (w, h) in [(100, 30), (20, 5), (3, 2), (0, 0), (61, 9)] {
-            render(&app, w, h);
+            render(&mut app, w, h);
         }
         app.update(key(KeyCode::Left));
     }
     app.update(key(KeyCode::Esc));
     assert!(app.inspect.as_ref().unwrap().attention.is_none());
     for (w, h) in [(20, 5), (3, 2), (0, 0), (61, 9)] {
-        render(&app, w, h);
+        render(&mut app, w, h);
     }
 }
 
@@ -1004,7 +1013,7 @@ fn snapshot_each_cursor_view_in_each_theme() {
         app.update(key(KeyCode::Left));
         app.update(key(KeyCode::Enter));
         app.update(key(KeyCode::Down));
-        let terminal = render(&app, 90, 24);
+        let terminal = render(&mut app, 90, 24);
         // The chosen row and the bars are in this theme's colours.
         let bars = cells_with(&terminal, "█");
         assert!(!bars.is_empty());
@@ -1019,8 +1028,8 @@ fn snapshot_each_cursor_view_in_each_theme() {
         );
         insta::assert_debug_snapshot!(format!("alternatives_{name}"), terminal.backend().buffer());
 
-        let app = attention_app(name);
-        let terminal = render(&app, 90, 24);
+        let mut app = attention_app(name);
+        let terminal = render(&mut app, 90, 24);
         let cells = cells_with(&terminal, "█");
         assert!(
             cells.iter().all(|c| app.theme.probability.contains(&c.fg)),
@@ -1049,7 +1058,7 @@ fn snapshot_completion_and_help_in_each_theme() {
         send(&mut app, "Once upon");
         stream(&mut app, &[" a", " time"]);
         finish(&mut app, Some(FinishReason::MaxTokens));
-        let terminal = render(&app, 70, 12);
+        let terminal = render(&mut app, 70, 12);
         let (x, y) = find(&terminal, "time").unwrap();
         assert_eq!(
             terminal.backend().buffer()[(x, y)].fg,
@@ -1058,7 +1067,7 @@ fn snapshot_completion_and_help_in_each_theme() {
         );
         insta::assert_debug_snapshot!(format!("completion_{name}"), terminal.backend().buffer());
         app.update(key(KeyCode::F(1)));
-        let terminal = render(&app, 90, 46);
+        let terminal = render(&mut app, 90, 46);
         let (x, y) = find(&terminal, "F6, /inspect").unwrap();
         assert_eq!(
             terminal.backend().buffer()[(x, y)].fg,

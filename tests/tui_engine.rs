@@ -11,7 +11,7 @@ use gpt2_tui::engine::chat::{chat_prompt, ChatFormat, ReplyTokens, Role, Turn};
 use gpt2_tui::engine::{Engine, Prompt, Reply, Request};
 use gpt2_tui::generate::session::{FinishReason, GenerateOptions, Stats, Step};
 use gpt2_tui::generate::SamplingParams;
-use gpt2_tui::tui::app::{Action, App, Mode, ModelSummary};
+use gpt2_tui::tui::state::{Action, App, Mode, ModelSummary};
 use gpt2_tui::tui::theme::load_themes;
 
 fn engine() -> Engine {
@@ -396,7 +396,7 @@ fn branch_equals_greedy_from_the_forced_prefix(mode: &str) {
         engine.send(request);
     }
     until_idle(&mut app, &engine);
-    let (prefilled, _) = app.prefill.unwrap();
+    let (prefilled, _) = app.stats.prefill.unwrap();
     assert_eq!(
         prefilled, 1,
         "{mode}: only the chosen token is new to the cache"

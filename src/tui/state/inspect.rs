@@ -3,10 +3,11 @@
 
 use crossterm::event::{KeyCode, KeyEvent};
 
-use super::app::{App, Mode, CONTINUATION};
 use super::replies::{Branches, Piece};
+use super::{App, EngineState, Mode, CONTINUATION};
 use crate::engine::chat::Role;
 use crate::engine::{AttentionMap, Request};
+use crate::tui::keys::KeyAction;
 
 /// Where the token cursor is and what it shows.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,9 +110,11 @@ impl App {
         self.message = None;
     }
 
-    /// Handles a key while the cursor is shown; `None` leaves it to the global keys.
-    pub(super) fn on_inspect_key(&mut self, key: KeyEvent) -> Option<Vec<Request>> {
-        let inspect = self.inspect.as_mut()?;
+    /// Carries out a key of the token cursor (found in [`crate::tui::keys`]'s inspect scope).
+    pub(super) fn on_inspect_action(&mut self, action: KeyAction, key: &KeyEvent) -> Vec<Request> {
+        let Some(inspect) = self.inspect.as_mut() else {
+            return vec![];
+        };
         let tokens = self
             .replies
             .get(&inspect.reply)
@@ -122,59 +125,64 @@ impl App {
             .and_then(|r| r.pieces().get(inspect.token))
             .map_or(0, |p| p.top.len());
         let moved_to = |token: usize| Some(token.min(tokens.saturating_sub(1)));
-        let target = match (key.code, inspect.choosing) {
-            (KeyCode::Esc, Some(_)) => {
+        let target = match action {
+            KeyAction::StopChoosing => {
                 inspect.choosing = None;
                 None
             }
-            (KeyCode::Esc, None) if inspect.attention.is_some() => {
+            KeyAction::CloseAttention => {
                 inspect.attention = None;
                 None
             }
-            (KeyCode::Esc | KeyCode::F(6), _) => {
+            KeyAction::LeaveInspecting => {
                 self.inspect = None;
-                return Some(vec![]);
+                return vec![];
             }
-            (KeyCode::Up, Some(row)) => {
-                inspect.choosing = Some(row.saturating_sub(1));
+            KeyAction::ChooseUp => {
+                inspect.choosing = inspect.choosing.map(|row| row.saturating_sub(1));
                 None
             }
-            (KeyCode::Down, Some(row)) => {
-                inspect.choosing = Some((row + 1).min(rows.saturating_sub(1)));
+            KeyAction::ChooseDown => {
+                inspect.choosing = inspect
+                    .choosing
+                    .map(|row| (row + 1).min(rows.saturating_sub(1)));
                 None
             }
-            (KeyCode::Enter, Some(row)) => return Some(self.branch_on(row)),
-            (KeyCode::Enter, None) if rows > 0 => {
+            KeyAction::Branch => match inspect.choosing {
+                Some(row) => return self.branch_on(row),
+                None => None,
+            },
+            KeyAction::StartChoosing => {
                 inspect.choosing = Some(0);
                 inspect.attention = None;
                 None
             }
-            (KeyCode::Left, _) => moved_to(inspect.token.saturating_sub(1)),
-            (KeyCode::Right, _) => moved_to(inspect.token + 1),
-            (KeyCode::Home, _) => moved_to(0),
-            (KeyCode::End, _) => moved_to(tokens.saturating_sub(1)),
-            (KeyCode::Up, None) => return Some(self.move_reply(-1)),
-            (KeyCode::Down, None) => return Some(self.move_reply(1)),
-            (KeyCode::Char('b'), _) => return Some(self.cycle_branch(1)),
-            (KeyCode::Char('B'), _) => return Some(self.cycle_branch(-1)),
-            (KeyCode::Char('a'), _) => {
+            KeyAction::TokenLeft => moved_to(inspect.token.saturating_sub(1)),
+            KeyAction::TokenRight => moved_to(inspect.token + 1),
+            KeyAction::TokenFirst => moved_to(0),
+            KeyAction::TokenLast => moved_to(tokens.saturating_sub(1)),
+            KeyAction::PreviousReply => return self.move_reply(-1),
+            KeyAction::NextReply => return self.move_reply(1),
+            KeyAction::NextBranch => return self.cycle_branch(1),
+            KeyAction::PreviousBranch => return self.cycle_branch(-1),
+            KeyAction::ToggleAttention => {
                 if inspect.attention.take().is_none() {
-                    return Some(self.request_attention());
+                    return self.request_attention();
                 }
                 None
             }
-            (KeyCode::Char(c @ ('[' | ']' | '<' | '>' | ',' | '.' | 'm')), _) => {
-                if let Some(view) = inspect.attention.as_mut() {
+            KeyAction::StepAttention => {
+                if let (KeyCode::Char(c), Some(view)) = (key.code, inspect.attention.as_mut()) {
                     step_attention(view, c);
                 }
                 None
             }
-            _ => return None,
+            _ => None,
         };
         if let Some(token) = target {
-            return Some(self.move_cursor(token));
+            return self.move_cursor(token);
         }
-        Some(vec![])
+        vec![]
     }
 
     /// Moves the cursor to `token` of the same reply; an open attention view follows it.
@@ -222,12 +230,10 @@ impl App {
     /// Scrolls so that the chat turn `turn` starts in view (its lines from the last frame).
     fn reveal(&mut self, turn: usize) {
         let system = usize::from(!self.system.is_empty());
-        let cache = self.wrap_cache.borrow();
-        let Some(start) = cache.lines_before(turn + system) else {
+        let Some(start) = self.layout.lines_before(turn + system) else {
             return;
         };
-        drop(cache);
-        let (total, height) = self.body_metrics.get();
+        let (total, height) = self.body_metrics();
         let bottom = total.saturating_sub(height);
         self.scroll_top = (start < bottom).then_some(start);
     }
@@ -239,7 +245,7 @@ impl App {
                 "the model is still writing: wait for it, or leave (Esc) and stop it".into(),
             );
         }
-        if let super::app::EngineState::Failed(e) = &self.engine {
+        if let EngineState::Failed(e) = &self.engine {
             return Some(e.clone());
         }
         self.model

@@ -7,11 +7,12 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui::Frame;
 use unicode_width::UnicodeWidthStr;
 
-use super::app::App;
-use super::controls::CONTROLS;
-use super::inspect_mode::{AttentionView, Inspect};
-use super::replies::{Branches, Piece};
-use super::view::{wrap, wrap_segments};
+use super::text::{clip, quoted, wrap, wrap_segments};
+use super::widgets::bottom_right;
+use crate::tui::controls::CONTROLS;
+use crate::tui::state::inspect::{AttentionView, Inspect};
+use crate::tui::state::replies::{Branches, Piece};
+use crate::tui::state::App;
 
 /// The keys while the cursor is shown, for the input box's title (long, then short).
 pub fn hints(app: &App) -> (&'static str, &'static str) {
@@ -63,11 +64,6 @@ fn position(inspect: &Inspect, reply: &Branches) -> String {
         title += &format!(" · branch {}/{}", reply.active() + 1, reply.count());
     }
     title + " "
-}
-
-/// A token's text as it is shown in lists: quoted, with line breaks and tabs escaped.
-pub fn quoted(text: &str) -> String {
-    format!("{text:?}")
 }
 
 fn draw_alternatives(
@@ -154,32 +150,6 @@ fn draw_alternatives(
             .map(|l| Line::styled(l, Style::default().fg(t.muted))),
     );
     frame.render_widget(Paragraph::new(lines), inner);
-}
-
-/// Cuts `text` to `width` columns, marking the cut.
-fn clip(text: &str, width: usize) -> String {
-    if text.width() <= width {
-        return text.to_string();
-    }
-    let mut out = String::new();
-    for c in text.chars() {
-        if out.width() + 2 > width {
-            break;
-        }
-        out.push(c);
-    }
-    out + "…"
-}
-
-fn bottom_right(area: Rect, width: u16, height: u16) -> Rect {
-    let width = width.min(area.width);
-    let height = height.min(area.height);
-    Rect {
-        x: area.x + area.width - width,
-        y: area.y + area.height - height,
-        width,
-        height,
-    }
 }
 
 fn draw_attention(
