@@ -39,20 +39,10 @@ pub fn rows_times_t(xs: &[f32], w: &QTensor) -> Result<Option<Vec<f32>>> {
 /// `y += xs @ w^T` for q8_0 weights on the CPU, as [`rows_times_t`]; `false` (untouched) when
 /// the weights are of another format or elsewhere.
 pub fn add_rows_times_t(xs: &[f32], w: &QTensor, y: &mut [f32]) -> Result<bool> {
-    let (n, k) = w.shape().dims2()?;
-    if w.dtype() != GgmlDType::Q8_0 || !matches!(w.device(), Device::Cpu) || k % BLOCK != 0 {
+    let Some(w) = Q8Matrix::of(w)? else {
         return Ok(false);
-    }
-    let blocks = w.data()?;
-    add_rows_times(
-        xs,
-        Q8Matrix {
-            blocks: &blocks,
-            n,
-            k,
-        },
-        y,
-    )?;
+    };
+    add_rows_times(xs, w, y)?;
     Ok(true)
 }
 
@@ -73,8 +63,10 @@ impl<'a> Q8Matrix<'a> {
             return Ok(None);
         }
         match w.data()? {
-            std::borrow::Cow::Borrowed(blocks) => Ok(Some(Self { blocks, n, k })),
-            std::borrow::Cow::Owned(_) => Ok(None),
+            std::borrow::Cow::Borrowed(blocks) if blocks.len() == n * (k / BLOCK) * BLOCK_BYTES => {
+                Ok(Some(Self { blocks, n, k }))
+            }
+            _ => Ok(None),
         }
     }
 }
