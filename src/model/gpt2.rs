@@ -13,7 +13,6 @@ use super::cpu::CpuWeights;
 use super::init::init;
 use super::kv_cache::KvCache;
 use super::layers::{Block, LayerNorm, LmHead};
-
 use super::q8::QuantizedWeights;
 
 pub use super::layers::Mode;
