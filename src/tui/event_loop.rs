@@ -46,8 +46,8 @@ pub fn run(terminal: &mut Terminal<Backend>, app: &mut App, engine: &Engine) -> 
             let requests = if matches!(reply, Reply::Loaded) {
                 match engine.info.get() {
                     Some(info) => {
-                        app.tokenizer = Some(info.tokenizer.clone());
-                        app.anatomy = Some(info.anatomy.clone());
+                        app.engine.tokenizer = Some(info.tokenizer.clone());
+                        app.engine.anatomy = Some(info.anatomy.clone());
                         let requests = app.update(Action::Loaded(ModelSummary::from(info)));
                         app.count_input_tokens();
                         requests

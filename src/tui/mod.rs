@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::engine::chat::ChatFormat;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::weights::hub::DownloadEvent;
+use crate::load::DownloadEvent;
 use state::{App, Mode};
 
 pub fn run(cli: &Cli, config: &Config) -> Result<()> {

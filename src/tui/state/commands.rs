@@ -10,9 +10,11 @@ use crate::tui::slash::{self, Command};
 impl App {
     /// Removes the last turn if it is the model's, with its tokens and branches.
     pub(super) fn drop_last_reply(&mut self) {
-        if self.turns.last().is_some_and(|t| t.role == Role::Model) {
-            self.turns.pop();
-            self.forget_reply(self.turns.len());
+        let turns = &mut self.conversation.turns;
+        if turns.last().is_some_and(|t| t.role == Role::Model) {
+            turns.pop();
+            let key = turns.len();
+            self.forget_reply(key);
         }
     }
 
@@ -20,18 +22,19 @@ impl App {
         if self.is_generating() {
             return vec![];
         }
-        match self.mode {
+        match self.conversation.mode {
             Mode::Chat => {
                 self.drop_last_reply();
-                if self.turns.last().is_some_and(|t| t.role == Role::User) {
+                let turns = &self.conversation.turns;
+                if turns.last().is_some_and(|t| t.role == Role::User) {
                     return self.generate();
                 }
                 self.message = Some("nothing to regenerate".into());
                 vec![]
             }
-            Mode::Complete => match self.continuation_start.take() {
-                Some(start) if start <= self.document.len() => {
-                    self.document.truncate(start);
+            Mode::Complete => match self.conversation.continuation_start.take() {
+                Some(start) if start <= self.conversation.document.len() => {
+                    self.conversation.document.truncate(start);
                     self.forget_reply(CONTINUATION);
                     self.generate()
                 }
@@ -46,15 +49,15 @@ impl App {
     /// Completion mode: moves the whole document into the input to edit it; Enter then
     /// continues from the edited text.
     pub(super) fn edit_document(&mut self) {
-        let document = std::mem::take(&mut self.document);
-        self.input = document + &self.input;
-        self.cursor = self.input.len();
-        self.continuation_start = None;
+        let document = std::mem::take(&mut self.conversation.document);
+        let text = document + &self.input.text;
+        self.input.set(text);
+        self.conversation.continuation_start = None;
         self.forget_reply(CONTINUATION);
     }
 
     pub(super) fn set_mode(&mut self, mode: Mode) {
-        self.mode = mode;
+        self.conversation.mode = mode;
         self.inspect = None;
         self.message = Some(match mode {
             Mode::Chat => "chat mode".into(),
@@ -65,13 +68,7 @@ impl App {
     }
 
     pub(super) fn cycle_theme(&mut self) {
-        let names: Vec<&String> = self.themes.keys().collect();
-        let at = names
-            .iter()
-            .position(|n| **n == self.theme.name)
-            .unwrap_or(0);
-        let next = names[(at + 1) % names.len()].clone();
-        self.theme = self.themes[&next].clone();
+        let next = self.look.next_theme();
         self.message = Some(format!("theme {next}"));
     }
 
@@ -101,7 +98,7 @@ impl App {
                 Ok(None)
             }
             Command::Format { format, name } => {
-                self.format = format;
+                self.conversation.format = format;
                 Ok(Some(format!("format {name}")))
             }
             Command::System(text) => {
@@ -110,7 +107,7 @@ impl App {
                 } else {
                     "system text set"
                 };
-                self.system = text;
+                self.conversation.system = text;
                 Ok(Some(message.into()))
             }
             Command::Regenerate => return self.regenerate(),
@@ -126,45 +123,30 @@ impl App {
                 if self.is_generating() {
                     Err("stop the generation first (Esc)".into())
                 } else {
-                    self.queued = false;
-                    self.turns.clear();
-                    self.replies.clear();
-                    self.inspect = None;
-                    self.document.clear();
-                    self.continuation_start = None;
-                    self.stats.dropped_turns = 0;
-                    self.stats.dropped_tokens = 0;
-                    self.stats.context_shifts = 0;
-                    self.scroll_top = None;
+                    self.clear();
                     Ok(Some("cleared".into()))
                 }
             }
             Command::Save(path) => self.save(&path).map(Some),
             Command::Load(path) => self.load(&path).map(Some),
             Command::Export(path) => self.export(&path).map(Some),
-            Command::Theme(name) => match self.themes.get(&name) {
-                Some(theme) => {
-                    self.theme = theme.clone();
-                    Ok(Some(format!("theme {name}")))
-                }
-                None => Err(format!(
-                    "no theme \"{name}\" (have: {})",
-                    self.themes.keys().cloned().collect::<Vec<_>>().join(", ")
-                )),
-            },
+            Command::Theme(name) => self
+                .look
+                .set_theme(&name)
+                .map(|()| Some(format!("theme {name}"))),
             Command::Help => {
                 self.overlay.show_help = true;
                 Ok(None)
             }
             Command::Probs => {
-                self.show_probs = !self.show_probs;
+                let on = self.look.toggle_probs();
                 Ok(Some(format!(
                     "probability colours {}",
-                    if self.show_probs { "on" } else { "off" }
+                    if on { "on" } else { "off" }
                 )))
             }
             Command::Tokens => {
-                self.token_view = (self.token_view + 1) % 3;
+                self.input.cycle_token_view();
                 Ok(None)
             }
             Command::Anatomy => {
@@ -192,21 +174,35 @@ impl App {
         vec![]
     }
 
+    /// Forgets the conversation (the settings and the input stay).
+    fn clear(&mut self) {
+        self.engine.queued = false;
+        let c = &mut self.conversation;
+        c.turns.clear();
+        c.replies.clear();
+        c.document.clear();
+        c.continuation_start = None;
+        self.inspect = None;
+        self.stats.clear_dropped();
+        self.panes.follow();
+    }
+
     pub(super) fn undo(&mut self) {
-        self.queued = false;
-        match self.mode {
+        self.engine.queued = false;
+        match self.conversation.mode {
             Mode::Chat => {
                 self.drop_last_reply();
-                if self.turns.last().is_some_and(|t| t.role == Role::User) {
-                    if let Some(turn) = self.turns.pop() {
-                        self.input = turn.text;
-                        self.cursor = self.input.len();
+                let turns = &mut self.conversation.turns;
+                if turns.last().is_some_and(|t| t.role == Role::User) {
+                    if let Some(turn) = turns.pop() {
+                        self.input.set(turn.text);
                     }
                 }
             }
             Mode::Complete => {
-                if let Some(start) = self.continuation_start.take() {
-                    self.document.truncate(start.min(self.document.len()));
+                let c = &mut self.conversation;
+                if let Some(start) = c.continuation_start.take() {
+                    c.document.truncate(start.min(c.document.len()));
                 }
                 self.forget_reply(CONTINUATION);
             }

@@ -21,17 +21,19 @@ pub struct Transcript {
 
 impl App {
     pub fn transcript(&self) -> Transcript {
+        let c = &self.conversation;
         Transcript {
             model: self
+                .engine
                 .model
                 .as_ref()
                 .map(|m| m.name.clone())
                 .unwrap_or_default(),
-            mode: self.mode,
-            format: self.format,
-            system: self.system.clone(),
-            turns: self.turns.clone(),
-            document: self.document.clone(),
+            mode: c.mode,
+            format: c.format,
+            system: c.system.clone(),
+            turns: c.turns.clone(),
+            document: c.document.clone(),
             settings: self.params.clone(),
         }
     }
@@ -53,15 +55,16 @@ impl App {
         let t: Transcript = serde_json::from_str(&text)
             .map_err(|e| format!("{path}: not a gpt2-tui transcript: {e}"))?;
         t.settings.validate().map_err(|e| format!("{path}: {e}"))?;
-        self.mode = t.mode;
-        self.format = t.format;
-        self.system = t.system;
-        self.turns = t.turns;
-        self.replies.clear();
+        let c = &mut self.conversation;
+        c.mode = t.mode;
+        c.format = t.format;
+        c.system = t.system;
+        c.turns = t.turns;
+        c.replies.clear();
+        c.document = t.document;
+        c.continuation_start = None;
         self.inspect = None;
-        self.document = t.document;
         self.params = t.settings;
-        self.continuation_start = None;
         Ok(format!("loaded {path}"))
     }
 
@@ -70,13 +73,15 @@ impl App {
             return Err("usage: /export PATH".into());
         }
         let name = self
+            .engine
             .model
             .as_ref()
             .map(|m| m.name.as_str())
             .unwrap_or("GPT-2");
-        let text = match self.mode {
-            Mode::Chat => to_markdown(name, &self.system, &self.turns),
-            Mode::Complete => format!("# Text continued by {name}\n\n{}\n", self.document),
+        let c = &self.conversation;
+        let text = match c.mode {
+            Mode::Chat => to_markdown(name, &c.system, &c.turns),
+            Mode::Complete => format!("# Text continued by {name}\n\n{}\n", c.document),
         };
         std::fs::write(path, text).map_err(|e| format!("cannot write {path}: {e}"))?;
         Ok(format!("exported to {path}"))

@@ -10,8 +10,8 @@ use super::widgets::{border, popup_area};
 use crate::tui::state::App;
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
-    let t = &app.theme;
-    let Some(anatomy) = &app.anatomy else {
+    let t = &app.look.theme;
+    let Some(anatomy) = &app.engine.anatomy else {
         return;
     };
     let summary = anatomy.summary();
@@ -44,7 +44,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             ])
         })
         .collect();
-    let dtype_bytes = match app.model.as_ref().map(|m| m.dtype.as_str()) {
+    let dtype_bytes = match app.engine.model.as_ref().map(|m| m.dtype.as_str()) {
         Some("f16") | Some("bf16") => 2,
         _ => 4,
     };

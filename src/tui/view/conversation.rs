@@ -39,7 +39,7 @@ fn block_key(app: &App, block: &BodyBlock) -> u64 {
     match block {
         BodyBlock::System(text) => (0u8, text).hash(&mut h),
         BodyBlock::Turn(i) => {
-            let turn = &app.turns[*i];
+            let turn = &app.conversation.turns[*i];
             (
                 1u8,
                 turn.role == Role::User,
@@ -50,7 +50,13 @@ fn block_key(app: &App, block: &BodyBlock) -> u64 {
         }
         BodyBlock::Document => {
             let tokens = token_view(app, CONTINUATION);
-            (2u8, &app.document, app.continuation_start, tokens).hash(&mut h);
+            (
+                2u8,
+                &app.conversation.document,
+                app.conversation.continuation_start,
+                tokens,
+            )
+                .hash(&mut h);
         }
         BodyBlock::Placeholder(text) => (3u8, text).hash(&mut h),
     }
@@ -59,7 +65,7 @@ fn block_key(app: &App, block: &BodyBlock) -> u64 {
 
 /// What decides how a reply's tokens are drawn: their count, the branch shown, the cursor.
 fn token_view(app: &App, key: usize) -> (usize, usize, Option<usize>) {
-    let reply = app.replies.get(&key);
+    let reply = app.conversation.replies.get(&key);
     let cursor = app.inspect.as_ref().filter(|i| i.reply == key);
     (
         reply.map_or(0, |r| r.pieces().len()),
@@ -71,16 +77,16 @@ fn token_view(app: &App, key: usize) -> (usize, usize, Option<usize>) {
 /// A reply's tokens as styled text, when they are to be seen one by one: coloured by
 /// probability when that view is on, the one under the token cursor highlighted.
 fn piece_segments(app: &App, key: usize, plain: Style) -> Option<Vec<(String, Style)>> {
-    let reply = app.replies.get(&key)?;
+    let reply = app.conversation.replies.get(&key)?;
     let cursor = app
         .inspect
         .as_ref()
         .filter(|i| i.reply == key)
         .map(|i| i.token);
-    if !app.show_probs && cursor.is_none() {
+    if !app.look.show_probs && cursor.is_none() {
         return None;
     }
-    let t = &app.theme;
+    let t = &app.look.theme;
     let segments = reply.pieces().iter().enumerate().map(|(i, piece)| {
         if Some(i) == cursor {
             // Visible even when the token is a line break or released no text.
@@ -93,7 +99,7 @@ fn piece_segments(app: &App, key: usize, plain: Style) -> Option<Vec<(String, St
                 .bg(t.accent)
                 .add_modifier(Modifier::BOLD);
             (text, style)
-        } else if app.show_probs {
+        } else if app.look.show_probs {
             (
                 piece.text.clone(),
                 Style::default().fg(t.probability_color(piece.prob)),
@@ -106,7 +112,7 @@ fn piece_segments(app: &App, key: usize, plain: Style) -> Option<Vec<(String, St
 }
 
 fn block_lines(app: &App, block: &BodyBlock, width: usize) -> Vec<Line<'static>> {
-    let t = &app.theme;
+    let t = &app.look.theme;
     let mut lines: Vec<Line<'static>> = Vec::new();
     match block {
         BodyBlock::System(text) => {
@@ -118,7 +124,7 @@ fn block_lines(app: &App, block: &BodyBlock, width: usize) -> Vec<Line<'static>>
             lines.push(Line::styled(*text, Style::default().fg(t.muted)))
         }
         BodyBlock::Turn(index) => {
-            let turn = &app.turns[*index];
+            let turn = &app.conversation.turns[*index];
             let (name, color) = match turn.role {
                 Role::User => ("You", t.user),
                 Role::Model => ("GPT-2", t.model),
@@ -151,12 +157,13 @@ fn block_lines(app: &App, block: &BodyBlock, width: usize) -> Vec<Line<'static>>
         }
         BodyBlock::Document => {
             let start = app
+                .conversation
                 .continuation_start
-                .unwrap_or(app.document.len())
-                .min(app.document.len());
+                .unwrap_or(app.conversation.document.len())
+                .min(app.conversation.document.len());
             if let Some(pieces) = piece_segments(app, CONTINUATION, Style::default().fg(t.model)) {
                 let mut segments = vec![(
-                    app.document[..start].to_string(),
+                    app.conversation.document[..start].to_string(),
                     Style::default().fg(t.foreground),
                 )];
                 segments.extend(pieces);
@@ -166,8 +173,11 @@ fn block_lines(app: &App, block: &BodyBlock, width: usize) -> Vec<Line<'static>>
             // Colour the model's continuation; wrapping works on the whole text. Each line is
             // found in the text from where the last one ended (a break can swallow a space).
             let mut offset = 0;
-            for l in wrap(&app.document, width) {
-                let at = offset + app.document[offset..].find(l.as_str()).unwrap_or(0);
+            for l in wrap(&app.conversation.document, width) {
+                let at = offset
+                    + app.conversation.document[offset..]
+                        .find(l.as_str())
+                        .unwrap_or(0);
                 let end = at + l.len();
                 let line = if end <= start {
                     Line::styled(l, Style::default().fg(t.foreground))
@@ -191,42 +201,46 @@ fn block_lines(app: &App, block: &BodyBlock, width: usize) -> Vec<Line<'static>>
 /// Draws the conversation from the lines kept in `cache` (wrapping again only the blocks that
 /// changed); returns how many lines each block took and how many fit.
 pub fn draw(frame: &mut Frame, app: &App, area: Rect, cache: &mut WrapCache) -> BodyLayout {
-    let t = &app.theme;
-    let title = match app.mode {
-        Mode::Chat => format!("chat · {}", app.format.name()),
+    let t = &app.look.theme;
+    let title = match app.conversation.mode {
+        Mode::Chat => format!("chat · {}", app.conversation.format.name()),
         Mode::Complete => "completion".to_string(),
     };
     let mut block = border(app, &title, false);
-    if app.show_probs {
+    if app.look.show_probs {
         block = block.title(probability_legend(app));
     }
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let width = inner.width as usize;
     let mut blocks = Vec::new();
-    match app.mode {
+    match app.conversation.mode {
         Mode::Chat => {
-            if !app.system.is_empty() {
-                blocks.push(BodyBlock::System(&app.system));
+            if !app.conversation.system.is_empty() {
+                blocks.push(BodyBlock::System(&app.conversation.system));
             }
-            blocks.extend((0..app.turns.len()).map(BodyBlock::Turn));
-            if app.turns.is_empty() {
+            blocks.extend((0..app.conversation.turns.len()).map(BodyBlock::Turn));
+            if app.conversation.turns.is_empty() {
                 blocks.push(BodyBlock::Placeholder(
                     "Type a message and press Enter. F1 for help.",
                 ));
             }
         }
-        Mode::Complete if app.document.is_empty() => blocks.push(BodyBlock::Placeholder(
-            "Type the start of a text and press Enter: the model continues it.",
-        )),
+        Mode::Complete if app.conversation.document.is_empty() => {
+            blocks.push(BodyBlock::Placeholder(
+                "Type the start of a text and press Enter: the model continues it.",
+            ))
+        }
         Mode::Complete => blocks.push(BodyBlock::Document),
     }
-    if cache.width != width || cache.theme.as_ref() != Some(t) || cache.show_probs != app.show_probs
+    if cache.width != width
+        || cache.theme.as_ref() != Some(t)
+        || cache.show_probs != app.look.show_probs
     {
         *cache = WrapCache {
             width,
             theme: Some(t.clone()),
-            show_probs: app.show_probs,
+            show_probs: app.look.show_probs,
             blocks: Vec::new(),
         };
     }
@@ -253,7 +267,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, cache: &mut WrapCache) -> 
         block_lines: cache.blocks.iter().map(|(_, l)| l.len()).collect(),
     };
     let bottom = total.saturating_sub(height);
-    let start = app.scroll_top.map_or(bottom, |top| top.min(bottom));
+    let start = app.panes.scroll_top.map_or(bottom, |top| top.min(bottom));
     let visible: Vec<Line> = cache
         .blocks
         .iter()
@@ -283,7 +297,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, cache: &mut WrapCache) -> 
 
 /// The probability colour scale, for the conversation's title.
 fn probability_legend(app: &App) -> Line<'static> {
-    let t = &app.theme;
+    let t = &app.look.theme;
     let labels = ["<10%", "<30%", "<50%", "<80%", "≥80%"];
     let mut spans = vec![Span::styled(" p: ", Style::default().fg(t.muted))];
     for (label, color) in labels.iter().zip(t.probability) {

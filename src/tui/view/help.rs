@@ -14,7 +14,7 @@ use crate::tui::state::App;
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let rows = keys::help();
-    let t = &app.theme;
+    let t = &app.look.theme;
     let width = area.width.saturating_sub(4).min(80);
     let height = area.height.saturating_sub(2).min(rows.len() as u16 + 2);
     let popup = Rect {

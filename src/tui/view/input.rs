@@ -12,9 +12,12 @@ use crate::tui::state::{App, Focus, Mode};
 
 /// The input split into its tokens, on alternating backgrounds, with ids when asked.
 fn token_lines(app: &App) -> Option<Vec<Line<'static>>> {
-    app.tokenizer.as_ref().filter(|_| app.token_view > 0)?;
-    let rows = &app.input_rows;
-    let t = &app.theme;
+    app.engine
+        .tokenizer
+        .as_ref()
+        .filter(|_| app.input.token_view > 0)?;
+    let rows = &app.input.rows;
+    let t = &app.look.theme;
     let shades = [
         Style::default().bg(t.selection).fg(t.foreground),
         Style::default().bg(t.border).fg(t.foreground),
@@ -24,7 +27,7 @@ fn token_lines(app: &App) -> Option<Vec<Line<'static>>> {
         .enumerate()
         .map(|(i, row)| {
             let text = row.text.replace('\n', "⏎");
-            let text = if app.token_view == 2 {
+            let text = if app.input.token_view == 2 {
                 format!("{text}·{}", row.id)
             } else {
                 text
@@ -38,16 +41,17 @@ fn token_lines(app: &App) -> Option<Vec<Line<'static>>> {
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     // The long title, else the short one, whichever fits beside the token count; the count
     // goes when even the short title leaves it no room.
-    let (long, short) = match (app.mode, app.is_generating()) {
+    let (long, short) = match (app.conversation.mode, app.is_generating()) {
         _ if app.inspect.is_some() => super::inspect::hints(app),
         (_, true) => ("writing… Esc stops", "writing…"),
         (Mode::Chat, false) => ("message · Enter sends · Alt+Enter new line", "message"),
         (Mode::Complete, false) => ("text to add · Enter continues", "text to add"),
     };
     let count = app
+        .engine
         .model
         .as_ref()
-        .map(|m| format!(" {} tokens · window {} ", app.input_tokens, m.window));
+        .map(|m| format!(" {} tokens · window {} ", app.input.tokens, m.window));
     let room = |title: &str, count: &str| title.width() + count.width() + 5 <= area.width as usize;
     let count_width = count.as_deref().unwrap_or("");
     let (title, count) = if room(long, count_width) {
@@ -57,10 +61,10 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     } else {
         (short, None)
     };
-    let mut block = border(app, title, app.focus == Focus::Input);
+    let mut block = border(app, title, app.panes.focus == Focus::Input);
     if let Some(count) = count {
-        block =
-            block.title(Line::styled(count, Style::default().fg(app.theme.muted)).right_aligned());
+        block = block
+            .title(Line::styled(count, Style::default().fg(app.look.theme.muted)).right_aligned());
     }
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -71,13 +75,14 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         );
         return;
     }
-    let t = &app.theme;
+    let t = &app.look.theme;
     let lines: Vec<Line> = app
         .input
+        .text
         .split('\n')
         .map(|l| Line::styled(l.to_string(), Style::default().fg(t.foreground)))
         .collect();
-    let before_cursor = &app.input[..app.cursor];
+    let before_cursor = &app.input.text[..app.input.cursor];
     let row = before_cursor.matches('\n').count();
     let col = before_cursor.rsplit('\n').next().unwrap_or("").width();
     let skip = (row + 1).saturating_sub(inner.height as usize);
@@ -85,7 +90,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         Paragraph::new(lines[skip.min(lines.len())..].to_vec()),
         inner,
     );
-    if app.focus == Focus::Input && inner.width > 0 && inner.height > 0 {
+    if app.panes.focus == Focus::Input && inner.width > 0 && inner.height > 0 {
         let x = inner.x + (col as u16).min(inner.width - 1);
         let y = inner.y + ((row - skip) as u16).min(inner.height - 1);
         frame.set_cursor_position((x, y));

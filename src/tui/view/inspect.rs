@@ -48,7 +48,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 fn popup_block(app: &App, title: String, hint: &'static str) -> Block<'static> {
-    let t = &app.theme;
+    let t = &app.look.theme;
     Block::default()
         .borders(Borders::ALL)
         .border_style(Style::default().fg(t.accent))
@@ -74,7 +74,7 @@ fn draw_alternatives(
     reply: &Branches,
     piece: &Piece,
 ) {
-    let t = &app.theme;
+    let t = &app.look.theme;
     let width = 50u16.min(area.width);
     let params = CONTROLS
         .iter()
@@ -160,7 +160,7 @@ fn draw_attention(
     reply: &Branches,
     view: &AttentionView,
 ) {
-    let t = &app.theme;
+    let t = &app.look.theme;
     let heads = view.shape().map_or(0, |(_, h)| h);
     // A row per head and the average, the strongest tokens, three lines of text.
     let height = (heads as u16 + 7).max(7);
@@ -253,7 +253,7 @@ fn draw_attention(
 
 /// The five tokens attended to most, with their weights.
 fn strongest_line(app: &App, tokens: &[String], weights: &[f32]) -> Line<'static> {
-    let t = &app.theme;
+    let t = &app.look.theme;
     let mut order: Vec<usize> = (0..weights.len().min(tokens.len())).collect();
     order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
     let mut spans = vec![Span::styled("strongest ", Style::default().fg(t.muted))];
@@ -276,7 +276,7 @@ fn text_heat(
     weights: &[f32],
     width: u16,
 ) -> Vec<Line<'static>> {
-    let t = &app.theme;
+    let t = &app.look.theme;
     let strongest = weights.iter().copied().fold(f32::MIN_POSITIVE, f32::max);
     let Some(last) = tokens.len().checked_sub(1) else {
         return vec![];

@@ -37,7 +37,7 @@ impl Screen {
 }
 
 pub fn draw(frame: &mut Frame, app: &App, screen: &mut Screen) {
-    let t = &app.theme;
+    let t = &app.look.theme;
     let area = frame.area();
     frame.render_widget(
         Block::default().style(Style::default().bg(t.background).fg(t.foreground)),
@@ -52,8 +52,8 @@ pub fn draw(frame: &mut Frame, app: &App, screen: &mut Screen) {
     } else {
         (main, None)
     };
-    let input_height = (app.input.lines().count().max(1) as u16
-        + if app.input.ends_with('\n') { 1 } else { 0 }
+    let input_height = (app.input.text.lines().count().max(1) as u16
+        + if app.input.text.ends_with('\n') { 1 } else { 0 }
         + 2)
     .min(left.height / 2)
     .max(3.min(left.height));

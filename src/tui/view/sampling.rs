@@ -12,14 +12,14 @@ use crate::tui::controls::CONTROLS;
 use crate::tui::state::{App, Focus};
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
-    let t = &app.theme;
-    let focused = app.focus == Focus::Panel;
+    let t = &app.look.theme;
+    let focused = app.panes.focus == Focus::Panel;
     let block = border(app, "sampling · Tab", focused);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let mut lines = Vec::new();
     for (i, control) in CONTROLS.iter().enumerate() {
-        let selected = focused && i == app.selected;
+        let selected = focused && i == app.panes.selected;
         let style = if selected {
             Style::default()
                 .bg(t.selection)

@@ -9,12 +9,12 @@ use ratatui::Frame;
 use crate::tui::state::{App, EngineState};
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
-    let t = &app.theme;
+    let t = &app.look.theme;
     let warn = Style::default().fg(t.warning);
     // Each item with how much it matters: when the bar is too narrow, the least important go
     // first, so the state, the context and any notice stay in view.
     let mut items: Vec<(u8, Span<'static>)> = Vec::new();
-    match &app.model {
+    match &app.engine.model {
         Some(m) => {
             items.push((
                 2,
@@ -27,7 +27,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         }
         None => items.push((2, Span::styled("gpt2-tui", Style::default().fg(t.accent)))),
     }
-    let state = match &app.engine {
+    let state = match &app.engine.state {
         EngineState::Loading(stage) => Span::raw(format!("loading: {stage}")),
         EngineState::Idle => Span::raw("idle"),
         EngineState::Generating => Span::raw("generating"),
@@ -35,7 +35,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     };
     items.push((9, state));
     items.push((3, Span::raw(format!("{:.1} tok/s", app.stats.tokens_per_s))));
-    if let Some(m) = &app.model {
+    if let Some(m) = &app.engine.model {
         let share = app.stats.context_used as f64 / m.window.max(1) as f64;
         let color = if share > 0.9 { t.warning } else { t.foreground };
         items.push((

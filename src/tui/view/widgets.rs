@@ -9,7 +9,7 @@ use crate::tui::state::App;
 
 /// A bordered block with a title, in the accent colour when focused.
 pub fn border(app: &App, title: &str, focused: bool) -> Block<'static> {
-    let t = &app.theme;
+    let t = &app.look.theme;
     Block::default()
         .borders(Borders::ALL)
         .border_style(Style::default().fg(if focused { t.accent } else { t.border }))
