@@ -15,7 +15,8 @@ use crate::runtime::device::{
     MemoryEstimate,
 };
 use crate::runtime::human_bytes;
-use crate::weights::hub::{cache_dir, DownloadEvent};
+use crate::weights::hub::cache_dir;
+pub use crate::weights::hub::DownloadEvent;
 use crate::weights::loader::{self, WeightFiles};
 use crate::weights::source;
 

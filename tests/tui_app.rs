@@ -8,7 +8,7 @@ use gpt2_tui::engine::chat::{ChatFormat, Role};
 use gpt2_tui::engine::{AttentionMap, Candidate, Prompt, Reply, Request};
 use gpt2_tui::generate::session::{FinishReason, Stats};
 use gpt2_tui::generate::SamplingParams;
-use gpt2_tui::tui::app::{Action, App, EngineState, Focus, Mode, ModelSummary};
+use gpt2_tui::tui::state::{Action, App, EngineState, Focus, Mode, ModelSummary};
 use gpt2_tui::tui::theme::load_themes;
 use gpt2_tui::tui::view;
 use ratatui::backend::TestBackend;
@@ -124,12 +124,12 @@ fn sending_a_message_asks_for_a_chat_generation_and_streams_the_reply() {
     assert_eq!(turns.len(), 1);
     assert_eq!(*format, ChatFormat::Dialogpt);
     assert!(app.is_generating());
-    assert!(app.input.is_empty());
+    assert!(app.input.text.is_empty());
     stream(&mut app, &["Good", " morrow", " to you"]);
     finish(&mut app, Some(FinishReason::Eos));
-    assert_eq!(app.turns[1].role, Role::Model);
-    assert_eq!(app.turns[1].text, "Good morrow to you");
-    assert_eq!(app.engine, EngineState::Idle);
+    assert_eq!(app.conversation.turns[1].role, Role::Model);
+    assert_eq!(app.conversation.turns[1].text, "Good morrow to you");
+    assert_eq!(app.engine.state, EngineState::Idle);
 }
 
 #[test]
@@ -137,7 +137,7 @@ fn panel_keys_change_the_setting_and_reach_a_running_generation() {
     let mut app = app();
     send(&mut app, "hi");
     app.update(key(KeyCode::Tab));
-    assert_eq!(app.focus, Focus::Panel);
+    assert_eq!(app.panes.focus, Focus::Panel);
     let requests = app.update(key(KeyCode::Right));
     assert_eq!(app.params.temperature, 0.85);
     assert!(matches!(requests.as_slice(), [Request::SetParams(p)] if p.temperature == 0.85));
@@ -175,7 +175,7 @@ fn escape_cancels_and_ctrl_c_quits_only_when_idle() {
     stream(&mut app, &["partial"]);
     finish(&mut app, None);
     assert_eq!(
-        app.turns[1].text, "partial",
+        app.conversation.turns[1].text, "partial",
         "a stopped reply keeps its text"
     );
     app.update(ctrl('c'));
@@ -189,15 +189,15 @@ fn regenerate_replaces_the_last_reply_and_undo_removes_the_exchange() {
     stream(&mut app, &["first"]);
     finish(&mut app, Some(FinishReason::Eos));
     let requests = app.update(ctrl('r'));
-    assert_eq!(app.turns.len(), 1, "the old reply is gone");
+    assert_eq!(app.conversation.turns.len(), 1, "the old reply is gone");
     assert!(matches!(requests.as_slice(), [Request::Generate { .. }]));
     stream(&mut app, &["second"]);
     finish(&mut app, Some(FinishReason::Eos));
-    assert_eq!(app.turns[1].text, "second");
+    assert_eq!(app.conversation.turns[1].text, "second");
     send(&mut app, "/undo");
-    assert!(app.turns.is_empty());
+    assert!(app.conversation.turns.is_empty());
     assert_eq!(
-        app.input, "hi",
+        app.input.text, "hi",
         "the undone message comes back to the input"
     );
 }
@@ -210,31 +210,31 @@ fn history_recall_newlines_and_paste() {
     send(&mut app, "two");
     finish(&mut app, Some(FinishReason::Eos));
     app.update(key(KeyCode::Up));
-    assert_eq!(app.input, "two");
+    assert_eq!(app.input.text, "two");
     app.update(key(KeyCode::Up));
-    assert_eq!(app.input, "one");
+    assert_eq!(app.input.text, "one");
     app.update(key(KeyCode::Down));
-    assert_eq!(app.input, "two");
+    assert_eq!(app.input.text, "two");
     app.update(ctrl('j'));
     app.update(Action::Paste("pasted\r\ntext".into()));
-    assert_eq!(app.input, "two\npasted\ntext");
+    assert_eq!(app.input.text, "two\npasted\ntext");
 }
 
 #[test]
 fn completion_mode_continues_the_document() {
     let mut app = app();
     send(&mut app, "/mode complete");
-    assert_eq!(app.mode, Mode::Complete);
+    assert_eq!(app.conversation.mode, Mode::Complete);
     let requests = send(&mut app, "Once upon a time");
     assert!(
         matches!(requests.as_slice(), [Request::Generate { prompt: Prompt::Complete { text }, .. }] if text == "Once upon a time")
     );
     stream(&mut app, &[" there", " was"]);
     finish(&mut app, Some(FinishReason::MaxTokens));
-    assert_eq!(app.document, "Once upon a time there was");
+    assert_eq!(app.conversation.document, "Once upon a time there was");
     app.update(ctrl('r'));
     assert_eq!(
-        app.document, "Once upon a time",
+        app.conversation.document, "Once upon a time",
         "regenerate drops the last continuation"
     );
 }
@@ -256,7 +256,7 @@ fn save_load_and_export_round_trip() {
         .contains("**GPT-2**: hi there"));
     let mut other = self::app();
     send(&mut other, &format!("/load {}", json.display()));
-    assert_eq!(other.turns, app.turns);
+    assert_eq!(other.conversation.turns, app.conversation.turns);
     assert_eq!(other.params.seed, Some(7));
     send(&mut other, "/load /no/such/file.json");
     assert!(other
@@ -270,9 +270,9 @@ fn save_load_and_export_round_trip() {
 fn themes_cycle_and_unknown_names_are_reported() {
     let mut app = app();
     app.update(ctrl('t'));
-    assert_eq!(app.theme.name, "high-contrast");
+    assert_eq!(app.look.theme.name, "high-contrast");
     send(&mut app, "/theme light");
-    assert_eq!(app.theme.name, "light");
+    assert_eq!(app.look.theme.name, "light");
     send(&mut app, "/theme neon");
     assert!(app
         .message
@@ -291,9 +291,18 @@ fn the_example_config_parses_and_matches_the_defaults() {
     assert_eq!(config.ui.theme, "dark");
 }
 
-fn render(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+thread_local! {
+    /// What the view keeps between frames, one per test (each test runs on its own thread).
+    static SCREEN: std::cell::RefCell<view::Screen> = Default::default();
+}
+
+/// Draws a frame as the event loop does: with the view's own cache, then hands the layout back.
+fn render(app: &mut App, width: u16, height: u16) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-    terminal.draw(|f| view::draw(f, app)).unwrap();
+    SCREEN.with_borrow_mut(|screen| {
+        terminal.draw(|f| view::draw(f, app, screen)).unwrap();
+        app.update(Action::Drawn(screen.layout()));
+    });
     terminal
 }
 
@@ -311,22 +320,22 @@ fn snapshot_conversation_and_panel_after_a_live_change() {
     app.update(key(KeyCode::Tab));
     app.update(key(KeyCode::Right));
     app.update(key(KeyCode::Right));
-    insta::assert_snapshot!(render(&app, 90, 20).backend());
+    insta::assert_snapshot!(render(&mut app, 90, 20).backend());
 }
 
 #[test]
 fn snapshot_help_overlay() {
     let mut app = conversation();
     app.update(key(KeyCode::F(1)));
-    insta::assert_snapshot!(render(&app, 100, 30).backend());
+    insta::assert_snapshot!(render(&mut app, 100, 30).backend());
 }
 
 #[test]
 fn snapshot_tiny_terminal_does_not_panic() {
-    let app = conversation();
-    insta::assert_snapshot!(render(&app, 20, 5).backend());
+    let mut app = conversation();
+    insta::assert_snapshot!(render(&mut app, 20, 5).backend());
     for (w, h) in [(1, 1), (0, 0), (3, 2), (59, 7), (200, 3)] {
-        render(&app, w, h);
+        render(&mut app, w, h);
     }
 }
 
@@ -336,14 +345,14 @@ fn snapshot_each_theme_with_its_colours() {
     for name in themes.keys() {
         let mut app = conversation();
         send(&mut app, &format!("/theme {name}"));
-        let terminal = render(&app, 64, 16);
+        let terminal = render(&mut app, 64, 16);
         let buffer = terminal.backend().buffer();
         // The speaker's name is drawn in the theme's colour for that speaker.
         let you = (0..16)
             .flat_map(|y| (0..64).map(move |x| (x, y)))
             .find(|&(x, y)| buffer[(x, y)].symbol() == "Y")
             .unwrap();
-        assert_eq!(buffer[you].fg, app.theme.user, "{name}");
+        assert_eq!(buffer[you].fg, app.look.theme.user, "{name}");
         insta::assert_debug_snapshot!(format!("theme_{name}"), buffer);
     }
 }
@@ -359,30 +368,30 @@ fn probability_colouring_records_each_token_while_streaming() {
     }));
     app.update(Action::Reply(token(5, " sure".into(), (0.9f32).ln(), 4)));
     app.update(Action::Reply(token(6, " thing".into(), (0.05f32).ln(), 5)));
-    let pieces = app.replies[&1].pieces();
+    let pieces = app.conversation.replies[&1].pieces();
     assert_eq!(pieces.len(), 2);
     assert!((pieces[0].prob - 0.9).abs() < 1e-6);
     assert_eq!(
-        app.theme.probability_color(pieces[0].prob),
-        app.theme.probability[4]
+        app.look.theme.probability_color(pieces[0].prob),
+        app.look.theme.probability[4]
     );
     assert_eq!(
-        app.theme.probability_color(pieces[1].prob),
-        app.theme.probability[0]
+        app.look.theme.probability_color(pieces[1].prob),
+        app.look.theme.probability[0]
     );
     app.update(key(KeyCode::F(3)));
-    assert!(app.show_probs);
+    assert!(app.look.show_probs);
     // Regenerating drops the old reply's probabilities with it.
     finish(&mut app, Some(FinishReason::Eos));
     app.update(ctrl('r'));
-    assert!(!app.replies.contains_key(&1));
+    assert!(!app.conversation.replies.contains_key(&1));
 }
 
 fn inspection_app(theme: &str) -> App {
     let mut app = conversation();
     let model = common::load_session("tiny-gpt2");
-    app.tokenizer = Some(model.shared_tokenizer());
-    app.anatomy = Some(gpt2_tui::engine::inspect::Anatomy::of(
+    app.engine.tokenizer = Some(model.shared_tokenizer());
+    app.engine.anatomy = Some(gpt2_tui::engine::inspect::Anatomy::of(
         model.config(),
         model.model().has_tied_head(),
     ));
@@ -409,9 +418,9 @@ fn inspection_app(theme: &str) -> App {
 fn live_token_count_follows_the_input() {
     let mut app = inspection_app("dark");
     type_text(&mut app, "Hello, world! It's a test.");
-    assert_eq!(app.input_tokens, 9);
+    assert_eq!(app.input.tokens, 9);
     app.update(key(KeyCode::Backspace));
-    assert_eq!(app.input_tokens, 8);
+    assert_eq!(app.input.tokens, 8);
 }
 
 #[test]
@@ -422,19 +431,19 @@ fn snapshot_each_inspection_view_in_each_theme() {
         app.update(key(KeyCode::F(3)));
         insta::assert_debug_snapshot!(
             format!("probabilities_{name}"),
-            render(&app, 70, 12).backend().buffer()
+            render(&mut app, 70, 12).backend().buffer()
         );
         type_text(&mut app, "naïve café");
         app.update(key(KeyCode::F(4)));
         app.update(key(KeyCode::F(4)));
         insta::assert_debug_snapshot!(
             format!("tokens_{name}"),
-            render(&app, 70, 12).backend().buffer()
+            render(&mut app, 70, 12).backend().buffer()
         );
         app.update(key(KeyCode::F(5)));
         insta::assert_debug_snapshot!(
             format!("anatomy_{name}"),
-            render(&app, 90, 16).backend().buffer()
+            render(&mut app, 90, 16).backend().buffer()
         );
     }
 }
@@ -447,32 +456,35 @@ fn scrolling_back_holds_the_view_while_the_reply_streams_and_pgdn_returns_to_it(
         stream(&mut app, &["a reply"]);
         finish(&mut app, Some(FinishReason::Eos));
     }
-    render(&app, 80, 20);
-    let (total, height) = app.body_metrics.get();
+    render(&mut app, 80, 20);
+    let (total, height) = app.body_metrics();
     assert!(total > height, "more lines than fit: {total} > {height}");
-    assert_eq!(app.scroll_top, None, "at the bottom, following");
+    assert_eq!(app.panes.scroll_top, None, "at the bottom, following");
     app.update(key(KeyCode::PageUp));
-    let top = app.scroll_top.expect("scrolled back");
+    let top = app.panes.scroll_top.expect("scrolled back");
     assert_eq!(top, total - height - (height - 1), "one page less one line");
     // New text arrives: the view stays where the reader left it.
     send(&mut app, "/set max_tokens 10");
-    app.engine = EngineState::Idle;
+    app.engine.state = EngineState::Idle;
     send(&mut app, "more");
     app.update(key(KeyCode::PageUp));
-    let top = app.scroll_top.unwrap();
+    let top = app.panes.scroll_top.unwrap();
     stream(&mut app, &["line\n", "line\n", "line\n"]);
-    let screen = render(&app, 80, 20);
-    assert_eq!(app.scroll_top, Some(top));
+    let screen = render(&mut app, 80, 20);
+    assert_eq!(app.panes.scroll_top, Some(top));
     assert!(format!("{:?}", screen.backend().buffer()).contains("more · PgDn"));
     // Far past the top is clamped, so one PgDn per page brings it back down.
     for _ in 0..100 {
         app.update(Action::Scroll(3));
     }
-    assert_eq!(app.scroll_top, Some(0));
+    assert_eq!(app.panes.scroll_top, Some(0));
     for _ in 0..100 {
         app.update(key(KeyCode::PageDown));
     }
-    assert_eq!(app.scroll_top, None, "back at the bottom: following again");
+    assert_eq!(
+        app.panes.scroll_top, None,
+        "back at the bottom: following again"
+    );
 }
 
 #[test]
@@ -490,13 +502,16 @@ fn a_message_sent_while_loading_is_queued_and_sent_when_the_model_is_ready() {
         "downloading model.safetensors 40%".into(),
     )));
     assert_eq!(
-        app.engine,
+        app.engine.state,
         EngineState::Loading("downloading model.safetensors 40%".into())
     );
     assert!(send(&mut app, "hello").is_empty());
-    assert!(app.queued);
+    assert!(app.engine.queued);
     assert!(send(&mut app, "again").is_empty(), "one at a time");
-    assert_eq!(app.input, "again", "a refused message stays in the input");
+    assert_eq!(
+        app.input.text, "again",
+        "a refused message stays in the input"
+    );
     let requests = app.update(Action::Loaded(ModelSummary {
         name: "gpt2".into(),
         parameters: 124_000_000,
@@ -507,7 +522,7 @@ fn a_message_sent_while_loading_is_queued_and_sent_when_the_model_is_ready() {
     assert!(
         matches!(requests.as_slice(), [Request::Generate { prompt: Prompt::Chat { turns, .. }, .. }] if turns.len() == 1)
     );
-    assert!(app.is_generating() && !app.queued);
+    assert!(app.is_generating() && !app.engine.queued);
 }
 
 #[test]
@@ -517,15 +532,15 @@ fn engine_errors_are_shown_and_a_dead_engine_refuses_politely() {
     app.update(Action::Reply(Reply::Error(
         "the engine stopped: boom".into(),
     )));
-    assert_eq!(app.engine, EngineState::Idle);
+    assert_eq!(app.engine.state, EngineState::Idle);
     assert_eq!(app.message.as_deref(), Some("the engine stopped: boom"));
     // The next request cannot be delivered: the interface says so and stays usable.
     send(&mut app, "again");
     app.update(Action::EngineGone);
-    assert!(matches!(app.engine, EngineState::Failed(_)));
+    assert!(matches!(app.engine.state, EngineState::Failed(_)));
     assert!(send(&mut app, "and again").is_empty());
-    assert_eq!(app.input, "and again");
-    let screen = render(&app, 90, 12);
+    assert_eq!(app.input.text, "and again");
+    let screen = render(&mut app, 90, 12);
     assert!(format!("{:?}", screen.backend().buffer()).contains("failed"));
 }
 
@@ -539,8 +554,8 @@ fn context_use_and_window_overflow_reach_the_status_bar() {
         dropped_tokens: 0,
     }));
     app.update(Action::Reply(token(1, "x".into(), -1.0, 240)));
-    assert_eq!(app.context_used, 240);
-    let screen = render(&app, 140, 12);
+    assert_eq!(app.stats.context_used, 240);
+    let screen = render(&mut app, 140, 12);
     let buffer = screen.backend().buffer().clone();
     let text = format!("{buffer:?}");
     assert!(text.contains("ctx 240/256"), "{text}");
@@ -550,25 +565,25 @@ fn context_use_and_window_overflow_reach_the_status_bar() {
         .map(|x| (x, 11))
         .find(|&(x, y)| buffer[(x, y)].symbol() == "c" && buffer[(x + 1, y)].symbol() == "t")
         .unwrap();
-    assert_eq!(buffer[(x, y)].fg, app.theme.warning);
+    assert_eq!(buffer[(x, y)].fg, app.look.theme.warning);
     app.update(Action::Reply(Reply::ContextShifted(2)));
-    let text = format!("{:?}", render(&app, 200, 12).backend().buffer());
+    let text = format!("{:?}", render(&mut app, 200, 12).backend().buffer());
     assert!(text.contains("window full ×2"), "{text}");
     finish(&mut app, Some(FinishReason::MaxTokens));
-    let text = format!("{:?}", render(&app, 200, 12).backend().buffer());
+    let text = format!("{:?}", render(&mut app, 200, 12).backend().buffer());
     assert!(text.contains("prompt 12 · 5 new"), "{text}");
 }
 
 #[test]
 fn resize_and_unknown_commands_change_nothing_else() {
     let mut app = conversation();
-    let turns = app.turns.clone();
+    let turns = app.conversation.turns.clone();
     assert!(app.update(Action::Resize).is_empty());
     send(&mut app, "/frobnicate");
     assert!(app.message.as_deref().unwrap().contains("unknown command"));
-    assert_eq!(app.turns, turns);
+    assert_eq!(app.conversation.turns, turns);
     for (w, h) in [(20, 5), (300, 80), (21, 6), (20, 5)] {
-        render(&app, w, h);
+        render(&mut app, w, h);
     }
 }
 
@@ -580,13 +595,13 @@ fn snapshot_help_overlay_scrolls_on_a_small_terminal() {
         app.update(key(KeyCode::Down));
     }
     assert!(
-        app.show_help,
+        app.overlay.show_help,
         "arrows scroll the help, they do not close it"
     );
-    insta::assert_snapshot!(render(&app, 80, 24).backend());
+    insta::assert_snapshot!(render(&mut app, 80, 24).backend());
     app.update(key(KeyCode::Char('x')));
-    assert!(!app.show_help);
-    assert!(app.input.is_empty(), "the closing key is not typed");
+    assert!(!app.overlay.show_help);
+    assert!(app.input.text.is_empty(), "the closing key is not typed");
 }
 
 fn screen_text(terminal: &Terminal<TestBackend>) -> String {
@@ -606,29 +621,29 @@ fn screen_text(terminal: &Terminal<TestBackend>) -> String {
 fn redrawing_after_changes_shows_the_new_text_not_an_old_frame() {
     // Frames reuse the wrapped lines of blocks that did not change; every change must show.
     let mut app = conversation();
-    render(&app, 80, 20);
+    render(&mut app, 80, 20);
     app.update(ctrl('r'));
     stream(&mut app, &["It is the west, and Romeo is the moon."]);
     finish(&mut app, Some(FinishReason::Eos));
-    let screen = screen_text(&render(&app, 80, 20));
+    let screen = screen_text(&render(&mut app, 80, 20));
     assert!(screen.contains("Romeo is the moon"), "{screen}");
     assert!(!screen.contains("Juliet"), "{screen}");
     // A narrower pane wraps again.
-    let screen = screen_text(&render(&app, 62, 20));
+    let screen = screen_text(&render(&mut app, 62, 20));
     assert!(screen.contains("GPT-2: It is the west, and"), "{screen}");
     // So do a new theme and the probability view.
     send(&mut app, "/theme light");
-    let terminal = render(&app, 80, 20);
+    let terminal = render(&mut app, 80, 20);
     let buffer = terminal.backend().buffer();
     let (x, y) = (0..20)
         .flat_map(|y| (0..80).map(move |x| (x, y)))
         .find(|&(x, y)| buffer[(x, y)].symbol() == "Y")
         .unwrap();
-    assert_eq!(buffer[(x, y)].fg, app.theme.user);
+    assert_eq!(buffer[(x, y)].fg, app.look.theme.user);
     send(&mut app, "/system Speak as in Verona.");
-    assert!(screen_text(&render(&app, 80, 20)).contains("system: Speak as in Verona."));
+    assert!(screen_text(&render(&mut app, 80, 20)).contains("system: Speak as in Verona."));
     send(&mut app, "/clear");
-    assert!(screen_text(&render(&app, 80, 20)).contains("Type a message"));
+    assert!(screen_text(&render(&mut app, 80, 20)).contains("Type a message"));
 }
 
 #[test]
@@ -639,14 +654,14 @@ fn completion_mode_colours_exactly_the_continuation() {
     send(&mut app, "aaaa bbbb cccc dddd");
     stream(&mut app, &[" eeee ffff"]);
     finish(&mut app, Some(FinishReason::MaxTokens));
-    let terminal = render(&app, 11, 14);
+    let terminal = render(&mut app, 11, 14);
     let buffer = terminal.backend().buffer();
     let screen = screen_text(&terminal);
     for (word, colour) in [
-        ("aaaa", app.theme.foreground),
-        ("dddd", app.theme.foreground),
-        ("eeee", app.theme.model),
-        ("ffff", app.theme.model),
+        ("aaaa", app.look.theme.foreground),
+        ("dddd", app.look.theme.foreground),
+        ("eeee", app.look.theme.model),
+        ("ffff", app.look.theme.model),
     ] {
         let (y, line) = screen
             .lines()
@@ -702,7 +717,7 @@ fn the_token_cursor_moves_by_token_and_between_replies() {
     assert_eq!(cursor(&app), (3, 2));
     // Keys the cursor does not use neither type nor leak into the input.
     app.update(key(KeyCode::Char('x')));
-    assert!(app.input.is_empty());
+    assert!(app.input.text.is_empty());
     app.update(key(KeyCode::Esc));
     assert!(app.inspect.is_none());
     // Nothing to inspect yet: said, not a panic.
@@ -717,9 +732,9 @@ fn the_popup_shows_the_tokens_recorded_alternatives_and_settings() {
     let mut app = two_replies();
     app.update(key(KeyCode::F(6)));
     app.update(key(KeyCode::Left));
-    let piece = app.replies[&3].pieces()[1].clone();
+    let piece = app.conversation.replies[&3].pieces()[1].clone();
     assert_eq!(piece.text, ",");
-    let screen = screen_text(&render(&app, 100, 30));
+    let screen = screen_text(&render(&mut app, 100, 30));
     assert!(screen.contains("token 2/3"), "{screen}");
     for (row, candidate) in piece.top.iter().enumerate() {
         let want = format!(
@@ -735,12 +750,12 @@ fn the_popup_shows_the_tokens_recorded_alternatives_and_settings() {
     assert!(screen.contains("seed 12"), "{screen}");
     assert!(screen.contains("temperature 0.80"), "{screen}");
     // The token under the cursor is drawn in the theme's highlight.
-    let terminal = render(&app, 100, 30);
+    let terminal = render(&mut app, 100, 30);
     let buffer = terminal.backend().buffer();
     let (x, y) = find(&terminal, "GPT-2: Well").expect("the reply on screen");
     let comma = (x + "GPT-2: Well".len() as u16, y);
     assert_eq!(buffer[comma].symbol(), ",");
-    assert_eq!(buffer[comma].bg, app.theme.accent);
+    assert_eq!(buffer[comma].bg, app.look.theme.accent);
 }
 
 /// Where `text` starts on the screen.
@@ -757,13 +772,13 @@ fn find(terminal: &Terminal<TestBackend>, text: &str) -> Option<(u16, u16)> {
 #[test]
 fn choosing_a_candidate_branches_and_the_old_branch_comes_back_exactly() {
     let mut app = two_replies();
-    let original = app.turns[3].text.clone();
+    let original = app.conversation.turns[3].text.clone();
     app.update(key(KeyCode::F(6)));
     app.update(key(KeyCode::Left));
     app.update(key(KeyCode::Enter));
     app.update(key(KeyCode::Down));
     app.update(key(KeyCode::Down));
-    let chosen = app.replies[&3].pieces()[1].top[2].clone();
+    let chosen = app.conversation.replies[&3].pieces()[1].top[2].clone();
     let requests = app.update(key(KeyCode::Enter));
     let [Request::Branch {
         prompt: Prompt::Chat { turns, .. },
@@ -775,7 +790,7 @@ fn choosing_a_candidate_branches_and_the_old_branch_comes_back_exactly() {
     };
     assert_eq!(
         turns,
-        &app.turns[..3],
+        &app.conversation.turns[..3],
         "the prompt ends with the user's message"
     );
     assert_eq!(
@@ -785,18 +800,24 @@ fn choosing_a_candidate_branches_and_the_old_branch_comes_back_exactly() {
     );
     assert_eq!(params, &app.params);
     assert!(app.is_generating());
-    assert_eq!(app.turns[3].text, format!("Well{}", chosen.text));
+    assert_eq!(
+        app.conversation.turns[3].text,
+        format!("Well{}", chosen.text)
+    );
     stream(&mut app, &[" good", " friend"]);
     finish(&mut app, Some(FinishReason::Eos));
     let branched = format!("Well{} good friend", chosen.text);
-    assert_eq!(app.turns[3].text, branched);
-    assert_eq!(app.replies[&3].count(), 2);
-    assert!(screen_text(&render(&app, 100, 30)).contains("branch 2/2"));
+    assert_eq!(app.conversation.turns[3].text, branched);
+    assert_eq!(app.conversation.replies[&3].count(), 2);
+    assert!(screen_text(&render(&mut app, 100, 30)).contains("branch 2/2"));
     app.update(key(KeyCode::Char('b')));
-    assert_eq!(app.turns[3].text, original, "the first branch, exactly");
-    assert_eq!(app.replies[&3].pieces().len(), 3);
+    assert_eq!(
+        app.conversation.turns[3].text, original,
+        "the first branch, exactly"
+    );
+    assert_eq!(app.conversation.replies[&3].pieces().len(), 3);
     app.update(key(KeyCode::Char('B')));
-    assert_eq!(app.turns[3].text, branched);
+    assert_eq!(app.conversation.turns[3].text, branched);
     // The next message is answered after the branch shown.
     app.update(key(KeyCode::Esc));
     let requests = send(&mut app, "And?");
@@ -817,7 +838,7 @@ fn branching_is_refused_while_writing_and_on_an_earlier_reply() {
         .as_deref()
         .unwrap()
         .contains("only the last reply"));
-    assert_eq!(app.replies[&1].count(), 1);
+    assert_eq!(app.conversation.replies[&1].count(), 1);
     app.update(key(KeyCode::Esc));
     app.update(key(KeyCode::Esc));
     send(&mut app, "More");
@@ -838,7 +859,7 @@ fn branching_is_refused_while_writing_and_on_an_earlier_reply() {
     finish(&mut app, None);
     app.update(key(KeyCode::F(6)));
     app.update(ctrl('r'));
-    assert!(app.inspect.is_none() && !app.replies.contains_key(&5));
+    assert!(app.inspect.is_none() && !app.conversation.replies.contains_key(&5));
 }
 
 #[test]
@@ -848,7 +869,7 @@ fn completion_mode_branches_the_continuation_and_restores_it() {
     send(&mut app, "Once upon");
     stream(&mut app, &[" a", " time", " there"]);
     finish(&mut app, Some(FinishReason::MaxTokens));
-    let original = app.document.clone();
+    let original = app.conversation.document.clone();
     app.update(key(KeyCode::F(6)));
     app.update(key(KeyCode::Left));
     app.update(key(KeyCode::Enter));
@@ -864,12 +885,12 @@ fn completion_mode_branches_the_continuation_and_restores_it() {
     };
     assert_eq!(text, "Once upon");
     assert_eq!(reply, &vec![1, 100]);
-    assert_eq!(app.document, "Once upon a alt0");
+    assert_eq!(app.conversation.document, "Once upon a alt0");
     stream(&mut app, &[" end"]);
     finish(&mut app, Some(FinishReason::MaxTokens));
-    assert_eq!(app.document, "Once upon a alt0 end");
+    assert_eq!(app.conversation.document, "Once upon a alt0 end");
     app.update(key(KeyCode::Char('b')));
-    assert_eq!(app.document, original);
+    assert_eq!(app.conversation.document, original);
 }
 
 fn attention_map() -> AttentionMap {
@@ -909,7 +930,7 @@ fn attention_app(theme: &str) -> App {
         serial: serial - 1,
         map: Ok(attention_map()),
     }));
-    assert!(screen_text(&render(&app, 100, 30)).contains("computing"));
+    assert!(screen_text(&render(&mut app, 100, 30)).contains("computing"));
     app.update(Action::Reply(Reply::Attention {
         serial,
         map: Ok(attention_map()),
@@ -920,7 +941,7 @@ fn attention_app(theme: &str) -> App {
 #[test]
 fn the_attention_view_moves_between_layers_and_heads() {
     let mut app = attention_app("dark");
-    let screen = screen_text(&render(&app, 100, 30));
+    let screen = screen_text(&render(&mut app, 100, 30));
     assert!(
         screen.contains("layer 1/2 · average of 2 heads"),
         "{screen}"
@@ -929,14 +950,14 @@ fn the_attention_view_moves_between_layers_and_heads() {
     assert!(screen.contains("███·"), "{screen}");
     app.update(key(KeyCode::Char(']')));
     app.update(key(KeyCode::Char('>')));
-    let screen = screen_text(&render(&app, 100, 30));
+    let screen = screen_text(&render(&mut app, 100, 30));
     assert!(screen.contains("layer 2/2 · head 1/2"), "{screen}");
     assert!(screen.contains("strongest \" to\" 80%"), "{screen}");
     app.update(key(KeyCode::Char('m')));
-    assert!(screen_text(&render(&app, 100, 30)).contains("average of 2 heads"));
+    assert!(screen_text(&render(&mut app, 100, 30)).contains("average of 2 heads"));
     app.update(key(KeyCode::Char(']')));
     assert!(
-        screen_text(&render(&app, 100, 30)).contains("layer 1/2"),
+        screen_text(&render(&mut app, 100, 30)).contains("layer 1/2"),
         "wraps around"
     );
     // Moving the cursor asks again, for the new token.
@@ -949,7 +970,7 @@ fn the_attention_view_moves_between_layers_and_heads() {
         serial: *serial,
         map: Err("no model".into()),
     }));
-    assert!(screen_text(&render(&app, 100, 30)).contains("no model"));
+    assert!(screen_text(&render(&mut app, 100, 30)).contains("no model"));
     // Odd answers and tiny terminals draw without a panic.
     for map in [
         AttentionMap {
@@ -971,14 +992,14 @@ fn the_attention_view_moves_between_layers_and_heads() {
         }));
         app.update(key(KeyCode::Char('m')));
         for (w, h) in [(100, 30), (20, 5), (3, 2), (0, 0), (61, 9)] {
-            render(&app, w, h);
+            render(&mut app, w, h);
         }
         app.update(key(KeyCode::Left));
     }
     app.update(key(KeyCode::Esc));
     assert!(app.inspect.as_ref().unwrap().attention.is_none());
     for (w, h) in [(20, 5), (3, 2), (0, 0), (61, 9)] {
-        render(&app, w, h);
+        render(&mut app, w, h);
     }
 }
 
@@ -1004,35 +1025,38 @@ fn snapshot_each_cursor_view_in_each_theme() {
         app.update(key(KeyCode::Left));
         app.update(key(KeyCode::Enter));
         app.update(key(KeyCode::Down));
-        let terminal = render(&app, 90, 24);
+        let terminal = render(&mut app, 90, 24);
         // The chosen row and the bars are in this theme's colours.
         let bars = cells_with(&terminal, "█");
         assert!(!bars.is_empty());
         assert!(
-            bars.iter().all(|c| app.theme.probability.contains(&c.fg)),
+            bars.iter()
+                .all(|c| app.look.theme.probability.contains(&c.fg)),
             "{name}"
         );
         let marker = &cells_with(&terminal, "▶")[0];
         assert_eq!(
             (marker.fg, marker.bg),
-            (app.theme.accent, app.theme.selection)
+            (app.look.theme.accent, app.look.theme.selection)
         );
         insta::assert_debug_snapshot!(format!("alternatives_{name}"), terminal.backend().buffer());
 
-        let app = attention_app(name);
-        let terminal = render(&app, 90, 24);
+        let mut app = attention_app(name);
+        let terminal = render(&mut app, 90, 24);
         let cells = cells_with(&terminal, "█");
         assert!(
-            cells.iter().all(|c| app.theme.probability.contains(&c.fg)),
+            cells
+                .iter()
+                .all(|c| app.look.theme.probability.contains(&c.fg)),
             "{name}"
         );
         assert!(
-            cells.iter().any(|c| c.fg == app.theme.probability[4]),
+            cells.iter().any(|c| c.fg == app.look.theme.probability[4]),
             "the strongest"
         );
         let masked = cells_with(&terminal, "·");
         assert!(
-            masked.iter().any(|c| c.fg == app.theme.border),
+            masked.iter().any(|c| c.fg == app.look.theme.border),
             "{name}: the future"
         );
         insta::assert_debug_snapshot!(format!("attention_{name}"), terminal.backend().buffer());
@@ -1049,20 +1073,20 @@ fn snapshot_completion_and_help_in_each_theme() {
         send(&mut app, "Once upon");
         stream(&mut app, &[" a", " time"]);
         finish(&mut app, Some(FinishReason::MaxTokens));
-        let terminal = render(&app, 70, 12);
+        let terminal = render(&mut app, 70, 12);
         let (x, y) = find(&terminal, "time").unwrap();
         assert_eq!(
             terminal.backend().buffer()[(x, y)].fg,
-            app.theme.model,
+            app.look.theme.model,
             "{name}"
         );
         insta::assert_debug_snapshot!(format!("completion_{name}"), terminal.backend().buffer());
         app.update(key(KeyCode::F(1)));
-        let terminal = render(&app, 90, 46);
+        let terminal = render(&mut app, 90, 46);
         let (x, y) = find(&terminal, "F6, /inspect").unwrap();
         assert_eq!(
             terminal.backend().buffer()[(x, y)].fg,
-            app.theme.accent,
+            app.look.theme.accent,
             "{name}"
         );
         insta::assert_debug_snapshot!(format!("help_{name}"), terminal.backend().buffer());

@@ -11,7 +11,7 @@ use gpt2_tui::engine::chat::{chat_prompt, ChatFormat, ReplyTokens, Role, Turn};
 use gpt2_tui::engine::{Engine, Prompt, Reply, Request};
 use gpt2_tui::generate::session::{FinishReason, GenerateOptions, Stats, Step};
 use gpt2_tui::generate::SamplingParams;
-use gpt2_tui::tui::app::{Action, App, Mode, ModelSummary};
+use gpt2_tui::tui::state::{Action, App, Mode, ModelSummary};
 use gpt2_tui::tui::theme::load_themes;
 
 fn engine() -> Engine {
@@ -366,14 +366,17 @@ fn branch_equals_greedy_from_the_forced_prefix(mode: &str) {
         themes,
         "dark",
     );
-    app.tokenizer = Some(info.tokenizer.clone());
+    app.engine.tokenizer = Some(info.tokenizer.clone());
     app.update(Action::Loaded(ModelSummary::from(info)));
     submit(&mut app, &engine, &format!("/mode {mode}"));
     submit(&mut app, &engine, "Hello there");
     until_idle(&mut app, &engine);
     let key_of_reply = if mode == "chat" { 1 } else { usize::MAX };
-    let first = app.replies[&key_of_reply].current().clone();
-    let shown_before = (app.turns.clone(), app.document.clone());
+    let first = app.conversation.replies[&key_of_reply].current().clone();
+    let shown_before = (
+        app.conversation.turns.clone(),
+        app.conversation.document.clone(),
+    );
     assert_eq!(first.pieces.len(), 12, "{mode}: a full greedy reply");
     let k = 4;
     key(&mut app, KeyCode::F(6));
@@ -396,12 +399,12 @@ fn branch_equals_greedy_from_the_forced_prefix(mode: &str) {
         engine.send(request);
     }
     until_idle(&mut app, &engine);
-    let (prefilled, _) = app.prefill.unwrap();
+    let (prefilled, _) = app.stats.prefill.unwrap();
     assert_eq!(
         prefilled, 1,
         "{mode}: only the chosen token is new to the cache"
     );
-    let branch: Vec<u32> = app.replies[&key_of_reply]
+    let branch: Vec<u32> = app.conversation.replies[&key_of_reply]
         .pieces()
         .iter()
         .map(|p| p.id)
@@ -452,8 +455,14 @@ fn branch_equals_greedy_from_the_forced_prefix(mode: &str) {
 
     // The first branch comes back exactly.
     key(&mut app, KeyCode::Char('b'));
-    assert_eq!((app.turns.clone(), app.document.clone()), shown_before);
-    assert_eq!(app.replies[&key_of_reply].current(), &first);
+    assert_eq!(
+        (
+            app.conversation.turns.clone(),
+            app.conversation.document.clone()
+        ),
+        shown_before
+    );
+    assert_eq!(app.conversation.replies[&key_of_reply].current(), &first);
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
-use gpt2_tui::model::{Gpt2, Gpt2Config, Mode};
+use gpt2_tui::model::{init, Gpt2, Gpt2Config, Mode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -77,29 +77,17 @@ fn normals(rng: &mut ChaCha8Rng, n: usize, std: f64) -> Vec<f32> {
     out
 }
 
-/// GPT-2's initialisation, by name: N(0, 0.02) for matrices, N(0, 0.01) for positions,
-/// N(0, 0.02 / sqrt(2 n_layer)) for the projections into the residual stream.
-fn init_std(name: &str, config: &Gpt2Config) -> f64 {
-    if name == "wpe.weight" {
-        0.01
-    } else if name.ends_with("c_proj.weight") {
-        0.02 / (2.0 * config.n_layer as f64).sqrt()
-    } else {
-        0.02
-    }
-}
-
 impl Trainer {
     pub fn new(config: Gpt2Config, hyper: Hyper, seed: u64) -> anyhow::Result<Self> {
         let device = Device::Cpu;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
         let model = Gpt2::load(vb, &config)?;
-        // Redraw every matrix from the seeded generator, in name order.
+        // Redraw every matrix from the seeded generator, in name order, with the model's table.
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         for (name, var) in sorted_vars(&varmap) {
             if var.rank() == 2 {
-                let values = normals(&mut rng, var.elem_count(), init_std(&name, &config));
+                let values = normals(&mut rng, var.elem_count(), init::matrix_std(&name, &config));
                 var.set(&Tensor::from_vec(values, var.shape(), &device)?)?;
             }
         }

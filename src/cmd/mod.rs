@@ -120,6 +120,7 @@ fn pipe_mode(cli: &Cli, config: &Config) -> Result<()> {
                 OutputFormat::Jsonl => cli.generate.top_logprobs.map_or(0, usize::from),
                 OutputFormat::Text => 0,
             },
+            ..GenerateOptions::default()
         },
         format: cli.generate.format,
         stats: cli.generate.stats,

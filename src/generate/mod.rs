@@ -6,6 +6,7 @@ pub mod perplexity;
 pub mod sampling;
 pub mod session;
 pub mod stop;
+pub mod trace;
 pub mod utf8;
 
 pub use sampling::{Sampler, SamplingParams};

@@ -7,6 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::bias::{self, LogitBias};
+use super::trace::{Recorder, Stage, Trace};
 
 /// The knobs users turn while the model writes. Off values: temperature 0 = greedy,
 /// top_k 0, top_p 1, min_p 0, repeat_penalty 1.
@@ -181,7 +182,7 @@ impl Sampler {
     /// repetition penalty. Nothing was generated yet as far as the frequency and presence
     /// penalties go (see [`Sampler::sample_after`]).
     pub fn sample(&mut self, raw_logits: &[f32], history: &[u32], params: &SamplingParams) -> u32 {
-        self.sample_after(raw_logits, history, &[], params)
+        self.sample_with(raw_logits, history, &[], params, None)
     }
 
     /// [`Sampler::sample`] when `generated` tokens were already drawn in this reply: the
@@ -193,10 +194,40 @@ impl Sampler {
         generated: &[u32],
         params: &SamplingParams,
     ) -> u32 {
+        self.sample_with(raw_logits, history, generated, params, None)
+    }
+
+    /// Draws as [`Sampler::sample_after`] does (the same token for the same seed) and records
+    /// what each stage did, for the `shown` most likely candidates and the drawn token.
+    pub fn sample_traced(
+        &mut self,
+        raw_logits: &[f32],
+        history: &[u32],
+        generated: &[u32],
+        params: &SamplingParams,
+        shown: usize,
+    ) -> (u32, Trace) {
+        let mut recorder = Recorder {
+            raw: raw_logits.to_vec(),
+            temperature: params.temperature,
+            ..Recorder::default()
+        };
+        let id = self.sample_with(raw_logits, history, generated, params, Some(&mut recorder));
+        (id, recorder.finish(id, top_ids(raw_logits, shown)))
+    }
+
+    fn sample_with(
+        &mut self,
+        raw_logits: &[f32],
+        history: &[u32],
+        generated: &[u32],
+        params: &SamplingParams,
+        recorder: Option<&mut Recorder>,
+    ) -> u32 {
         let mut logits = std::mem::take(&mut self.scratch);
         logits.clear();
         logits.extend_from_slice(raw_logits);
-        let id = self.pick(&mut logits, history, generated, params);
+        let id = self.pick(&mut logits, history, generated, params, recorder);
         self.scratch = logits;
         id
     }
@@ -207,6 +238,7 @@ impl Sampler {
         history: &[u32],
         generated: &[u32],
         params: &SamplingParams,
+        mut recorder: Option<&mut Recorder>,
     ) -> u32 {
         bias::apply(logits, &params.logit_bias);
         apply_repeat_penalty(logits, history, params.repeat_penalty, params.repeat_last_n);
@@ -216,13 +248,26 @@ impl Sampler {
             params.frequency_penalty,
             params.presence_penalty,
         );
+        if let Some(r) = recorder.as_deref_mut() {
+            r.adjusted = logits.to_vec();
+        }
         if params.temperature <= 0.0 {
-            return argmax(logits);
+            let id = argmax(logits);
+            if let Some(r) = recorder {
+                r.keep(Stage::Greedy, &[id]);
+                r.final_weights = vec![(id, 1.0)];
+            }
+            return id;
         }
         let mut candidates = match params.top_k {
             0 => (0..logits.len() as u32).collect(),
             k => top_k_indices(logits, k),
         };
+        if let Some(r) = recorder.as_deref_mut() {
+            if params.top_k > 0 {
+                r.keep(Stage::TopK, &candidates);
+            }
+        }
         // Unnormalised softmax weights at this temperature; only the shape matters from here on.
         let max = candidates
             .iter()
@@ -236,13 +281,25 @@ impl Sampler {
         if !params.logit_bias.is_empty() {
             // A banned token has weight 0: keep it out of the draw's last-candidate fallback.
             candidates.retain(|&id| weight(id) > 0.0);
+            if let Some(r) = recorder.as_deref_mut() {
+                r.keep(Stage::Bias, &candidates);
+            }
         }
         if params.top_p < 1.0 {
             keep_top_p(&mut candidates, &weight, params.top_p as f64);
+            if let Some(r) = recorder.as_deref_mut() {
+                r.keep(Stage::TopP, &candidates);
+            }
         }
         if params.min_p > 0.0 {
             // The best token has weight 1 (it was the max), so the floor is min_p itself.
             candidates.retain(|&id| weight(id) >= params.min_p as f64);
+            if let Some(r) = recorder.as_deref_mut() {
+                r.keep(Stage::MinP, &candidates);
+            }
+        }
+        if let Some(r) = recorder {
+            r.final_weights = candidates.iter().map(|&id| (id, weight(id))).collect();
         }
         let total: f64 = candidates.iter().map(|&id| weight(id)).sum();
         let mut draw = self.rng.random::<f64>() * total;
@@ -477,5 +534,105 @@ mod tests {
         for _ in 0..1000 {
             assert_eq!(sampler.sample(&logits, &[], &forced), 1);
         }
+    }
+
+    /// Softmax of `logits / t` in f64, for checking the trace by direct computation.
+    fn softmax_at(logits: &[f32], t: f64) -> Vec<f64> {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let w: Vec<f64> = logits
+            .iter()
+            .map(|&x| ((x as f64 - max) / t).exp())
+            .collect();
+        let total: f64 = w.iter().sum();
+        w.iter().map(|x| x / total).collect()
+    }
+
+    #[test]
+    fn the_trace_records_every_stage_as_a_direct_computation_gives_it() {
+        use crate::generate::trace::Stage;
+        let raw = [3.0f32, 2.5, 2.0, 1.0, 0.5, 0.0, -1.0, 1.8];
+        let params = SamplingParams {
+            temperature: 0.5,
+            top_k: 6,
+            top_p: 0.9,
+            min_p: 0.05,
+            repeat_penalty: 2.0,
+            repeat_last_n: 8,
+            logit_bias: vec!["6=1".parse().unwrap(), "7=-inf".parse().unwrap()],
+            ..SamplingParams::default()
+        };
+        // By hand: the bias makes 6 -> 0.0 and bans 7; the penalty halves token 1 (seen) -> 1.25.
+        let adjusted = [3.0f32, 1.25, 2.0, 1.0, 0.5, 0.0, 0.0, f32::NEG_INFINITY];
+        let tempered = softmax_at(&adjusted, 0.5);
+        // top-k 6 by adjusted logit: 0, 2, 1, 3, 4, then 5 and 6 tie at 0.0 (the lower id wins),
+        // so 6 and the banned 7 are out. top-p 0.9 over the tempered weights of the six...
+        let mut kept: Vec<usize> = vec![0, 2, 1, 3, 4, 5];
+        let mass: f64 = kept.iter().map(|&i| tempered[i]).sum();
+        let mut cumulative = 0.0;
+        let cut = kept
+            .iter()
+            .position(|&i| {
+                cumulative += tempered[i] / mass;
+                cumulative >= 0.9
+            })
+            .unwrap();
+        let after_top_p: Vec<usize> = kept[..=cut].to_vec();
+        // ... then min-p 0.05 of the best tempered weight.
+        let best = tempered[0];
+        kept = after_top_p
+            .iter()
+            .copied()
+            .filter(|&i| tempered[i] >= 0.05 * best)
+            .collect();
+        let kept_mass: f64 = kept.iter().map(|&i| tempered[i]).sum();
+        let raw_p = softmax_at(&raw, 1.0);
+        let adjusted_p = softmax_at(&adjusted, 1.0);
+
+        let mut plain = Sampler::new(3);
+        let mut traced = Sampler::new(3);
+        for _ in 0..50 {
+            let want = plain.sample(&raw, &[1], &params);
+            let (id, trace) = traced.sample_traced(&raw, &[1], &[], &params, 8);
+            assert_eq!(id, want, "tracing does not change the draw");
+            assert_eq!(trace.drawn, id);
+            assert_eq!(trace.survivors, kept.len());
+            assert_eq!(trace.rows.len(), 8);
+            assert_eq!(trace.rows[0].id, 0, "most likely raw first");
+            for row in &trace.rows {
+                let i = row.id as usize;
+                assert!((row.raw as f64 - raw_p[i]).abs() < 1e-6);
+                assert!((row.adjusted as f64 - adjusted_p[i]).abs() < 1e-6);
+                assert!((row.tempered as f64 - tempered[i]).abs() < 1e-6);
+                let stage = if i == 6 || i == 7 {
+                    Some(Stage::TopK)
+                } else if !after_top_p.contains(&i) {
+                    Some(Stage::TopP)
+                } else if !kept.contains(&i) {
+                    Some(Stage::MinP)
+                } else {
+                    None
+                };
+                assert_eq!(row.removed_by, stage, "token {i}");
+                let want_final = if stage.is_none() {
+                    tempered[i] / kept_mass
+                } else {
+                    0.0
+                };
+                assert!(
+                    (row.final_prob as f64 - want_final).abs() < 1e-6,
+                    "token {i}"
+                );
+            }
+            assert!(kept.contains(&(id as usize)));
+        }
+        // Greedy: only the best adjusted token survives.
+        let greedy = SamplingParams {
+            temperature: 0.0,
+            ..params.clone()
+        };
+        let (id, trace) = traced.sample_traced(&raw, &[1], &[], &greedy, 3);
+        assert_eq!(id, 0);
+        assert_eq!(trace.rows[0].final_prob, 1.0);
+        assert_eq!(trace.rows[1].removed_by, Some(Stage::Greedy));
     }
 }

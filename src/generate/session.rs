@@ -9,6 +9,7 @@ use candle_core::{DType, Device};
 
 use crate::error::{Error, Result};
 use crate::generate::sampling::{log_sum_exp, top_candidates, Sampler, SamplingParams};
+use crate::generate::trace::Trace;
 use crate::generate::{StopMatcher, Utf8Stream};
 use crate::model::{Gpt2, Gpt2Config, KvCache};
 use crate::tokenizer::Tokenizer;
@@ -32,6 +33,8 @@ pub struct GenerateOptions {
     pub ignore_eos: bool,
     /// How many top candidates (raw softmax) to report for each token; 0 = none.
     pub top_n: usize,
+    /// Record the sampler trace of each token for this many candidates; 0 = off (no cost).
+    pub trace: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +67,8 @@ pub struct Token {
     pub top: Vec<(u32, f32)>,
     /// Settings in force when this token was drawn.
     pub params: SamplingParams,
+    /// What each sampling stage did at this step, when asked for (`GenerateOptions::trace`).
+    pub trace: Option<Trace>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -391,9 +396,19 @@ impl Generation<'_> {
             None => self.advance()?,
         };
         let history = &self.tokens[self.tokens.len().saturating_sub(params.repeat_last_n)..];
-        let id = self
-            .sampler
-            .sample_after(&logits, history, &self.reply, params);
+        let (id, trace) = match self.options.trace {
+            0 => (
+                self.sampler
+                    .sample_after(&logits, history, &self.reply, params),
+                None,
+            ),
+            shown => {
+                let (id, trace) =
+                    self.sampler
+                        .sample_traced(&logits, history, &self.reply, params, shown);
+                (id, Some(trace))
+            }
+        };
         let logprob = logits[id as usize] - log_sum_exp(&logits);
         let top = top_candidates(&logits, self.options.top_n);
         if self.stats.generated_tokens > 0 {
@@ -417,6 +432,7 @@ impl Generation<'_> {
             logprob,
             top,
             params: params.clone(),
+            trace,
         }))
     }
 

@@ -8,7 +8,6 @@ use candle_core::cpu::erf::erf_f32;
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 
 use super::{has_avx2_fma, with_f32_slice, SyncPtr};
-use crate::model::config::Activation;
 
 /// sqrt(2 / pi), the scale inside GPT-2's tanh approximation of GELU.
 const GELU_SCALE: f32 = 0.797_884_6;
@@ -30,7 +29,7 @@ pub fn gelu_tanh_in_place(xs: &mut [f32]) {
 }
 
 /// [`gelu_tanh_in_place`] without threads, for callers that split the work themselves.
-fn gelu_tanh_on_this_thread(xs: &mut [f32]) {
+pub fn gelu_tanh_on_this_thread(xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the features were just detected.
@@ -39,16 +38,16 @@ fn gelu_tanh_on_this_thread(xs: &mut [f32]) {
     xs.iter_mut().for_each(|x| *x = gelu_scalar(*x));
 }
 
-/// The MLP's activation of every value, in place, on this thread.
-pub fn activate_on_this_thread(activation: Activation, xs: &mut [f32]) {
-    match activation {
-        Activation::GeluTanh => gelu_tanh_on_this_thread(xs),
-        // As candle's `gelu_erf`, so both paths agree exactly.
-        Activation::GeluErf => xs
-            .iter_mut()
-            .for_each(|x| *x = (erf_f32(*x * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * *x),
-        Activation::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
-    }
+/// Exact (erf) GELU of every value, in place, on this thread: as candle's `gelu_erf`, so the
+/// slice and tensor paths agree exactly.
+pub fn gelu_erf_on_this_thread(xs: &mut [f32]) {
+    xs.iter_mut()
+        .for_each(|x| *x = (erf_f32(*x * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * *x);
+}
+
+/// ReLU of every value, in place, on this thread.
+pub fn relu_on_this_thread(xs: &mut [f32]) {
+    xs.iter_mut().for_each(|x| *x = x.max(0.0));
 }
 
 /// Softmax of every row of length `width`, in place. `-inf` entries (masked positions) become

@@ -39,10 +39,41 @@ pub fn rows_times_t(xs: &[f32], w: &QTensor) -> Result<Option<Vec<f32>>> {
 /// `y += xs @ w^T` for q8_0 weights on the CPU, as [`rows_times_t`]; `false` (untouched) when
 /// the weights are of another format or elsewhere.
 pub fn add_rows_times_t(xs: &[f32], w: &QTensor, y: &mut [f32]) -> Result<bool> {
-    let (n, k) = w.shape().dims2()?;
-    if w.dtype() != GgmlDType::Q8_0 || !matches!(w.device(), Device::Cpu) || k % BLOCK != 0 {
+    let Some(w) = Q8Matrix::of(w)? else {
         return Ok(false);
+    };
+    add_rows_times(xs, w, y)?;
+    Ok(true)
+}
+
+/// A q8_0 matrix (n, k) as its raw blocks in host memory, row after row; `k` is a multiple
+/// of the 32-value block.
+#[derive(Debug, Clone, Copy)]
+pub struct Q8Matrix<'a> {
+    pub blocks: &'a [u8],
+    pub n: usize,
+    pub k: usize,
+}
+
+impl<'a> Q8Matrix<'a> {
+    /// The blocks of `w` when it is a q8_0 matrix on the CPU whose rows hold whole blocks.
+    pub fn of(w: &'a QTensor) -> Result<Option<Self>> {
+        let (n, k) = w.shape().dims2()?;
+        if w.dtype() != GgmlDType::Q8_0 || !matches!(w.device(), Device::Cpu) || k % BLOCK != 0 {
+            return Ok(None);
+        }
+        match w.data()? {
+            std::borrow::Cow::Borrowed(blocks) if blocks.len() == n * (k / BLOCK) * BLOCK_BYTES => {
+                Ok(Some(Self { blocks, n, k }))
+            }
+            _ => Ok(None),
+        }
     }
+}
+
+/// `y += xs @ w^T` for the rows of `xs` (m x k values) and the q8_0 matrix `w` (n, k).
+pub fn add_rows_times(xs: &[f32], w: Q8Matrix, y: &mut [f32]) -> Result<()> {
+    let Q8Matrix { blocks, n, k } = w;
     if !xs.len().is_multiple_of(k) || y.len() != xs.len() / k * n {
         candle_core::bail!(
             "q8_0 product: {} input and {} output values for weights ({n}, {k})",
@@ -51,12 +82,19 @@ pub fn add_rows_times_t(xs: &[f32], w: &QTensor, y: &mut [f32]) -> Result<bool> 
         );
     }
     if xs.len() / k >= DEQUANTIZE_FROM_ROWS {
-        add_dequantized_product(xs, &w.data()?, n, k, y);
-        return Ok(true);
+        add_dequantized_product(xs, blocks, n, k, y);
+        return Ok(());
     }
     let rows: Vec<QuantizedRow> = xs.chunks_exact(k).map(quantize_row).collect();
-    matmul_rows(&rows, &w.data()?, n, y);
-    Ok(true)
+    matmul_rows(&rows, blocks, n, y);
+    Ok(())
+}
+
+/// [`add_rows_times`] into fresh outputs: `xs @ w^T`, m x n values.
+pub fn rows_times(xs: &[f32], w: Q8Matrix) -> Result<Vec<f32>> {
+    let mut y = vec![0f32; xs.len() / w.k * w.n];
+    add_rows_times(xs, w, &mut y)?;
+    Ok(y)
 }
 
 /// Input rows from which a product turns the weights back into f32 a slice at a time and

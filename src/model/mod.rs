@@ -1,9 +1,14 @@
-//! GPT-2 itself: config, layers, KV cache, and the backends its forward pass dispatches to.
+//! GPT-2 itself: the config, the layers with their tensor forward (`layers.rs`), the model and
+//! its one forward dispatcher (`gpt2.rs`), the KV cache, the q8_0 weight format, the
+//! initialisation table, and the CPU backend (`cpu/`) the dispatcher picks on the CPU.
 
 pub mod config;
 mod cpu;
 pub mod gpt2;
+pub mod init;
 pub mod kv_cache;
+mod layers;
+pub mod q8;
 
 pub use config::Gpt2Config;
 pub use gpt2::{Gpt2, Mode};

@@ -10,7 +10,8 @@ use candle_nn::VarBuilder;
 
 use super::safetensors_file;
 use crate::error::{Error, Result};
-use crate::model::gpt2::{quantize_q8_0_weight, Gpt2, QuantizedWeights, Q8_BLOCK};
+use crate::model::q8::{quantize_q8_0_weight, QuantizedWeights, Q8_BLOCK};
+use crate::model::Gpt2;
 use crate::model::Gpt2Config;
 use crate::tokenizer::Tokenizer;
 
@@ -417,4 +418,26 @@ fn weights_origin(weights: &WeightFiles) -> String {
 fn root_cause(e: &candle_core::Error) -> String {
     let text = e.to_string();
     text.lines().next().unwrap_or(&text).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device};
+
+    use super::{load, load_q8_0};
+    use crate::weights::bundled;
+
+    /// A checkpoint loaded on the CPU, in f32 or q8_0, is laid out for the CPU backend: its
+    /// prompts and decode steps do not fall back to the tensor path.
+    #[test]
+    fn loaded_checkpoints_run_on_the_cpu_backend() {
+        let files = bundled::files().unwrap();
+        let dense = load(&files, &Device::Cpu, DType::F32).unwrap();
+        assert!(dense.model.prefills_on_cpu());
+        let (quantized, skipped) = load_q8_0(&files, &Device::Cpu).unwrap();
+        assert_eq!(skipped, 0);
+        assert!(quantized.model.is_quantized() && quantized.model.prefills_on_cpu());
+        let half = load(&files, &Device::Cpu, DType::F16).unwrap();
+        assert!(!half.model.prefills_on_cpu());
+    }
 }

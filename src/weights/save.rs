@@ -48,7 +48,8 @@ pub fn save_folder(
     storage: StorageDtype,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    write_config(&dir.join("config.json"), config, storage)?;
+    let tied = !tensors.contains_key("lm_head.weight");
+    write_config(&dir.join("config.json"), config, storage, tied)?;
     write_safetensors(&dir.join("model.safetensors"), config, tensors, storage)?;
     let tokenizer_path = dir.join("tokenizer.json");
     let json = tokenizer.to_string(false).map_err(|e| Error::Tokenizer {
@@ -62,13 +63,14 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
 }
 
-/// `config.json`: our config plus the keys transformers expects of a GPT-2 checkpoint.
-fn write_config(path: &Path, config: &Gpt2Config, storage: StorageDtype) -> Result<()> {
+/// `config.json`: our config plus the keys transformers expects of a GPT-2 checkpoint;
+/// `tie_word_embeddings` says whether the head is the token embeddings (no `lm_head.weight`).
+fn write_config(path: &Path, config: &Gpt2Config, storage: StorageDtype, tied: bool) -> Result<()> {
     let mut value = serde_json::to_value(config).map_err(|e| Error::Other(e.to_string()))?;
     if let Some(map) = value.as_object_mut() {
         map.insert("n_ctx".into(), config.n_positions.into());
         map.insert("torch_dtype".into(), storage.torch_name().into());
-        map.insert("tie_word_embeddings".into(), true.into());
+        map.insert("tie_word_embeddings".into(), tied.into());
         map.insert("resid_pdrop".into(), 0.0.into());
         map.insert("embd_pdrop".into(), 0.0.into());
         map.insert("attn_pdrop".into(), 0.0.into());
@@ -153,6 +155,76 @@ fn write_safetensors(
 mod tests {
     use super::*;
     use candle_core::Device;
+    use candle_nn::VarBuilder;
+
+    use crate::model::{Gpt2, Mode};
+    use crate::weights::loader::{self, ModelFiles};
+
+    /// Every tensor `expected_shapes` lists, with distinct values.
+    fn tensors(config: &Gpt2Config, untied: bool) -> BTreeMap<String, Tensor> {
+        expected_shapes(config, untied)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, shape))| {
+                let n: usize = shape.iter().product();
+                let values: Vec<f32> = (0..n)
+                    .map(|j| ((i * 7 + j * 3) % 64) as f32 * 0.01 - 0.3)
+                    .collect();
+                (name, Tensor::from_vec(values, shape, &Device::Cpu).unwrap())
+            })
+            .collect()
+    }
+
+    /// A model with a head of its own is saved as untied (`tie_word_embeddings: false`) and
+    /// loads back with that head; a tied one says `true`.
+    #[test]
+    fn an_untied_head_is_saved_as_untied_and_loads_back_as_its_own() {
+        let tokenizer =
+            tokenizers::Tokenizer::from_bytes(include_bytes!("../../assets/model/tokenizer.json"))
+                .unwrap();
+        let config = Gpt2Config {
+            vocab_size: tokenizer.get_vocab_size(true),
+            n_positions: 4,
+            n_embd: 8,
+            n_layer: 1,
+            n_head: 2,
+            ..Gpt2Config::gpt2_small()
+        };
+        let dir = std::env::temp_dir().join(format!("gpt2-save-untied-{}", std::process::id()));
+        for untied in [true, false] {
+            let tensors = tensors(&config, untied);
+            save_folder(&dir, &config, &tensors, &tokenizer, StorageDtype::F32).unwrap();
+            let written: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                    .unwrap();
+            assert_eq!(written["tie_word_embeddings"], serde_json::json!(!untied));
+            let loaded = loader::load(
+                &ModelFiles::from_folder(&dir).unwrap(),
+                &Device::Cpu,
+                DType::F32,
+            )
+            .unwrap();
+            assert_eq!(loaded.model.has_tied_head(), !untied);
+            let vb =
+                VarBuilder::from_tensors(tensors.into_iter().collect(), DType::F32, &Device::Cpu);
+            let original = Gpt2::load(vb, &config).unwrap();
+            let ids = Tensor::new(&[[1u32, 5, 2]], &Device::Cpu).unwrap();
+            let (want, got) = (
+                original.forward_all(&ids, Mode::Inference).unwrap(),
+                loaded.model.forward_all(&ids, Mode::Inference).unwrap(),
+            );
+            let diff = (want - got)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert_eq!(diff, 0.0, "untied {untied}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn safetensors_round_trip_through_candle() {

@@ -268,6 +268,7 @@ async fn answer(
             stop,
             ignore_eos: plan.ignore_eos,
             top_n: plan.logprobs.unwrap_or(0),
+            trace: 0,
         },
         params: plan.params,
         prompt_logprobs,

@@ -7,21 +7,19 @@
 //! and ran the small per-head products on a thread pool of their own beside the matmul's. Here
 //! the biases and the residual stream go into the products themselves (`dst = dst + x @ W`),
 //! attention skips the masked half of the scores, and all threads come from one pool (rayon,
-//! which the matmul crate uses too). The batched path in `gpt2.rs` stays the reference: the
-//! two are compared in the tests.
+//! which the matmul crate uses too).
 
-use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Result, Tensor};
 use gemm::{gemm, Parallelism};
 use half::f16;
 use rayon::prelude::*;
 
-use super::decode::layer_norm_row;
-use crate::kernels::activations::{activate_on_this_thread, softmax_row};
+use super::weights::{CpuAttention, CpuBlock, CpuLayerNorm, CpuLinear, CpuMlp, CpuWeights, Matrix};
+use super::{activate_on_this_thread, layer_norm_row};
+use crate::kernels::activations::softmax_row;
 use crate::kernels::cached_values::CachedValue;
-use crate::kernels::q8::add_rows_times_t;
-use crate::kernels::{add_matmul, with_f32_slice, with_slice, SyncPtr};
-use crate::model::gpt2::{Attention, Block, Gpt2, LayerNorm, Linear, Mlp, Weight};
+use crate::kernels::q8::add_rows_times;
+use crate::kernels::{add_matmul, with_slice, SyncPtr};
 use crate::model::kv_cache::KvCache;
 
 /// Queries per attention task: enough rows for the products to run at full speed, few enough
@@ -31,30 +29,16 @@ const QUERY_BLOCK: usize = 64;
 /// Rows of activations per task in the row-wise passes (layer norm, activation).
 const ROWS_PER_TASK: usize = 16;
 
-fn not_cpu_f32(what: &str) -> candle_core::Error {
-    candle_core::Error::Msg(format!("expected contiguous f32 {what} on the CPU"))
-}
-
-impl Gpt2 {
-    /// Whether `prefill` applies: f32 or q8_0 weights on the CPU, not being trained.
-    pub(in crate::model) fn can_prefill_on_cpu(&self) -> bool {
-        self.can_decode_on_cpu()
-            && self.blocks.iter().all(|b| {
-                b.projections().iter().all(|l| match &l.weight {
-                    Weight::Dense(w) => !w.is_variable(),
-                    Weight::Quantized(QMatMul::QTensor(w)) => w.dtype() == GgmlDType::Q8_0,
-                    Weight::Quantized(_) => false,
-                })
-            })
-    }
-
+impl CpuWeights {
     /// Runs the prompt `ids` through the model after the `cache.len()` tokens in the cache,
     /// appends their keys and values, and returns the logits of the last one, shape (vocab,).
-    pub(in crate::model) fn prefill(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+    /// Needs [`CpuWeights::can_prefill`].
+    pub(crate) fn prefill(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
         let start = cache.len();
-        let e = self.config.n_embd;
-        let mut x = self.embed_rows(ids, start)?;
-        let mut buffers = Buffers::new(ids.len(), e, self.config.mlp_width());
+        let e = self.n_embd;
+        let mut x = self.embed_rows(ids, start); // (t x e)
+        let inner = self.blocks.iter().map(|b| b.mlp.c_fc.out_dim).max();
+        let mut buffers = Buffers::new(ids.len(), e, inner.unwrap_or(0));
         for (layer, block) in self.blocks.iter().enumerate() {
             block.prefill(&mut x, &mut buffers, cache, layer, start)?;
         }
@@ -83,7 +67,7 @@ impl Buffers {
     }
 }
 
-impl Block {
+impl CpuBlock {
     /// The block applied to the residual stream `x` (tokens x n_embd), in place.
     fn prefill(
         &self,
@@ -94,67 +78,57 @@ impl Block {
         start: usize,
     ) -> Result<()> {
         let tokens = buffers.narrow.len() / self.attn.c_proj.out_dim;
-        let qkv = &mut buffers.wide[..tokens * self.attn.c_attn.out_dim];
-        self.ln_1.forward_rows(x, &mut buffers.narrow)?;
+        let qkv = &mut buffers.wide[..tokens * self.attn.c_attn.out_dim]; // (t x 3e)
+        self.ln_1.forward_rows(x, &mut buffers.narrow);
         self.attn.c_attn.forward_rows(&buffers.narrow, qkv)?;
         self.attn
             .prefill(qkv, cache, layer, start, &mut buffers.narrow)?;
         self.attn.c_proj.add_forward_rows(&buffers.narrow, x)?;
-        self.ln_2.forward_rows(x, &mut buffers.narrow)?;
-        let hidden = &mut buffers.wide[..tokens * self.mlp.c_fc.out_dim];
+        self.ln_2.forward_rows(x, &mut buffers.narrow);
+        let hidden = &mut buffers.wide[..tokens * self.mlp.c_fc.out_dim]; // (t x i)
         self.mlp.prefill(&buffers.narrow, hidden, x)
     }
 }
 
-impl LayerNorm {
+impl CpuLayerNorm {
     /// Every row of `x` normalised into `out`.
-    fn forward_rows(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
-        let width = self.weight.elem_count();
-        with_f32_slice(&self.weight, |w| {
-            with_f32_slice(&self.bias, |b| {
-                x.par_chunks(width * ROWS_PER_TASK)
-                    .zip(out.par_chunks_mut(width * ROWS_PER_TASK))
-                    .for_each(|(x, out)| {
-                        for (x, out) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
-                            layer_norm_row(x, w, b, self.eps as f32, out);
-                        }
-                    })
+    fn forward_rows(&self, x: &[f32], out: &mut [f32]) {
+        let (w, b) = (self.weight.get(), self.bias.get());
+        let width = w.len();
+        x.par_chunks(width * ROWS_PER_TASK)
+            .zip(out.par_chunks_mut(width * ROWS_PER_TASK))
+            .for_each(|(x, out)| {
+                for (x, out) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+                    layer_norm_row(x, w, b, self.eps as f32, out);
+                }
             })
-        })
-        .flatten()
-        .ok_or_else(|| not_cpu_f32("layer norm weights"))
     }
 }
 
-impl Linear {
+impl CpuLinear {
     /// `y = x @ W + b` for every row of `x`, written over `y`.
     fn forward_rows(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
-        with_f32_slice(&self.bias, |b| {
-            y.chunks_exact_mut(b.len())
-                .for_each(|row| row.copy_from_slice(b))
-        })
-        .ok_or_else(|| not_cpu_f32("bias"))?;
+        let b = self.bias.get();
+        y.chunks_exact_mut(b.len())
+            .for_each(|row| row.copy_from_slice(b));
         self.accumulate_rows(x, y)
     }
 
     /// `y += x @ W + b` for every row of `x`: a residual branch added to the stream `y`.
     fn add_forward_rows(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
-        with_f32_slice(&self.bias, |b| {
-            y.chunks_exact_mut(b.len())
-                .for_each(|row| row.iter_mut().zip(b).for_each(|(y, b)| *y += b))
-        })
-        .ok_or_else(|| not_cpu_f32("bias"))?;
+        let b = self.bias.get();
+        y.chunks_exact_mut(b.len())
+            .for_each(|row| row.iter_mut().zip(b).for_each(|(y, b)| *y += b));
         self.accumulate_rows(x, y)
     }
 
     /// `y += x @ W`, one product over all rows on all threads.
     fn accumulate_rows(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
-        let w = match &self.weight {
-            Weight::Dense(w) => w,
-            Weight::Quantized(QMatMul::QTensor(q)) if add_rows_times_t(x, q, y)? => return Ok(()),
-            Weight::Quantized(_) => candle_core::bail!("the CPU prefill needs f32 or q8_0 weights"),
+        let (w, k, n) = match &self.weight {
+            Matrix::Dense { w, k, n } => (w.get(), *k, *n),
+            Matrix::Q8(w) => return add_rows_times(x, w.get(), y),
+            Matrix::Other(_) => candle_core::bail!("the CPU prefill needs f32 or q8_0 weights"),
         };
-        let (k, n) = w.dims2()?;
         let m = x.len() / k;
         if x.len() != m * k || y.len() != m * n {
             candle_core::bail!(
@@ -163,16 +137,14 @@ impl Linear {
                 y.len()
             );
         }
-        with_f32_slice(w, |w| {
-            // SAFETY: the slices hold m x k, k x n and m x n values, row-major; `y` is
-            // borrowed mutably, so nothing else reads it meanwhile.
-            unsafe { add_matmul((m, n, k), y.as_mut_ptr(), n, x, w.as_ptr(), (n, 1)) }
-        })
-        .ok_or_else(|| not_cpu_f32("weights"))
+        // SAFETY: the slices hold m x k, k x n and m x n values, row-major; `y` is borrowed
+        // mutably, so nothing else reads it meanwhile.
+        unsafe { add_matmul((m, n, k), y.as_mut_ptr(), n, x, w.as_ptr(), (n, 1)) };
+        Ok(())
     }
 }
 
-impl Mlp {
+impl CpuMlp {
     /// `x += c_proj(activation(c_fc(normed)))`, with `hidden` as the inner buffer.
     fn prefill(&self, normed: &[f32], hidden: &mut [f32], x: &mut [f32]) -> Result<()> {
         self.c_fc.forward_rows(normed, hidden)?;
@@ -184,7 +156,7 @@ impl Mlp {
     }
 }
 
-impl Attention {
+impl CpuAttention {
     /// Stores the new keys and values from `qkv` in the cache at `start`, and writes each new
     /// query's attention over the cache into `out` (tokens x n_embd, heads side by side).
     fn prefill(
@@ -208,7 +180,9 @@ impl Attention {
             self.cached(values, tokens)
         };
         cache.append(layer, start, &by_head(1)?, &by_head(2)?)?;
-        let (keys, values) = cache.buffers(layer).ok_or_else(|| not_cpu_f32("cache"))?;
+        let not_on_cpu =
+            || candle_core::Error::Msg("expected an f32 or f16 key/value cache on the CPU".into());
+        let (keys, values) = cache.buffers(layer).ok_or_else(not_on_cpu)?;
         let layout = CausalLayout {
             heads,
             d,
@@ -220,7 +194,7 @@ impl Attention {
             DType::F16 => layout.attend_in::<f16>(keys, values, qkv, out),
             _ => layout.attend_in::<f32>(keys, values, qkv, out),
         };
-        attended.ok_or_else(|| not_cpu_f32("or f16 cache"))
+        attended.ok_or_else(not_on_cpu)
     }
 }
 
@@ -348,7 +322,7 @@ mod tests {
     use candle_core::{DType, Device, IndexOp, Tensor};
     use candle_nn::{VarBuilder, VarMap};
 
-    use super::{QMatMul, Weight, QUERY_BLOCK};
+    use super::QUERY_BLOCK;
     use crate::model::{Gpt2, Gpt2Config, KvCache, Mode};
 
     fn config() -> Gpt2Config {
@@ -387,21 +361,6 @@ mod tests {
         .unwrap()
     }
 
-    /// The model with every q8_0 projection turned back into dense f32 weights.
-    fn dequantized(model: &Gpt2) -> Gpt2 {
-        let mut model = model.clone();
-        for block in &mut model.blocks {
-            for linear in block.projections_mut() {
-                let Weight::Quantized(QMatMul::QTensor(q)) = &linear.weight else {
-                    panic!("expected a q8_0 projection");
-                };
-                let dense = q.dequantize(&Device::Cpu).unwrap().t().unwrap();
-                linear.weight = Weight::Dense(dense.contiguous().unwrap());
-            }
-        }
-        model
-    }
-
     fn max_relative_diff(a: &Tensor, b: &Tensor) -> f32 {
         let (a, b) = (a.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap());
         let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
@@ -418,7 +377,7 @@ mod tests {
     fn prefill_in_blocks_matches_the_batched_path() {
         let config = config();
         let model = random_model(&config);
-        assert!(model.can_prefill_on_cpu());
+        assert!(model.prefills_on_cpu());
         let ids: Vec<u32> = (0..4 * QUERY_BLOCK as u32 + 37)
             .map(|i| i * 31 % 97)
             .collect();
@@ -474,9 +433,9 @@ mod tests {
         let mut quantized = dense.clone();
         assert_eq!(quantized.quantize_q8_0().unwrap(), 0);
         // Both heads dense, so only the projections differ in kind.
-        quantized.lm_head_q8 = None;
-        let reference = dequantized(&quantized);
-        assert!(quantized.can_prefill_on_cpu() && reference.can_prefill_on_cpu());
+        let quantized = quantized.with_dense_head();
+        let reference = quantized.clone().with_dequantized_projections();
+        assert!(quantized.prefills_on_cpu() && reference.prefills_on_cpu());
         let ids: Vec<u32> = (0..2 * QUERY_BLOCK as u32 + 37)
             .map(|i| i * 31 % 97)
             .collect();

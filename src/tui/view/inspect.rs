@@ -7,11 +7,12 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui::Frame;
 use unicode_width::UnicodeWidthStr;
 
-use super::app::App;
-use super::controls::CONTROLS;
-use super::inspect_mode::{AttentionView, Inspect};
-use super::replies::{Branches, Piece};
-use super::view::{wrap, wrap_segments};
+use super::text::{clip, quoted, wrap, wrap_segments};
+use super::widgets::bottom_right;
+use crate::tui::controls::CONTROLS;
+use crate::tui::state::inspect::{AttentionView, Inspect};
+use crate::tui::state::replies::{Branches, Piece};
+use crate::tui::state::App;
 
 /// The keys while the cursor is shown, for the input box's title (long, then short).
 pub fn hints(app: &App) -> (&'static str, &'static str) {
@@ -47,7 +48,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 fn popup_block(app: &App, title: String, hint: &'static str) -> Block<'static> {
-    let t = &app.theme;
+    let t = &app.look.theme;
     Block::default()
         .borders(Borders::ALL)
         .border_style(Style::default().fg(t.accent))
@@ -65,11 +66,6 @@ fn position(inspect: &Inspect, reply: &Branches) -> String {
     title + " "
 }
 
-/// A token's text as it is shown in lists: quoted, with line breaks and tabs escaped.
-pub fn quoted(text: &str) -> String {
-    format!("{text:?}")
-}
-
 fn draw_alternatives(
     frame: &mut Frame,
     app: &App,
@@ -78,7 +74,7 @@ fn draw_alternatives(
     reply: &Branches,
     piece: &Piece,
 ) {
-    let t = &app.theme;
+    let t = &app.look.theme;
     let width = 50u16.min(area.width);
     let params = CONTROLS
         .iter()
@@ -156,32 +152,6 @@ fn draw_alternatives(
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-/// Cuts `text` to `width` columns, marking the cut.
-fn clip(text: &str, width: usize) -> String {
-    if text.width() <= width {
-        return text.to_string();
-    }
-    let mut out = String::new();
-    for c in text.chars() {
-        if out.width() + 2 > width {
-            break;
-        }
-        out.push(c);
-    }
-    out + "…"
-}
-
-fn bottom_right(area: Rect, width: u16, height: u16) -> Rect {
-    let width = width.min(area.width);
-    let height = height.min(area.height);
-    Rect {
-        x: area.x + area.width - width,
-        y: area.y + area.height - height,
-        width,
-        height,
-    }
-}
-
 fn draw_attention(
     frame: &mut Frame,
     app: &App,
@@ -190,7 +160,7 @@ fn draw_attention(
     reply: &Branches,
     view: &AttentionView,
 ) {
-    let t = &app.theme;
+    let t = &app.look.theme;
     let heads = view.shape().map_or(0, |(_, h)| h);
     // A row per head and the average, the strongest tokens, three lines of text.
     let height = (heads as u16 + 7).max(7);
@@ -283,7 +253,7 @@ fn draw_attention(
 
 /// The five tokens attended to most, with their weights.
 fn strongest_line(app: &App, tokens: &[String], weights: &[f32]) -> Line<'static> {
-    let t = &app.theme;
+    let t = &app.look.theme;
     let mut order: Vec<usize> = (0..weights.len().min(tokens.len())).collect();
     order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
     let mut spans = vec![Span::styled("strongest ", Style::default().fg(t.muted))];
@@ -306,7 +276,7 @@ fn text_heat(
     weights: &[f32],
     width: u16,
 ) -> Vec<Line<'static>> {
-    let t = &app.theme;
+    let t = &app.look.theme;
     let strongest = weights.iter().copied().fold(f32::MIN_POSITIVE, f32::max);
     let Some(last) = tokens.len().checked_sub(1) else {
         return vec![];

@@ -3,15 +3,15 @@
 
 use crossterm::event::{KeyCode, KeyEvent};
 
-use super::app::{App, Mode, CONTINUATION};
 use super::replies::{Branches, Piece};
-use crate::engine::chat::Role;
+use super::App;
 use crate::engine::{AttentionMap, Request};
+use crate::tui::keys::KeyAction;
 
 /// Where the token cursor is and what it shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inspect {
-    /// The reply's key in [`App::replies`].
+    /// The reply's key in [`super::Conversation::replies`].
     pub reply: usize,
     /// The token's index in the reply's shown branch.
     pub token: usize,
@@ -73,33 +73,18 @@ impl App {
     /// The reply and token under the cursor, when it still points at one.
     pub fn inspected(&self) -> Option<(&Inspect, &Branches, &Piece)> {
         let inspect = self.inspect.as_ref()?;
-        let reply = self.replies.get(&inspect.reply)?;
+        let reply = self.conversation.replies.get(&inspect.reply)?;
         let piece = reply.pieces().get(inspect.token)?;
         Some((inspect, reply, piece))
     }
 
-    /// The keys of the replies the cursor can visit in this mode, in order.
-    fn inspectable(&self) -> Vec<usize> {
-        self.replies
-            .iter()
-            .filter(|(key, reply)| {
-                let in_mode = match self.mode {
-                    Mode::Chat => self.turns.get(**key).is_some_and(|t| t.role == Role::Model),
-                    Mode::Complete => **key == CONTINUATION,
-                };
-                in_mode && !reply.pieces().is_empty()
-            })
-            .map(|(key, _)| *key)
-            .collect()
-    }
-
     /// Puts the cursor on the last token of the last reply.
     pub(super) fn start_inspecting(&mut self) {
-        let Some(&reply) = self.inspectable().last() else {
+        let Some(&reply) = self.conversation.inspectable().last() else {
             self.message = Some("no reply to inspect yet".into());
             return;
         };
-        let token = self.replies[&reply].pieces().len() - 1;
+        let token = self.conversation.replies[&reply].pieces().len() - 1;
         self.inspect = Some(Inspect {
             reply,
             token,
@@ -109,72 +94,76 @@ impl App {
         self.message = None;
     }
 
-    /// Handles a key while the cursor is shown; `None` leaves it to the global keys.
-    pub(super) fn on_inspect_key(&mut self, key: KeyEvent) -> Option<Vec<Request>> {
-        let inspect = self.inspect.as_mut()?;
-        let tokens = self
-            .replies
-            .get(&inspect.reply)
-            .map_or(0, |r| r.pieces().len());
-        let rows = self
-            .replies
+    /// Carries out a key of the token cursor (found in [`crate::tui::keys`]'s inspect scope).
+    pub(super) fn on_inspect_action(&mut self, action: KeyAction, key: &KeyEvent) -> Vec<Request> {
+        let Some(inspect) = self.inspect.as_mut() else {
+            return vec![];
+        };
+        let replies = &self.conversation.replies;
+        let tokens = replies.get(&inspect.reply).map_or(0, |r| r.pieces().len());
+        let rows = replies
             .get(&inspect.reply)
             .and_then(|r| r.pieces().get(inspect.token))
             .map_or(0, |p| p.top.len());
         let moved_to = |token: usize| Some(token.min(tokens.saturating_sub(1)));
-        let target = match (key.code, inspect.choosing) {
-            (KeyCode::Esc, Some(_)) => {
+        let target = match action {
+            KeyAction::StopChoosing => {
                 inspect.choosing = None;
                 None
             }
-            (KeyCode::Esc, None) if inspect.attention.is_some() => {
+            KeyAction::CloseAttention => {
                 inspect.attention = None;
                 None
             }
-            (KeyCode::Esc | KeyCode::F(6), _) => {
+            KeyAction::LeaveInspecting => {
                 self.inspect = None;
-                return Some(vec![]);
+                return vec![];
             }
-            (KeyCode::Up, Some(row)) => {
-                inspect.choosing = Some(row.saturating_sub(1));
+            KeyAction::ChooseUp => {
+                inspect.choosing = inspect.choosing.map(|row| row.saturating_sub(1));
                 None
             }
-            (KeyCode::Down, Some(row)) => {
-                inspect.choosing = Some((row + 1).min(rows.saturating_sub(1)));
+            KeyAction::ChooseDown => {
+                inspect.choosing = inspect
+                    .choosing
+                    .map(|row| (row + 1).min(rows.saturating_sub(1)));
                 None
             }
-            (KeyCode::Enter, Some(row)) => return Some(self.branch_on(row)),
-            (KeyCode::Enter, None) if rows > 0 => {
+            KeyAction::Branch => match inspect.choosing {
+                Some(row) => return self.branch_on(row),
+                None => None,
+            },
+            KeyAction::StartChoosing => {
                 inspect.choosing = Some(0);
                 inspect.attention = None;
                 None
             }
-            (KeyCode::Left, _) => moved_to(inspect.token.saturating_sub(1)),
-            (KeyCode::Right, _) => moved_to(inspect.token + 1),
-            (KeyCode::Home, _) => moved_to(0),
-            (KeyCode::End, _) => moved_to(tokens.saturating_sub(1)),
-            (KeyCode::Up, None) => return Some(self.move_reply(-1)),
-            (KeyCode::Down, None) => return Some(self.move_reply(1)),
-            (KeyCode::Char('b'), _) => return Some(self.cycle_branch(1)),
-            (KeyCode::Char('B'), _) => return Some(self.cycle_branch(-1)),
-            (KeyCode::Char('a'), _) => {
+            KeyAction::TokenLeft => moved_to(inspect.token.saturating_sub(1)),
+            KeyAction::TokenRight => moved_to(inspect.token + 1),
+            KeyAction::TokenFirst => moved_to(0),
+            KeyAction::TokenLast => moved_to(tokens.saturating_sub(1)),
+            KeyAction::PreviousReply => return self.move_reply(-1),
+            KeyAction::NextReply => return self.move_reply(1),
+            KeyAction::NextBranch => return self.cycle_branch(1),
+            KeyAction::PreviousBranch => return self.cycle_branch(-1),
+            KeyAction::ToggleAttention => {
                 if inspect.attention.take().is_none() {
-                    return Some(self.request_attention());
+                    return self.request_attention();
                 }
                 None
             }
-            (KeyCode::Char(c @ ('[' | ']' | '<' | '>' | ',' | '.' | 'm')), _) => {
-                if let Some(view) = inspect.attention.as_mut() {
+            KeyAction::StepAttention => {
+                if let (KeyCode::Char(c), Some(view)) = (key.code, inspect.attention.as_mut()) {
                     step_attention(view, c);
                 }
                 None
             }
-            _ => return None,
+            _ => None,
         };
         if let Some(token) = target {
-            return Some(self.move_cursor(token));
+            return self.move_cursor(token);
         }
-        Some(vec![])
+        vec![]
     }
 
     /// Moves the cursor to `token` of the same reply; an open attention view follows it.
@@ -193,7 +182,7 @@ impl App {
 
     /// To the previous (`-1`) or next (`+1`) reply, at its last token.
     fn move_reply(&mut self, direction: i32) -> Vec<Request> {
-        let keys = self.inspectable();
+        let keys = self.conversation.inspectable();
         let Some(inspect) = self.inspect.as_ref() else {
             return vec![];
         };
@@ -204,7 +193,7 @@ impl App {
         if reply == inspect.reply {
             return vec![];
         }
-        let token = self.replies[&reply].pieces().len() - 1;
+        let token = self.conversation.replies[&reply].pieces().len() - 1;
         let attention = inspect.attention.is_some();
         self.inspect = Some(Inspect {
             reply,
@@ -221,30 +210,8 @@ impl App {
 
     /// Scrolls so that the chat turn `turn` starts in view (its lines from the last frame).
     fn reveal(&mut self, turn: usize) {
-        let system = usize::from(!self.system.is_empty());
-        let cache = self.wrap_cache.borrow();
-        let Some(start) = cache.lines_before(turn + system) else {
-            return;
-        };
-        drop(cache);
-        let (total, height) = self.body_metrics.get();
-        let bottom = total.saturating_sub(height);
-        self.scroll_top = (start < bottom).then_some(start);
-    }
-
-    /// Refuses what needs the model to itself while it writes, or a model at all.
-    fn refusal(&self) -> Option<String> {
-        if self.is_generating() {
-            return Some(
-                "the model is still writing: wait for it, or leave (Esc) and stop it".into(),
-            );
-        }
-        if let super::app::EngineState::Failed(e) = &self.engine {
-            return Some(e.clone());
-        }
-        self.model
-            .is_none()
-            .then(|| "the model is still loading".to_string())
+        let system = usize::from(!self.conversation.system.is_empty());
+        self.panes.reveal(turn + system);
     }
 
     /// Replaces the token under the cursor with alternative `row` and writes on from there,
@@ -254,9 +221,8 @@ impl App {
             return vec![];
         };
         let (key, at) = (inspect.reply, inspect.token);
-        let last_turn = self.turns.len().checked_sub(1);
-        let refusal = self.refusal().or_else(|| {
-            (key != CONTINUATION && Some(key) != last_turn)
+        let refusal = self.engine.refusal().or_else(|| {
+            (!self.conversation.is_last_reply(key))
                 .then(|| "only the last reply can branch: later turns answer it".to_string())
         });
         if let Some(why) = refusal {
@@ -266,12 +232,16 @@ impl App {
         let Some(chosen) = piece.top.get(row).cloned() else {
             return vec![];
         };
-        let tokenizer = self.tokenizer.clone();
-        let reply = self.replies.get_mut(&key).expect("checked above");
+        let tokenizer = self.engine.tokenizer.clone();
+        let reply = self
+            .conversation
+            .replies
+            .get_mut(&key)
+            .expect("checked above");
         let Some(ids) = reply.branch(at, &chosen, tokenizer.as_deref()) else {
             return vec![];
         };
-        self.show_branch(key);
+        self.conversation.show_branch(key);
         self.inspect = Some(Inspect {
             reply: key,
             token: at,
@@ -280,7 +250,7 @@ impl App {
         });
         self.start_writing();
         vec![Request::Branch {
-            prompt: self.prompt_before(key),
+            prompt: self.conversation.prompt_before(key),
             reply: ids,
             // The settings in the panel now, as for any new reply.
             params: self.params.clone(),
@@ -292,8 +262,7 @@ impl App {
         let Some(key) = self.inspect.as_ref().map(|i| i.reply) else {
             return vec![];
         };
-        let last_turn = self.turns.len().checked_sub(1);
-        if self.is_generating() || (key != CONTINUATION && Some(key) != last_turn) {
+        if self.is_generating() || !self.conversation.is_last_reply(key) {
             self.message = Some(if self.is_generating() {
                 "the model is still writing".to_string()
             } else {
@@ -301,7 +270,7 @@ impl App {
             });
             return vec![];
         }
-        let Some(reply) = self.replies.get_mut(&key) else {
+        let Some(reply) = self.conversation.replies.get_mut(&key) else {
             return vec![];
         };
         if reply.count() < 2 {
@@ -311,7 +280,7 @@ impl App {
         }
         reply.cycle(direction);
         let tokens = reply.pieces().len();
-        self.show_branch(key);
+        self.conversation.show_branch(key);
         if let Some(inspect) = self.inspect.as_mut() {
             inspect.token = inspect.token.min(tokens.saturating_sub(1));
             inspect.choosing = None;
@@ -320,29 +289,17 @@ impl App {
         vec![]
     }
 
-    /// Puts the shown branch's text where the reply is read from (the turn, or the document).
-    fn show_branch(&mut self, key: usize) {
-        let Some(text) = self.replies.get(&key).map(|r| r.current().text.clone()) else {
-            return;
-        };
-        if key == CONTINUATION {
-            let start = self
-                .continuation_start
-                .unwrap_or(self.document.len())
-                .min(self.document.len());
-            self.document.truncate(start);
-            self.document.push_str(&text);
-        } else if let Some(turn) = self.turns.get_mut(key) {
-            turn.text = text;
-        }
-    }
-
     /// Opens the attention view for the token under the cursor and asks the engine for it.
     fn request_attention(&mut self) -> Vec<Request> {
         let Some((inspect, reply, _)) = self.inspected() else {
             return vec![];
         };
-        if let Some(why) = self.model.is_none().then_some("the model is still loading") {
+        if let Some(why) = self
+            .engine
+            .model
+            .is_none()
+            .then_some("the model is still loading")
+        {
             self.message = Some(why.into());
             return vec![];
         }
@@ -355,9 +312,8 @@ impl App {
             .attention
             .as_ref()
             .map_or((0, None), |v| (v.layer, v.head));
-        self.attention_serial += 1;
-        let serial = self.attention_serial;
-        let prompt = self.prompt_before(key);
+        let serial = self.engine.next_attention_serial();
+        let prompt = self.conversation.prompt_before(key);
         if let Some(inspect) = self.inspect.as_mut() {
             inspect.choosing = None;
             inspect.attention = Some(AttentionView {

@@ -1,0 +1,246 @@
+//! SIMD detection and the small vector primitives the kernels are built from: dot products and
+//! `y += a x` with AVX2/FMA where the CPU has it, portable loops elsewhere, and the pointer
+//! that lets threads write disjoint parts of one buffer.
+
+/// A pointer that workers may share because each writes its own disjoint part.
+#[derive(Clone, Copy)]
+pub struct SyncPtr(pub *mut f32);
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
+impl SyncPtr {
+    pub fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+pub fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `y += a * x`.
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    debug_assert_eq!(x.len(), y.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the features were just detected.
+        return unsafe { axpy_avx2(a, x, y) };
+    }
+    y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
+}
+
+/// `y += a[0] * w[0] + ... + a[3] * w[3]` for four consecutive rows `w` of y's length.
+pub fn axpy4(a: [f32; 4], w: &[f32], y: &mut [f32]) {
+    let n = y.len();
+    debug_assert_eq!(w.len(), 4 * n);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the features were just detected.
+        return unsafe { axpy4_avx2(a, w, y) };
+    }
+    for (r, &ar) in a.iter().enumerate() {
+        axpy(ar, &w[r * n..(r + 1) * n], y);
+    }
+}
+
+/// Dot products of `x` with four consecutive rows of `w`.
+pub fn dot4(x: &[f32], w: &[f32]) -> [f32; 4] {
+    let k = x.len();
+    debug_assert_eq!(w.len(), 4 * k);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the features were just detected.
+        return unsafe { dot4_avx2(x, w) };
+    }
+    std::array::from_fn(|r| dot(x, &w[r * k..(r + 1) * k]))
+}
+
+/// Dot product, with AVX2/FMA where the CPU has it.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the features were just detected.
+        return unsafe { dot_avx2(a, b) };
+    }
+    dot_portable(a, b)
+}
+
+/// Eight independent sums so the compiler can vectorise without reassociating.
+fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = a.len() / 8;
+    for c in 0..chunks {
+        for j in 0..8 {
+            acc[j] += a[c * 8 + j] * b[c * 8 + j];
+        }
+    }
+    let tail: f32 = a[chunks * 8..]
+        .iter()
+        .zip(&b[chunks * 8..])
+        .map(|(x, y)| x * y)
+        .sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len();
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let blocks = n / 32;
+    for i in 0..blocks {
+        for (j, lane) in acc.iter_mut().enumerate() {
+            let off = i * 32 + j * 8;
+            *lane = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(off)),
+                _mm256_loadu_ps(pb.add(off)),
+                *lane,
+            );
+        }
+    }
+    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
+    let tail: f32 = (blocks * 32..n).map(|i| a[i] * b[i]).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = x.len();
+    let (px, py) = (x.as_ptr(), y.as_mut_ptr());
+    let va = _mm256_set1_ps(a);
+    let blocks = n / 8;
+    for i in 0..blocks {
+        let off = i * 8;
+        let v = _mm256_fmadd_ps(
+            va,
+            _mm256_loadu_ps(px.add(off)),
+            _mm256_loadu_ps(py.add(off)),
+        );
+        _mm256_storeu_ps(py.add(off), v);
+    }
+    for i in blocks * 8..n {
+        y[i] += a * x[i];
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn axpy4_avx2(a: [f32; 4], w: &[f32], y: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = y.len();
+    let py = y.as_mut_ptr();
+    let rows = [
+        w.as_ptr(),
+        w.as_ptr().add(n),
+        w.as_ptr().add(2 * n),
+        w.as_ptr().add(3 * n),
+    ];
+    let va = a.map(|v| _mm256_set1_ps(v));
+    let blocks = n / 8;
+    for i in 0..blocks {
+        let off = i * 8;
+        let mut acc = _mm256_loadu_ps(py.add(off));
+        for r in 0..4 {
+            // Fetch the same place of the next four rows, which this thread reads next.
+            _mm_prefetch::<_MM_HINT_T0>(rows[r].wrapping_add(4 * n + off).cast());
+            acc = _mm256_fmadd_ps(va[r], _mm256_loadu_ps(rows[r].add(off)), acc);
+        }
+        _mm256_storeu_ps(py.add(off), acc);
+    }
+    for j in blocks * 8..n {
+        for r in 0..4 {
+            y[j] += a[r] * w[r * n + j];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_avx2(x: &[f32], w: &[f32]) -> [f32; 4] {
+    use std::arch::x86_64::*;
+    let k = x.len();
+    let px = x.as_ptr();
+    let rows = [
+        w.as_ptr(),
+        w.as_ptr().add(k),
+        w.as_ptr().add(2 * k),
+        w.as_ptr().add(3 * k),
+    ];
+    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+    let blocks = k / 16;
+    for i in 0..blocks {
+        let off = i * 16;
+        let x0 = _mm256_loadu_ps(px.add(off));
+        let x1 = _mm256_loadu_ps(px.add(off + 8));
+        for r in 0..4 {
+            // Fetch the same place of the next four rows, which this thread reads next.
+            _mm_prefetch::<_MM_HINT_T0>(rows[r].wrapping_add(4 * k + off).cast());
+            acc[r][0] = _mm256_fmadd_ps(x0, _mm256_loadu_ps(rows[r].add(off)), acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(x1, _mm256_loadu_ps(rows[r].add(off + 8)), acc[r][1]);
+        }
+    }
+    std::array::from_fn(|r| {
+        let sum = _mm256_add_ps(acc[r][0], acc[r][1]);
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
+        let tail: f32 = (blocks * 16..k).map(|i| x[i] * w[r * k + i]).sum();
+        lanes.iter().sum::<f32>() + tail
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(n: usize, seed: f32) -> Vec<f32> {
+        (0..n).map(|i| (i as f32 * seed).sin()).collect()
+    }
+
+    #[test]
+    fn dot_matches_a_plain_sum_at_every_length() {
+        for n in [0, 1, 7, 8, 31, 32, 33, 100, 768] {
+            let (a, b) = (sample(n, 0.37), sample(n, 0.11));
+            let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            assert!((dot(&a, &b) as f64 - want).abs() < 1e-4, "n = {n}");
+            assert!((dot_portable(&a, &b) as f64 - want).abs() < 1e-4, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn four_row_kernels_match_one_row_kernels() {
+        for n in [1, 8, 15, 16, 33, 100] {
+            let w = sample(4 * n, 0.05);
+            let x = sample(n, 0.3);
+            let four = dot4(&x, &w);
+            for r in 0..4 {
+                assert!(
+                    (four[r] - dot(&x, &w[r * n..(r + 1) * n])).abs() < 1e-4,
+                    "dot4 n = {n}"
+                );
+            }
+            let mut y4 = sample(n, 0.9);
+            let mut y1 = y4.clone();
+            axpy4([0.5, -1.0, 2.0, 0.25], &w, &mut y4);
+            for (r, a) in [0.5, -1.0, 2.0, 0.25].into_iter().enumerate() {
+                axpy(a, &w[r * n..(r + 1) * n], &mut y1);
+            }
+            assert!(
+                y4.iter().zip(&y1).all(|(a, b)| (a - b).abs() < 1e-4),
+                "axpy4 n = {n}"
+            );
+        }
+    }
+}

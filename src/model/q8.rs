@@ -1,0 +1,68 @@
+//! Weights in GGML's q8_0 format (8-bit blocks of 32 values): how the layers store them, how the
+//! loader and [`super::Gpt2::quantize_q8_0`] make them, and the product of f32 rows with them
+//! (the compact-weight kernels of `kernels::q8` on the CPU, the library's elsewhere).
+
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
+use candle_core::{DType, Device, Module, Result, Tensor};
+
+/// Quantized kernels work on blocks of 32 along the input dimension.
+pub const Q8_BLOCK: usize = 32;
+
+/// Projection weights already in q8_0, by full name (`h.0.attn.c_attn.weight`): the loader
+/// quantizes each as it is read, so the f32 copies never all sit in memory at once.
+pub type QuantizedWeights = std::collections::HashMap<String, QMatMul>;
+
+/// The q8_0 form of a dense (in, out) weight, stored (out, in) as the quantized kernels want.
+pub fn quantize_q8_0_weight(w: &Tensor) -> Result<QMatMul> {
+    QMatMul::from_qtensor(QTensor::quantize(&w.t()?.contiguous()?, GgmlDType::Q8_0)?)
+}
+
+/// q8_0 blocks of a row-major (rows, width) matrix, quantized a slice of rows at a time: the
+/// quantizer copies its input to f32 first, which for the whole head would add a third of
+/// GPT-2 small's f32 size to the peak memory.
+pub(super) fn quantize_rows_q8_0(w: &Tensor) -> Result<QTensor> {
+    const ROWS_PER_SLICE: usize = 2048;
+    let (rows, width) = w.dims2()?;
+    if !w.device().is_cpu() {
+        return QTensor::quantize(&w.to_dtype(DType::F32)?, GgmlDType::Q8_0);
+    }
+    let mut bytes = Vec::with_capacity(rows * width / Q8_BLOCK * GgmlDType::Q8_0.type_size());
+    for start in (0..rows).step_by(ROWS_PER_SLICE) {
+        let slice = w.narrow(0, start, ROWS_PER_SLICE.min(rows - start))?;
+        // The quantizer reads the storage from its start, ignoring a view's offset: hand it a
+        // tensor of its own.
+        let slice = Tensor::from_vec(
+            slice
+                .flatten_all()?
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?,
+            slice.shape(),
+            slice.device(),
+        )?;
+        bytes.extend_from_slice(&QTensor::quantize(&slice, GgmlDType::Q8_0)?.data()?);
+    }
+    let storage = QStorage::from_data(std::borrow::Cow::Owned(bytes), w.device(), GgmlDType::Q8_0)?;
+    QTensor::new(storage, (rows, width))
+}
+
+/// `x @ W^T` for f32 rows `x` (m, k) and 8-bit `W` (n, k): the compact-weight kernels on the
+/// CPU, the library's elsewhere.
+pub(super) fn quantized_matmul(q: &QMatMul, x: &Tensor) -> Result<Tensor> {
+    if let QMatMul::QTensor(w) = q {
+        if let Some(y) = crate::kernels::q8::matmul_t(x, w)? {
+            return Ok(y);
+        }
+    }
+    q.forward(x)
+}
+
+/// [`quantized_matmul`] for one row given as a slice, without tensors on the CPU path.
+pub(super) fn quantized_matvec(q: &QMatMul, x: &[f32]) -> Result<Vec<f32>> {
+    if let QMatMul::QTensor(w) = q {
+        if let Some(y) = crate::kernels::q8::rows_times_t(x, w)? {
+            return Ok(y);
+        }
+    }
+    let x = Tensor::from_slice(x, (1, x.len()), &Device::Cpu)?;
+    q.forward(&x)?.flatten_all()?.to_vec1()
+}

@@ -1,0 +1,133 @@
+//! The conversation: the chat's turns or completion mode's document, how they are put to the
+//! model, and each model reply's tokens and branches.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::replies::Branches;
+use crate::engine::chat::{ChatFormat, Role, Turn};
+use crate::engine::Prompt;
+
+/// The key of completion mode's continuation in [`Conversation::replies`].
+pub const CONTINUATION: usize = usize::MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Chat,
+    Complete,
+}
+
+/// What has been said, in either mode, and the tokens the model said it with.
+#[derive(Debug)]
+pub struct Conversation {
+    pub mode: Mode,
+    pub format: ChatFormat,
+    pub system: String,
+    pub turns: Vec<Turn>,
+    /// Completion mode's text; the model continues it at the end.
+    pub document: String,
+    /// Where the last continuation began in `document` (for regenerate).
+    pub continuation_start: Option<usize>,
+    /// Each model reply's tokens (probabilities, alternatives, settings) and its branches, by
+    /// turn index; completion mode's last continuation is under [`CONTINUATION`].
+    pub replies: BTreeMap<usize, Branches>,
+}
+
+impl Conversation {
+    pub fn new(mode: Mode, format: ChatFormat, system: String) -> Self {
+        Self {
+            mode,
+            format,
+            system,
+            turns: Vec::new(),
+            document: String::new(),
+            continuation_start: None,
+            replies: BTreeMap::new(),
+        }
+    }
+
+    /// Where the reply being written is kept in [`Conversation::replies`].
+    pub fn writing_key(&self) -> usize {
+        match self.mode {
+            Mode::Chat => self.turns.len().saturating_sub(1),
+            Mode::Complete => CONTINUATION,
+        }
+    }
+
+    /// Text the model wrote: onto its turn (started if need be), or the document.
+    pub fn append_output(&mut self, text: &str) {
+        match self.mode {
+            Mode::Chat => match self.turns.last_mut() {
+                Some(turn) if turn.role == Role::Model => turn.text.push_str(text),
+                _ => self.turns.push(Turn {
+                    role: Role::Model,
+                    text: text.to_string(),
+                }),
+            },
+            Mode::Complete => self.document.push_str(text),
+        }
+    }
+
+    /// Where the continuation begins in the document (its end when there is none).
+    fn continuation_at(&self) -> usize {
+        self.continuation_start
+            .unwrap_or(self.document.len())
+            .min(self.document.len())
+    }
+
+    /// What the model reads before the reply under `key`: the turns before it, or the
+    /// document before the continuation.
+    pub fn prompt_before(&self, key: usize) -> Prompt {
+        match key {
+            CONTINUATION => Prompt::Complete {
+                text: self
+                    .document
+                    .get(..self.continuation_at())
+                    .unwrap_or_default()
+                    .to_string(),
+            },
+            turn => Prompt::Chat {
+                format: self.format,
+                system: self.system.clone(),
+                turns: self.turns[..turn.min(self.turns.len())].to_vec(),
+            },
+        }
+    }
+
+    /// The keys of the replies the token cursor can visit in this mode, in order.
+    pub fn inspectable(&self) -> Vec<usize> {
+        self.replies
+            .iter()
+            .filter(|(key, reply)| {
+                let in_mode = match self.mode {
+                    Mode::Chat => self.turns.get(**key).is_some_and(|t| t.role == Role::Model),
+                    Mode::Complete => **key == CONTINUATION,
+                };
+                in_mode && !reply.pieces().is_empty()
+            })
+            .map(|(key, _)| *key)
+            .collect()
+    }
+
+    /// Whether the reply under `key` is the last one (only it can branch: later turns answer
+    /// it).
+    pub fn is_last_reply(&self, key: usize) -> bool {
+        key == CONTINUATION || Some(key) == self.turns.len().checked_sub(1)
+    }
+
+    /// Puts the shown branch's text where the reply is read from (the turn, or the document).
+    pub fn show_branch(&mut self, key: usize) {
+        let Some(text) = self.replies.get(&key).map(|r| r.current().text.clone()) else {
+            return;
+        };
+        if key == CONTINUATION {
+            let start = self.continuation_at();
+            self.document.truncate(start);
+            self.document.push_str(&text);
+        } else if let Some(turn) = self.turns.get_mut(key) {
+            turn.text = text;
+        }
+    }
+}
