@@ -110,10 +110,39 @@ for name, dtype in [("f32", torch.float32), ("f16", torch.float16), ("bf16", tor
     del model; torch.cuda.empty_cache()
 EOF
 
+echo "== transformers eager and compiled (static cache + torch.compile reduce-overhead)"
+timeout 600 python3 tools/bench_transformers_gpu.py "$MODEL" --device cuda --dtypes bf16,f16 \
+  2>&1 | grep '^{' | tee "$OUTDIR/hf-compiled.txt"
+
+echo "== GPT-2 XL shape, bf16: bandwidth-bound decoding"
+XL=/tmp/gpt2-xl-random
+[ -f "$XL/model.safetensors" ] || python3 tools/make_bench_model.py "$XL" --shape xl 2>&1 | tail -2
+timeout 300 target/gpu/bench "$XL" --device cuda --dtype bf16 --prompt-tokens 512 \
+  --decode-tokens 128 --runs 3 2>&1 | tee "$OUTDIR/bench-xl-bf16.txt"
+timeout 600 python3 tools/bench_transformers_gpu.py "$XL" --device cuda --dtypes bf16 \
+  2>&1 | grep '^{' | tee "$OUTDIR/hf-xl.txt"
+# The fraction of the card's memory bandwidth a decoded token reaches: weight bytes per token
+# times tokens/s over the card's peak (H100 SXM 3.35 TB/s, H200 4.8 TB/s; else unknown).
+python3 - "$OUTDIR" <<'EOF2' 2>&1 | tee "$OUTDIR/bandwidth.txt"
+import json, subprocess, sys
+out = sys.argv[1]
+name = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout
+peak = 4.8e12 if "H200" in name else 3.35e12 if "H100" in name else None
+weight_bytes = 1_557_611_200 * 2  # GPT-2 XL parameters in bf16
+for line in open(f"{out}/bench-xl-bf16.txt"):
+    if line.startswith("{"):
+        r = json.loads(line)
+        tps = r["decode_tokens_per_s"]
+        frac = f"{weight_bytes * tps / peak:.2f}" if peak else "unknown"
+        print(f"gpt2-tui XL bf16 decode {tps} tok/s: {weight_bytes * tps / 1e9:.0f} GB/s, {frac} of the card's {name.strip()} peak")
+EOF2
+
 {
   echo "== summary"
   grep -E "^test |test result|family exit" "$OUTDIR/family.txt"
   grep -E "max error" "$OUTDIR/family.txt" | sort -t: -k2 | tail -4
   for dt in f32 f16 bf16; do echo "gpt2-tui $dt: $(grep -iE 'prefill|decode' "$OUTDIR/bench-$dt.txt" | tr '\n' ' ')"; done
   grep transformers "$OUTDIR/hf.txt"
+  cat "$OUTDIR/hf-compiled.txt" "$OUTDIR/hf-xl.txt" "$OUTDIR/bandwidth.txt" 2>/dev/null
+  grep -iE 'prefill|decode' "$OUTDIR/bench-xl-bf16.txt" 2>/dev/null
 } | tee "$OUTDIR/summary.txt"

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Write a randomly initialised GPT-2 124M (the real gpt2 config, random weights) for benchmarks.
 
-    python3 tools/make_bench_model.py [OUTDIR]      # default: tools/out/gpt2-124m-random
+    python3 tools/make_bench_model.py [OUTDIR] [--shape 124m|xl]   # default: tools/out/gpt2-124m-random
+
+`--shape xl` writes the GPT-2 XL shape instead (1.5B: 48 layers, 25 heads, width 1600; ~6.2 GB).
 
 OUTDIR gets config.json, generation_config.json, model.safetensors (~498 MB, float32, keys with the
 "transformer." prefix, tied lm_head not stored) and tokenizer.json (copied from
@@ -25,10 +27,15 @@ TOK_SRC = Path(os.environ.get("GPT2_TOKENIZER_DIR", "/work/shared/gpt2-tokenizer
 
 
 def main() -> int:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "tools" / "out" / "gpt2-124m-random"
+    args = [a for a in sys.argv[1:] if not a.startswith("--shape")]
+    xl = "--shape=xl" in sys.argv or ("--shape" in sys.argv and sys.argv[sys.argv.index("--shape") + 1] == "xl")
+    args = [a for a in args if a != "xl"]
+    out = Path(args[0]) if args else ROOT / "tools" / "out" / ("gpt2-xl-random" if xl else "gpt2-124m-random")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config()).eval()  # n_layer 12, n_head 12, n_embd 768, n_positions 1024
+    # 124M: n_layer 12, n_head 12, n_embd 768; XL: 48, 25, 1600; both n_positions 1024.
+    config = GPT2Config(n_layer=48, n_head=25, n_embd=1600) if xl else GPT2Config()
+    model = GPT2LMHeadModel(config).eval()
     try:
         model.save_pretrained(out, safe_serialization=True)
     except TypeError:  # transformers >= 5 always writes safetensors
