@@ -174,6 +174,7 @@ impl Sampler {
             ..Recorder::default()
         };
         let id = self.sample_with(raw_logits, history, params, Some(&mut recorder));
+        let shown = top_ids(raw_logits, shown);
         (id, recorder.finish(id, shown))
     }
 

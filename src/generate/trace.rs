@@ -70,9 +70,9 @@ impl Recorder {
         self.after.push((stage, survivors.to_vec()));
     }
 
-    /// The trace of the `shown` most likely raw candidates, plus the drawn token if it is not
-    /// among them.
-    pub fn finish(self, drawn: u32, shown: usize) -> Trace {
+    /// The trace of the candidates `ids` (the most likely raw ones, most likely first), plus
+    /// the drawn token if it is not among them.
+    pub fn finish(self, drawn: u32, mut ids: Vec<u32>) -> Trace {
         let raw = softmax(&self.raw, 1.0);
         let adjusted = softmax(&self.adjusted, 1.0);
         let tempered = if self.temperature > 0.0 {
@@ -80,7 +80,6 @@ impl Recorder {
         } else {
             adjusted.clone()
         };
-        let mut ids = super::sampling::top_ids(&self.raw, shown);
         if !ids.contains(&drawn) {
             ids.push(drawn);
         }
