@@ -91,6 +91,7 @@ fn token(id: u32, text: String, logprob: f32, context: usize) -> Reply {
             seed: Some(context as u64),
             ..SamplingParams::default()
         },
+        trace: None,
     }
 }
 

@@ -194,9 +194,10 @@ impl App {
             controls::show_biases(params, tokenizer.as_deref())
         };
         match command {
-            BiasCommand::List if self.params.logit_bias.is_empty() => {
-                Ok(("no logit bias set (/bias TOKEN=BIAS adds one)".into(), false))
-            }
+            BiasCommand::List if self.params.logit_bias.is_empty() => Ok((
+                "no logit bias set (/bias TOKEN=BIAS adds one)".into(),
+                false,
+            )),
             BiasCommand::List => Ok((format!("logit bias {}", shown(&self.params)), false)),
             BiasCommand::Clear if self.params.logit_bias.is_empty() => {
                 Ok(("no logit bias set".into(), false))
@@ -300,7 +301,13 @@ mod tests {
     }
 
     fn the(app: &App) -> u32 {
-        let ids = app.engine.tokenizer.as_ref().unwrap().encode(" the").unwrap();
+        let ids = app
+            .engine
+            .tokenizer
+            .as_ref()
+            .unwrap()
+            .encode(" the")
+            .unwrap();
         assert_eq!(ids.len(), 1);
         ids[0]
     }
@@ -345,7 +352,11 @@ mod tests {
         assert!(message.contains("2 tokens, not one"), "{message}");
         assert!(message.contains("\"hello\" + \" world\""), "{message}");
         app.command("bias 99999999=1");
-        assert!(app.message.as_deref().unwrap().contains("not in the vocabulary"));
+        assert!(app
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("not in the vocabulary"));
         app.command("bias 5=abc");
         assert!(app.message.as_deref().unwrap().contains("usage: /bias"));
         assert!(app.params.logit_bias.is_empty());
