@@ -249,7 +249,7 @@ pub const KEYS: &[Binding] = &[
     key(S::Inspect, K::Char('b'), A::NextBranch, Row("b / B", "next / previous branch of the reply")),
     key(S::Inspect, K::Char('B'), A::PreviousBranch, Same),
     key(S::Inspect, K::Char('t'), A::ToggleTrace,
-        Row("t", "sampler trace: each stage's share, what cut it")),
+        Row("t", "sampler trace: what each stage kept or cut")),
     key(S::Inspect, K::Char('x'), A::BanToken,
         Row("x", "ban the token (or the one chosen): bias -inf")),
     key(S::Inspect, K::Char('a'), A::ToggleAttention,
