@@ -1236,7 +1236,6 @@ fn hand_made_trace() -> Trace {
 fn traced_reply(theme: &str) -> App {
     let mut app = app();
     send(&mut app, &format!("/theme {theme}"));
-    send(&mut app, "/bias 103=-inf");
     send(&mut app, "Speak");
     app.update(Action::Reply(Reply::Started {
         prompt_tokens: 5,
