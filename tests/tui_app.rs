@@ -6,7 +6,9 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use gpt2_tui::config::Config;
 use gpt2_tui::engine::chat::{ChatFormat, Role};
 use gpt2_tui::engine::{AttentionMap, Candidate, Prompt, Reply, Request};
+use gpt2_tui::generate::bias::{BiasToken, LogitBias};
 use gpt2_tui::generate::session::{FinishReason, Stats};
+use gpt2_tui::generate::trace::{Stage, Trace, TraceRow};
 use gpt2_tui::generate::SamplingParams;
 use gpt2_tui::tui::state::{Action, App, EngineState, Focus, Mode, ModelSummary};
 use gpt2_tui::tui::theme::load_themes;
@@ -91,6 +93,7 @@ fn token(id: u32, text: String, logprob: f32, context: usize) -> Reply {
             seed: Some(context as u64),
             ..SamplingParams::default()
         },
+        trace: None,
     }
 }
 
@@ -716,7 +719,7 @@ fn the_token_cursor_moves_by_token_and_between_replies() {
     app.update(key(KeyCode::Down));
     assert_eq!(cursor(&app), (3, 2));
     // Keys the cursor does not use neither type nor leak into the input.
-    app.update(key(KeyCode::Char('x')));
+    app.update(key(KeyCode::Char('z')));
     assert!(app.input.text.is_empty());
     app.update(key(KeyCode::Esc));
     assert!(app.inspect.is_none());
@@ -1090,5 +1093,226 @@ fn snapshot_completion_and_help_in_each_theme() {
             "{name}"
         );
         insta::assert_debug_snapshot!(format!("help_{name}"), terminal.backend().buffer());
+    }
+}
+
+/// The app with the fixture's tokenizer, as once the model has loaded.
+fn app_with_tokenizer() -> App {
+    let mut app = app();
+    app.engine.tokenizer = Some(common::load_session("tiny-gpt2").shared_tokenizer());
+    app
+}
+
+#[test]
+fn the_panel_shows_the_logit_bias_once_set_and_it_survives_save_and_load() {
+    let mut app = app_with_tokenizer();
+    let before = screen_text(&render(&mut app, 90, 20));
+    assert!(!before.contains("bias"), "{before}");
+    send(&mut app, "/bias \" the\"=-inf");
+    send(&mut app, "/bias 50256=1.5");
+    assert_eq!(
+        app.message.as_deref(),
+        Some("logit bias \"<|endoftext|>\"=+1.5")
+    );
+    let screen = screen_text(&render(&mut app, 90, 20));
+    let line = screen
+        .lines()
+        .find(|l| l.contains("bias \" the\"=-inf"))
+        .unwrap_or_else(|| panic!("the bias line in\n{screen}"));
+    // Cut at the panel's edge: the panel is 28 columns wide.
+    assert!(line.contains("│bias \" the\"=-inf \"<|endof…│"), "{line}");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("t.json");
+    send(&mut app, &format!("/save {}", json.display()));
+    let mut other = self::app();
+    send(&mut other, &format!("/load {}", json.display()));
+    assert_eq!(other.params.logit_bias, app.params.logit_bias);
+    assert_eq!(other.params.logit_bias[0].bias, f32::NEG_INFINITY);
+}
+
+#[test]
+fn x_bans_the_token_under_the_cursor_or_the_alternative_being_chosen() {
+    let mut app = two_replies();
+    app.update(key(KeyCode::F(6)));
+    app.update(key(KeyCode::Char('x')));
+    let banned = |id| LogitBias {
+        token: BiasToken::Id(id),
+        bias: f32::NEG_INFINITY,
+    };
+    assert_eq!(app.params.logit_bias, vec![banned(1)]);
+    assert_eq!(
+        app.message.as_deref(),
+        Some("banned \" sir\" (1=-inf) · /bias 1=0 lifts it")
+    );
+    app.update(key(KeyCode::Enter));
+    app.update(key(KeyCode::Down));
+    let requests = app.update(key(KeyCode::Char('x')));
+    assert!(requests.is_empty(), "nothing is being written");
+    assert_eq!(app.params.logit_bias, vec![banned(1), banned(100)]);
+    assert!(app
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("\" alt0\" (100=-inf)"));
+    // Banning again keeps one entry per token; while writing, the ban reaches the reply.
+    app.update(key(KeyCode::Esc));
+    app.update(key(KeyCode::Esc));
+    send(&mut app, "More?");
+    stream(&mut app, &["Aye"]);
+    app.update(key(KeyCode::F(6)));
+    let requests = app.update(key(KeyCode::Char('x')));
+    assert_eq!(app.params.logit_bias, vec![banned(1), banned(100)]);
+    assert!(
+        matches!(requests.as_slice(), [Request::SetParams(p)] if p.logit_bias == app.params.logit_bias),
+        "{requests:?}"
+    );
+}
+
+#[test]
+fn the_trace_is_recorded_while_the_probabilities_or_the_cursor_are_shown() {
+    let mut app = two_replies();
+    let asked = |requests: Vec<Request>| {
+        requests
+            .into_iter()
+            .filter(|r| matches!(r, Request::RecordTrace(_)))
+            .collect::<Vec<_>>()
+    };
+    assert!(matches!(
+        asked(app.update(key(KeyCode::F(6)))).as_slice(),
+        [Request::RecordTrace(true)]
+    ));
+    assert!(
+        asked(app.update(key(KeyCode::Left))).is_empty(),
+        "asked once"
+    );
+    assert!(matches!(
+        asked(app.update(key(KeyCode::Esc))).as_slice(),
+        [Request::RecordTrace(false)]
+    ));
+    assert!(matches!(
+        asked(app.update(key(KeyCode::F(3)))).as_slice(),
+        [Request::RecordTrace(true)]
+    ));
+    assert!(
+        asked(app.update(key(KeyCode::F(6)))).is_empty(),
+        "F3 still on"
+    );
+    assert!(asked(app.update(key(KeyCode::Esc))).is_empty());
+    // Asked before the message that starts a reply.
+    type_text(&mut app, "/probs");
+    let requests = app.update(key(KeyCode::Enter));
+    assert!(
+        matches!(requests.as_slice(), [Request::RecordTrace(false)]),
+        "{requests:?}"
+    );
+}
+
+/// A hand-made trace for the token with id 1: drawn among two survivors; the others cut by
+/// top-p, min-p, the logit bias and top-k.
+fn hand_made_trace() -> Trace {
+    let row = |id, raw, adjusted, tempered, removed_by, final_prob| TraceRow {
+        id,
+        raw,
+        adjusted,
+        tempered,
+        removed_by,
+        final_prob,
+    };
+    Trace {
+        rows: vec![
+            row(100, 0.40, 0.42, 0.45, None, 0.58),
+            row(1, 0.30, 0.31, 0.33, None, 0.42),
+            row(101, 0.12, 0.13, 0.11, Some(Stage::TopP), 0.0),
+            row(102, 0.08, 0.09, 0.07, Some(Stage::MinP), 0.0),
+            row(103, 0.05, 0.0, 0.0, Some(Stage::Bias), 0.0),
+            row(7, 0.01, 0.01, 0.004, Some(Stage::TopK), 0.0),
+        ],
+        drawn: 1,
+        survivors: 2,
+    }
+}
+
+/// A reply of three tokens: the first two written with recording off, the last with it on.
+fn traced_reply(theme: &str) -> App {
+    let mut app = app();
+    send(&mut app, &format!("/theme {theme}"));
+    send(&mut app, "Speak");
+    app.update(Action::Reply(Reply::Started {
+        prompt_tokens: 5,
+        dropped_turns: 0,
+        dropped_tokens: 0,
+    }));
+    for (i, text) in ["I", " will", " speak"].iter().enumerate() {
+        let mut reply = token(1, text.to_string(), (0.3f32).ln(), 6 + i);
+        if let Reply::Token {
+            trace, top, params, ..
+        } = &mut reply
+        {
+            top.extend([Candidate {
+                id: 103,
+                text: " never".into(),
+                prob: 0.05,
+                ends: false,
+            }]);
+            params.logit_bias = vec!["103=-inf".parse().unwrap()];
+            params.top_p = 0.9;
+            params.min_p = 0.1;
+            if i == 2 {
+                *trace = Some(hand_made_trace());
+            }
+        }
+        app.update(Action::Reply(reply));
+    }
+    finish(&mut app, Some(FinishReason::Eos));
+    app
+}
+
+#[test]
+fn snapshot_the_trace_popup_in_each_theme() {
+    let (themes, _) = load_themes(None);
+    for name in themes.keys() {
+        let mut app = traced_reply(name);
+        app.update(key(KeyCode::F(6)));
+        app.update(key(KeyCode::Char('t')));
+        let terminal = render(&mut app, 90, 24);
+        let screen = screen_text(&terminal);
+        for want in [
+            "trace · token 3/3",
+            "bias+rep",
+            "cut by",
+            "top-p",
+            "min-p",
+            "top-k",
+            "#7",
+        ] {
+            assert!(screen.contains(want), "{want:?} in\n{screen}");
+        }
+        assert!(
+            screen.contains("● 2 \" speak\"       30.00%   31.00%   33.00%          42.00%"),
+            "{screen}"
+        );
+        assert!(screen.contains("2 survived every stage"), "{screen}");
+        assert!(screen.contains("bias 103=-inf"), "{screen}");
+        let t = &app.look.theme;
+        let marker = &cells_with(&terminal, "●")[0];
+        assert_eq!(marker.fg, t.accent, "{name}: the drawn token");
+        let (x, y) = find(&terminal, "top-p         ·").unwrap();
+        assert_eq!(
+            terminal.backend().buffer()[(x, y)].fg,
+            t.warning,
+            "{name}: the stage that cut"
+        );
+        insta::assert_debug_snapshot!(format!("trace_{name}"), terminal.backend().buffer());
+        // A token written with recording off says so, in one line.
+        app.update(key(KeyCode::Left));
+        let screen = screen_text(&render(&mut app, 90, 24));
+        assert!(
+            screen.contains("no trace recorded: turn on F3 or F6 before a reply is written"),
+            "{screen}"
+        );
+        // t again: back to the alternatives.
+        app.update(key(KeyCode::Char('t')));
+        let screen = screen_text(&render(&mut app, 90, 24));
+        assert!(screen.contains("settings at this token:"), "{screen}");
     }
 }

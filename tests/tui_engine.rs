@@ -86,6 +86,78 @@ fn a_live_change_applies_from_the_next_token_of_a_running_reply() {
     );
 }
 
+/// Each token's id and trace, up to the end of the generation.
+fn traces(replies: &Receiver<Reply>) -> Vec<(u32, Option<gpt2_tui::generate::trace::Trace>)> {
+    let (seen, _, _) = until_finished(replies);
+    seen.into_iter()
+        .filter_map(|r| match r {
+            Reply::Token { id, trace, .. } => Some((id, trace)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_trace_is_recorded_only_while_asked_for_and_names_the_drawn_token() {
+    let engine = engine();
+    let sampled = SamplingParams {
+        temperature: 0.9,
+        top_k: 20,
+        ..params(6)
+    };
+    let generate = |params: SamplingParams| {
+        engine.send(Request::Generate {
+            prompt: complete("The king"),
+            params,
+        });
+    };
+    generate(sampled.clone());
+    let off = traces(&engine.replies);
+    assert_eq!(off.len(), 6);
+    assert!(off.iter().all(|(_, t)| t.is_none()), "off: no trace");
+    engine.send(Request::RecordTrace(true));
+    generate(sampled.clone());
+    let on = traces(&engine.replies);
+    assert_eq!(
+        on.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        off.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        "recording changes no draw"
+    );
+    for (id, trace) in &on {
+        let trace = trace.as_ref().expect("on: every token has its trace");
+        assert_eq!(trace.drawn, *id);
+        let row = trace
+            .rows
+            .iter()
+            .find(|r| r.id == *id)
+            .expect("the drawn row");
+        assert!(row.removed_by.is_none() && row.final_prob > 0.0);
+        assert!(trace.rows.len() >= gpt2_tui::engine::ALTERNATIVES);
+        assert!(trace.survivors <= 20, "top-k 20");
+    }
+    // Turned off while writing: the tokens after it have none.
+    generate(params(1_000_000));
+    loop {
+        if let Reply::Token { trace, .. } = next(&engine.replies) {
+            assert!(trace.is_some());
+            break;
+        }
+    }
+    engine.send(Request::RecordTrace(false));
+    // Tokens already drawn may still carry one; from the first without, none does.
+    loop {
+        match next(&engine.replies) {
+            Reply::Token { trace: None, .. } => break,
+            Reply::Token { .. } => {}
+            Reply::Finished { .. } => panic!("the reply ended before the change reached it"),
+            _ => {}
+        }
+    }
+    engine.send(Request::Cancel);
+    let rest = traces(&engine.replies);
+    assert!(rest.iter().all(|(_, t)| t.is_none()), "off from then on");
+}
+
 #[test]
 fn cancel_stops_and_the_same_seed_gives_the_same_reply() {
     let engine = engine();

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::engine::chat::{ChatFormat, Turn};
 use crate::generate::session::{FinishReason, Stats};
+use crate::generate::trace::Trace;
 use crate::generate::SamplingParams;
 use crate::tokenizer::Tokenizer;
 
@@ -42,6 +43,9 @@ pub enum Request {
     },
     /// New settings, applied from the next token.
     SetParams(SamplingParams),
+    /// Record the sampler trace of each token (for [`ALTERNATIVES`] candidates) from the next
+    /// token on, or stop recording it. Off at the start; a view that shows it turns it on.
+    RecordTrace(bool),
     /// Stop the current generation, keeping what was written.
     Cancel,
     Shutdown,
@@ -105,6 +109,9 @@ pub enum Reply {
         top: Vec<Candidate>,
         /// The settings this token was drawn with.
         params: SamplingParams,
+        /// What each sampling stage did at this step, while recording is on
+        /// ([`Request::RecordTrace`]).
+        trace: Option<Trace>,
     },
     /// The window filled while writing: the oldest half was dropped (the count so far).
     ContextShifted(usize),

@@ -121,6 +121,8 @@ fn run(
     });
     let _ = outbox.send(Reply::Loaded);
     let mut written = ReplyTokens::default();
+    // Whether a view asked for the sampler trace (it costs a little at every token).
+    let mut tracing = false;
     // Requests that wait for the reply being written (attention needs the model to itself).
     let mut deferred = Vec::new();
     while let Some(request) = deferred.pop().or_else(|| inbox.recv().ok()) {
@@ -141,6 +143,10 @@ fn run(
                 continue;
             }
             Request::Shutdown => return,
+            Request::RecordTrace(on) => {
+                tracing = on;
+                continue;
+            }
             Request::SetParams(_) | Request::Cancel => continue,
         };
         let mut job = Job {
@@ -149,6 +155,7 @@ fn run(
             inbox: &inbox,
             outbox: &outbox,
             deferred: &mut deferred,
+            tracing: &mut tracing,
         };
         if let Err(e) = job.generate(prompt, &reply, params) {
             let _ = outbox.send(Reply::Error(e.to_string()));
@@ -165,6 +172,8 @@ struct Job<'a> {
     inbox: &'a Receiver<Request>,
     outbox: &'a Sender<Reply>,
     deferred: &'a mut Vec<Request>,
+    /// Whether to record the sampler trace; a request while writing changes it for good.
+    tracing: &'a mut bool,
 }
 
 impl Job<'_> {
@@ -190,6 +199,7 @@ impl Job<'_> {
         let options = GenerateOptions {
             stop: laid_out.stop,
             top_n: ALTERNATIVES,
+            trace: trace_size(*self.tracing),
             ..GenerateOptions::default()
         };
         let is_chat = matches!(prompt, Prompt::Chat { .. });
@@ -235,6 +245,10 @@ impl Job<'_> {
                         });
                         return Ok(());
                     }
+                    Ok(Request::RecordTrace(on)) => {
+                        *self.tracing = on;
+                        generation.set_trace(trace_size(on));
+                    }
                     Ok(Request::Shutdown) => return Ok(()),
                     Ok(request @ Request::Attention { .. }) => self.deferred.push(request),
                     Ok(Request::Generate { .. }) | Ok(Request::Branch { .. }) => {}
@@ -270,6 +284,7 @@ impl Job<'_> {
                         context: generation.tokens().len(),
                         top,
                         params: params.clone(),
+                        trace: token.trace,
                     });
                 }
                 Step::Done { reason, text } => {
@@ -284,5 +299,14 @@ impl Job<'_> {
                 }
             }
         }
+    }
+}
+
+/// How many candidates a trace records: as many as the alternatives shown, or none when off.
+fn trace_size(on: bool) -> usize {
+    if on {
+        ALTERNATIVES
+    } else {
+        0
     }
 }

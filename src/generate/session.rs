@@ -379,6 +379,12 @@ impl Generation<'_> {
         &self.tokens
     }
 
+    /// Records the sampler trace of each next token for this many candidates (0 = off), from
+    /// the next step on: a view can be turned on while the reply is written.
+    pub fn set_trace(&mut self, shown: usize) {
+        self.options.trace = shown;
+    }
+
     /// Draws the next token with `params` (read fresh at every step).
     pub fn step(&mut self, params: &SamplingParams) -> Result<Step> {
         if let Some(reason) = self.done {

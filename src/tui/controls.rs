@@ -1,6 +1,8 @@
 //! The live sampling controls: their names, steps and ranges.
 
+use crate::generate::bias::LogitBias;
 use crate::generate::SamplingParams;
+use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
@@ -123,6 +125,44 @@ pub fn set(p: &mut SamplingParams, name: &str, value: &str) -> Result<(), String
     next.validate()?;
     *p = next;
     Ok(())
+}
+
+/// Sets `entry`'s bias for its token, replacing one the token had; a bias of 0 removes it.
+/// Returns the entry it replaced or removed.
+pub fn set_bias(p: &mut SamplingParams, entry: LogitBias) -> Option<LogitBias> {
+    let at = p.logit_bias.iter().position(|b| b.token == entry.token);
+    let old = at.map(|i| p.logit_bias.remove(i));
+    if entry.bias != 0.0 {
+        p.logit_bias.insert(at.unwrap_or(p.logit_bias.len()), entry);
+    }
+    old
+}
+
+/// A logit bias as the panel and the status bar show it: the token's text when the tokenizer
+/// is there (`" the"=-inf`), else as written (`262=+1.5`).
+pub fn show_bias(b: &LogitBias, tokenizer: Option<&Tokenizer>) -> String {
+    let token = match (b.id(), tokenizer) {
+        (Some(id), Some(t)) if (id as usize) < t.vocab_size() => format!("{:?}", t.token_text(id)),
+        _ => {
+            let written = b.to_string();
+            let cut = written.rfind('=').unwrap_or(written.len());
+            written[..cut].to_string()
+        }
+    };
+    if b.bias == f32::NEG_INFINITY {
+        format!("{token}=-inf")
+    } else {
+        format!("{token}={:+}", b.bias)
+    }
+}
+
+/// Every bias set, shown as [`show_bias`] does, separated by spaces.
+pub fn show_biases(p: &SamplingParams, tokenizer: Option<&Tokenizer>) -> String {
+    p.logit_bias
+        .iter()
+        .map(|b| show_bias(b, tokenizer))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

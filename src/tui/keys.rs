@@ -81,6 +81,10 @@ pub enum KeyAction {
     NextBranch,
     PreviousBranch,
     ToggleAttention,
+    /// The popup shows the sampler trace of the token instead of its alternatives, or back.
+    ToggleTrace,
+    /// Bans the token under the cursor (or the alternative being chosen): bias -inf.
+    BanToken,
     /// Layer, head or average, by the key's character (see the state's attention stepping).
     StepAttention,
 }
@@ -244,6 +248,10 @@ pub const KEYS: &[Binding] = &[
     bind(S::Inspect, K::Enter, Mods::Any, When::HasAlternatives, A::StartChoosing, Same),
     key(S::Inspect, K::Char('b'), A::NextBranch, Row("b / B", "next / previous branch of the reply")),
     key(S::Inspect, K::Char('B'), A::PreviousBranch, Same),
+    key(S::Inspect, K::Char('t'), A::ToggleTrace,
+        Row("t", "sampler trace: what each stage kept or cut")),
+    key(S::Inspect, K::Char('x'), A::BanToken,
+        Row("x", "ban the token (or the one chosen): bias -inf")),
     key(S::Inspect, K::Char('a'), A::ToggleAttention,
         Row("a", "attention of the token over the text")),
     key(S::Inspect, K::Char('['), A::StepAttention,

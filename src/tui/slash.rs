@@ -2,11 +2,13 @@
 //! [`Command`] without touching the state, and listed (usage and help) for the help overlay.
 
 use crate::engine::chat::ChatFormat;
+use crate::generate::bias::LogitBias;
 
 /// A parsed slash command; the state carries it out.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Set { name: String, value: String },
+    Bias(BiasCommand),
     ChatMode,
     CompleteMode,
     Format { format: ChatFormat, name: String },
@@ -26,6 +28,17 @@ pub enum Command {
     Quit,
 }
 
+/// What `/bias` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BiasCommand {
+    /// `/bias`: say which are set.
+    List,
+    /// `/bias clear`: remove them all.
+    Clear,
+    /// `/bias TOKEN=BIAS`: add it, or replace the token's bias; a bias of 0 removes it.
+    Set(LogitBias),
+}
+
 /// Parses the text after the `/` (already trimmed); `Err` is the message to show.
 pub fn parse(line: &str) -> Result<Command, String> {
     let (name, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
@@ -41,6 +54,15 @@ pub fn parse(line: &str) -> Result<Command, String> {
                 _ => return Err("usage: /set NAME VALUE".into()),
             }
         }
+        "bias" => Command::Bias(match rest {
+            "" => BiasCommand::List,
+            "clear" => BiasCommand::Clear,
+            entry => BiasCommand::Set(
+                entry
+                    .parse()
+                    .map_err(|e| format!("{e} (usage: /bias TOKEN=BIAS, /bias clear)"))?,
+            ),
+        }),
         "mode" => match rest {
             "chat" => Command::ChatMode,
             "complete" | "completion" => Command::CompleteMode,
@@ -127,6 +149,14 @@ pub const COMMANDS: &[CommandHelp] = &[
             "repeat_penalty repeat_last_n seed (or random)",
         ],
     ),
+    alone(
+        "/bias TOKEN=BIAS",
+        &[
+            "logit bias: TOKEN an id or \"one token\",",
+            "BIAS a number or -inf (banned), 0 removes;",
+            "/bias lists them, /bias clear removes all",
+        ],
+    ),
     alone("/format dialogpt|transcript", &["chat prompt format"]),
     alone("/system TEXT", &["text before the chat (empty: none)"]),
     alone("/undo", &["remove the last exchange"]),
@@ -165,6 +195,23 @@ mod tests {
             parse("frobnicate x"),
             Err("unknown command /frobnicate (F1 lists them)".into())
         );
+    }
+
+    #[test]
+    fn bias_lists_clears_and_parses_one_entry() {
+        assert_eq!(parse("bias"), Ok(Command::Bias(BiasCommand::List)));
+        assert_eq!(parse("bias  clear "), Ok(Command::Bias(BiasCommand::Clear)));
+        let Ok(Command::Bias(BiasCommand::Set(b))) = parse("bias \" the\"=-inf") else {
+            panic!("a quoted token with a space parses")
+        };
+        assert_eq!(b.to_string(), "\" the\"=-inf");
+        assert_eq!(
+            parse("bias 50256=0"),
+            Ok(Command::Bias(BiasCommand::Set("50256=0".parse().unwrap())))
+        );
+        let e = parse("bias 12=abc").unwrap_err();
+        assert!(e.contains("\"abc\"") && e.contains("usage: /bias"), "{e}");
+        assert!(parse("bias the").unwrap_err().contains("TOKEN=BIAS"));
     }
 
     #[test]

@@ -6,6 +6,8 @@ use crossterm::event::{KeyCode, KeyEvent};
 use super::replies::{Branches, Piece};
 use super::App;
 use crate::engine::{AttentionMap, Request};
+use crate::generate::bias::{BiasToken, LogitBias};
+use crate::tui::controls;
 use crate::tui::keys::KeyAction;
 
 /// Where the token cursor is and what it shows.
@@ -19,6 +21,8 @@ pub struct Inspect {
     pub choosing: Option<usize>,
     /// The attention view, when open.
     pub attention: Option<AttentionView>,
+    /// The popup shows the sampler trace of the token instead of its alternatives.
+    pub trace: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +94,7 @@ impl App {
             token,
             choosing: None,
             attention: None,
+            trace: false,
         });
         self.message = None;
     }
@@ -136,8 +141,16 @@ impl App {
             KeyAction::StartChoosing => {
                 inspect.choosing = Some(0);
                 inspect.attention = None;
+                inspect.trace = false;
                 None
             }
+            KeyAction::ToggleTrace => {
+                inspect.trace = !inspect.trace;
+                inspect.choosing = None;
+                inspect.attention = None;
+                None
+            }
+            KeyAction::BanToken => return self.ban(),
             KeyAction::TokenLeft => moved_to(inspect.token.saturating_sub(1)),
             KeyAction::TokenRight => moved_to(inspect.token + 1),
             KeyAction::TokenFirst => moved_to(0),
@@ -195,11 +208,13 @@ impl App {
         }
         let token = self.conversation.replies[&reply].pieces().len() - 1;
         let attention = inspect.attention.is_some();
+        let trace = inspect.trace;
         self.inspect = Some(Inspect {
             reply,
             token,
             choosing: None,
             attention: None,
+            trace,
         });
         self.reveal(reply);
         if attention {
@@ -247,6 +262,7 @@ impl App {
             token: at,
             choosing: None,
             attention: None,
+            trace: false,
         });
         self.start_writing();
         vec![Request::Branch {
@@ -255,6 +271,37 @@ impl App {
             // The settings in the panel now, as for any new reply.
             params: self.params.clone(),
         }]
+    }
+
+    /// Bans the token under the cursor, or the alternative highlighted while choosing: a logit
+    /// bias of -inf from the next token on (of the reply being written too).
+    fn ban(&mut self) -> Vec<Request> {
+        let Some((inspect, _, piece)) = self.inspected() else {
+            return vec![];
+        };
+        let id = inspect
+            .choosing
+            .and_then(|row| piece.top.get(row))
+            .map_or(piece.id, |c| c.id);
+        let text = match (
+            &self.engine.tokenizer,
+            piece.top.iter().find(|c| c.id == id),
+        ) {
+            (Some(t), _) if (id as usize) < t.vocab_size() => t.token_text(id),
+            (_, Some(c)) => c.text.clone(),
+            _ => piece.text.clone(),
+        };
+        controls::set_bias(
+            &mut self.params,
+            LogitBias {
+                token: BiasToken::Id(id),
+                bias: f32::NEG_INFINITY,
+            },
+        );
+        self.message = Some(format!(
+            "banned {text:?} ({id}=-inf) · /bias {id}=0 lifts it"
+        ));
+        self.params_changed()
     }
 
     /// Shows the next or previous branch of the reply under the cursor.

@@ -45,6 +45,8 @@ pub struct EngineLink {
     pub anatomy: Option<Anatomy>,
     /// A message sent while the model was loading, to be answered once it is ready.
     pub queued: bool,
+    /// Whether the engine was last asked to record the sampler trace.
+    pub tracing: bool,
     /// Tags attention requests, so an answer for a token the cursor has left is ignored.
     attention_serial: u64,
 }
@@ -57,6 +59,7 @@ impl Default for EngineLink {
             tokenizer: None,
             anatomy: None,
             queued: false,
+            tracing: false,
             attention_serial: 0,
         }
     }

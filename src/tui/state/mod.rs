@@ -110,11 +110,26 @@ impl App {
 
     /// Applies one action; returns what to ask of the engine.
     pub fn update(&mut self, action: Action) -> Vec<Request> {
-        let requests = self.apply(action);
+        let mut requests = self.apply(action);
         if self.input.changed() {
             self.count_input_tokens();
         }
+        if let Some(record) = self.trace_request() {
+            // First, so that a reply this action starts is already recorded.
+            requests.insert(0, record);
+        }
         requests
+    }
+
+    /// The sampler trace is recorded while a view that shows it is on (the probability
+    /// colours or the token cursor): asks the engine when that changes.
+    fn trace_request(&mut self) -> Option<Request> {
+        let wanted = self.look.show_probs || self.inspect.is_some();
+        if wanted == self.engine.tracing || matches!(self.engine.state, EngineState::Failed(_)) {
+            return None;
+        }
+        self.engine.tracing = wanted;
+        Some(Request::RecordTrace(wanted))
     }
 
     /// Splits the input into tokens again: called only when its text changed (or the tokenizer
@@ -184,6 +199,7 @@ impl App {
                 context,
                 top,
                 params,
+                trace,
             } => {
                 let c = &mut self.conversation;
                 c.append_output(&text);
@@ -194,6 +210,7 @@ impl App {
                     prob: logprob.exp(),
                     top,
                     params,
+                    trace,
                 });
                 self.stats.token(context);
             }

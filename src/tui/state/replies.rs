@@ -2,6 +2,7 @@
 //! taken from it. Pure data: the app decides when to branch, this keeps the texts straight.
 
 use crate::engine::Candidate;
+use crate::generate::trace::Trace;
 use crate::generate::SamplingParams;
 use crate::tokenizer::Tokenizer;
 
@@ -18,6 +19,8 @@ pub struct Piece {
     pub top: Vec<Candidate>,
     /// The settings it was drawn with.
     pub params: SamplingParams,
+    /// What each sampling stage did at this step, when a view had recording on.
+    pub trace: Option<Trace>,
 }
 
 /// One version of a reply.
@@ -104,6 +107,8 @@ impl Branches {
             prob: chosen.prob,
             top: old.top,
             params: old.params,
+            // The step's trace still says what the sampler drew there before the choice.
+            trace: old.trace,
         });
         let text = pieces.iter().map(|p| p.text.as_str()).collect();
         self.all.push(Branch { pieces, text });
@@ -138,6 +143,7 @@ mod tests {
             prob: 0.5,
             top: vec![candidate(id, text, 0.5), candidate(99, " else", 0.2)],
             params: SamplingParams::default(),
+            trace: None,
         }
     }
 

@@ -9,7 +9,9 @@ use unicode_width::UnicodeWidthStr;
 
 use super::text::{clip, quoted, wrap, wrap_segments};
 use super::widgets::bottom_right;
-use crate::tui::controls::CONTROLS;
+use crate::engine::ALTERNATIVES;
+use crate::generate::trace::Trace;
+use crate::tui::controls::{self, CONTROLS};
 use crate::tui::state::inspect::{AttentionView, Inspect};
 use crate::tui::state::replies::{Branches, Piece};
 use crate::tui::state::App;
@@ -22,6 +24,14 @@ pub fn hints(app: &App) -> (&'static str, &'static str) {
         }) => (
             "choose · ↑↓ pick · Enter branches from it · Esc back",
             "↑↓ Enter Esc",
+        ),
+        Some(Inspect {
+            attention: None,
+            trace: true,
+            ..
+        }) => (
+            "trace · t alternatives · x ban · ←→ token · ↑↓ reply · Esc",
+            "t x Esc",
         ),
         Some(Inspect {
             attention: Some(_), ..
@@ -43,6 +53,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     };
     match &inspect.attention {
         Some(view) => draw_attention(frame, app, area, inspect, reply, view),
+        None if inspect.trace => draw_trace(frame, app, area, inspect, reply, piece),
         None => draw_alternatives(frame, app, area, inspect, reply, piece),
     }
 }
@@ -150,6 +161,141 @@ fn draw_alternatives(
             .map(|l| Line::styled(l, Style::default().fg(t.muted))),
     );
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The settings a piece was drawn with, on lines of `width`, its logit bias last.
+fn settings_lines(app: &App, piece: &Piece, width: usize) -> Vec<String> {
+    let mut params = CONTROLS
+        .iter()
+        .map(|c| format!("{} {}", c.label(), c.show(&piece.params)))
+        .collect::<Vec<_>>();
+    if !piece.params.logit_bias.is_empty() {
+        let tokenizer = app.engine.tokenizer.as_deref();
+        params.push(format!(
+            "bias {}",
+            controls::show_biases(&piece.params, tokenizer)
+        ));
+    }
+    wrap(&params.join(" · "), width)
+}
+
+/// How a candidate of the trace is named: as in the alternatives, else its text from the
+/// tokenizer, else its id.
+fn trace_name(app: &App, piece: &Piece, id: u32) -> String {
+    if let Some(c) = piece.top.iter().find(|c| c.id == id) {
+        return if c.ends {
+            "<|endoftext|>".to_string()
+        } else {
+            quoted(&c.text)
+        };
+    }
+    match &app.engine.tokenizer {
+        Some(t) if (id as usize) < t.vocab_size() => quoted(&t.token_text(id)),
+        _ => format!("#{id}"),
+    }
+}
+
+/// The sampler trace of the token: each candidate's probability raw, after the logit bias and
+/// the repetition penalty, at the temperature, the stage that cut it, and the share it was
+/// drawn with; the drawn token marked.
+fn draw_trace(
+    frame: &mut Frame,
+    app: &App,
+    area: Rect,
+    inspect: &Inspect,
+    reply: &Branches,
+    piece: &Piece,
+) {
+    let t = &app.look.theme;
+    let width = 64u16.min(area.width);
+    let inner_width = width.saturating_sub(2) as usize;
+    let block = popup_block(
+        app,
+        format!(" trace ·{}", position(inspect, reply)),
+        " t alternatives · x ban ",
+    );
+    let muted = Style::default().fg(t.muted);
+    let Some(trace) = &piece.trace else {
+        let popup = bottom_right(area, width, 3);
+        let inner = block.inner(popup);
+        frame.render_widget(Clear, popup);
+        frame.render_widget(block, popup);
+        let note = "no trace recorded: turn on F3 or F6 before a reply is written";
+        let line = Line::styled(clip(note, inner_width), muted);
+        frame.render_widget(Paragraph::new(line), inner);
+        return;
+    };
+    let settings = settings_lines(app, piece, inner_width);
+    let mut lines = vec![Line::styled(
+        format!(
+            "{:<4}{:<12}{:>9}{:>9}{:>9} {:<6}{:>9}",
+            "", "token", "raw", "bias+rep", "temp", "cut by", "final"
+        ),
+        muted,
+    )];
+    lines.extend(trace_rows(app, piece, trace));
+    let mut footer = format!("● drawn · {} survived every stage", trace.survivors);
+    if piece.id != trace.drawn {
+        footer += &format!(" · you chose {}", trace_name(app, piece, piece.id));
+    }
+    lines.push(Line::styled(clip(&footer, inner_width), muted));
+    lines.extend(settings.into_iter().map(|l| Line::styled(l, muted)));
+    let popup = bottom_right(area, width, lines.len() as u16 + 2);
+    let inner = block.inner(popup);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(block, popup);
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// One line per candidate of the trace, in its order (most likely raw first).
+fn trace_rows(app: &App, piece: &Piece, trace: &Trace) -> Vec<Line<'static>> {
+    let t = &app.look.theme;
+    let percent = |p: f32| format!("{:>8.2}%", p * 100.0);
+    trace
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let drawn = row.id == trace.drawn;
+            let base = if drawn {
+                Style::default().fg(t.accent).add_modifier(Modifier::BOLD)
+            } else {
+                Style::default().fg(t.foreground)
+            };
+            // The drawn token comes after the most likely ones when it is not among them.
+            let rank = if drawn && i + 1 == trace.rows.len() && i >= ALTERNATIVES {
+                " …".to_string()
+            } else {
+                format!("{:>2}", i + 1)
+            };
+            let marker = if drawn { "●" } else { " " };
+            let name = clip(&trace_name(app, piece, row.id), 12);
+            let (cut, kept) = match row.removed_by {
+                Some(stage) => (
+                    Span::styled(
+                        format!(" {:<6}", stage.name()),
+                        Style::default().fg(t.warning),
+                    ),
+                    Span::styled(format!("{:>9}", "·"), Style::default().fg(t.muted)),
+                ),
+                None => (
+                    Span::styled(format!(" {:<6}", ""), base),
+                    Span::styled(
+                        percent(row.final_prob),
+                        Style::default().fg(t.probability_color(row.final_prob)),
+                    ),
+                ),
+            };
+            Line::from(vec![
+                Span::styled(format!("{marker}{rank} {name:<12}"), base),
+                Span::styled(percent(row.raw), base),
+                Span::styled(percent(row.adjusted), base),
+                Span::styled(percent(row.tempered), base),
+                cut,
+                kept,
+            ])
+        })
+        .collect()
 }
 
 fn draw_attention(

@@ -2,13 +2,14 @@
 
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
-use ratatui::text::Line;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 use unicode_width::UnicodeWidthStr;
 
+use super::text::clip;
 use super::widgets::border;
-use crate::tui::controls::CONTROLS;
+use crate::tui::controls::{self, CONTROLS};
 use crate::tui::state::{App, Focus};
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
@@ -35,6 +36,15 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             format!("{label}{} {value}", " ".repeat(pad)),
             style,
         ));
+    }
+    if !app.params.logit_bias.is_empty() {
+        // Compact: the tokens and their biases on one line, cut at the panel's edge.
+        let biases = controls::show_biases(&app.params, app.engine.tokenizer.as_deref());
+        let room = (inner.width as usize).saturating_sub(5);
+        lines.push(Line::from(vec![
+            Span::styled("bias ", Style::default().fg(t.muted)),
+            Span::styled(clip(&biases, room), Style::default().fg(t.foreground)),
+        ]));
     }
     lines.push(Line::default());
     let hint = if focused {
