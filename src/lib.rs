@@ -13,6 +13,7 @@ pub mod kernels;
 pub mod load;
 pub mod model;
 pub mod runtime;
+pub mod sessions;
 pub mod tokenizer;
 pub mod tui;
 pub mod weights;

@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use super::replies::Branches;
 use crate::engine::chat::{ChatFormat, Role, Turn};
 use crate::engine::Prompt;
@@ -12,12 +10,8 @@ use crate::engine::Prompt;
 /// The key of completion mode's continuation in [`Conversation::replies`].
 pub const CONTINUATION: usize = usize::MAX;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Chat,
-    Complete,
-}
+/// Chat or completion mode (kept with the saved sessions, which record it).
+pub use crate::sessions::Mode;
 
 /// What has been said, in either mode, and the tokens the model said it with.
 #[derive(Debug)]
