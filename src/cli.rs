@@ -26,6 +26,10 @@ pub struct Cli {
     /// (same as `gpt2-tui models`).
     #[arg(long)]
     pub list_models: bool,
+    /// Reopen a saved conversation in the interface: the most recent one, or the one with this
+    /// id (`gpt2-tui sessions` lists them).
+    #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
+    pub resume: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
@@ -174,6 +178,13 @@ pub enum Command {
     /// Serve the model over HTTP with an OpenAI-compatible API (/v1/completions,
     /// /v1/chat/completions, /v1/models) plus /tokenize, /detokenize and /health.
     Serve(ServeArgs),
+    /// List the saved conversations, newest first: id, date, model, messages, first words
+    /// (tab-separated; files that cannot be read are named on stderr, or as `error` lines in
+    /// jsonl).
+    Sessions {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
     /// List the model aliases, what is in the Hugging Face cache (with sizes) and the bundled
     /// model.
     Models {

@@ -33,6 +33,8 @@ pub struct ChatConfig {
     pub format: String,
     /// Text put before the conversation (empty = none).
     pub system: String,
+    /// Save every conversation in the data folder's `sessions/` by itself.
+    pub autosave: bool,
 }
 
 impl Default for ChatConfig {
@@ -41,6 +43,7 @@ impl Default for ChatConfig {
             mode: "chat".into(),
             format: "auto".into(),
             system: String::new(),
+            autosave: true,
         }
     }
 }
@@ -139,6 +142,25 @@ mod tests {
             err.contains("line 3") && err.contains("temprature"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn autosave_is_on_unless_turned_off() {
+        assert!(Config::default().chat.autosave);
+        assert!(
+            Config::parse("[chat]\nmode = \"chat\"\n")
+                .unwrap()
+                .chat
+                .autosave
+        );
+        assert!(
+            !Config::parse("[chat]\nautosave = false\n")
+                .unwrap()
+                .chat
+                .autosave
+        );
+        let err = Config::parse("[chat]\nautosave = \"no\"\n").unwrap_err();
+        assert!(err.contains("autosave"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod perplexity;
 pub mod pipe;
 mod score;
 mod serve;
+mod sessions;
 mod tokenize;
 
 use std::io::IsTerminal;
@@ -41,6 +42,7 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     match &cli.command {
         Some(Command::Models { format }) => models::run(*format),
+        Some(Command::Sessions { format }) => sessions::run(*format),
         Some(Command::Perplexity {
             file,
             stride,
@@ -70,6 +72,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 && std::io::stdout().is_terminal();
             if interactive {
                 interactive_mode(&cli, &config)
+            } else if cli.resume.is_some() {
+                Err(Error::Usage(
+                    "--resume opens the interface: stdin and stdout must be a terminal".into(),
+                ))
             } else {
                 pipe_mode(&cli, &config)
             }

@@ -132,5 +132,7 @@ pub fn run(terminal: &mut Terminal<Backend>, app: &mut App, engine: &Engine) -> 
             }
         }
     }
+    // What the last second of a reply added, when quitting while it is written.
+    app.save_session_now();
     Ok(())
 }

@@ -40,6 +40,20 @@ pub fn run(cli: &Cli, config: &Config) -> Result<()> {
     if !problems.is_empty() {
         app.message = Some(problems.join("; "));
     }
+    let store = crate::sessions::Store::default_location();
+    app.attach_sessions(store.clone(), config.chat.autosave, &model_spec);
+    if let Some(id) = &cli.resume {
+        let store = store
+            .as_ref()
+            .ok_or_else(|| Error::Usage("--resume: no data folder for sessions".into()))?;
+        let session = if id.is_empty() {
+            store.latest()
+        } else {
+            store.open(id)
+        }
+        .map_err(|e| Error::Usage(format!("--resume: {e}")))?;
+        app.restore_session(session);
+    }
 
     let common = cli.common.clone();
     let load_config = config.clone();

@@ -81,6 +81,9 @@ impl App {
                 return vec![];
             }
         };
+        if command != Command::Delete {
+            self.sessions.delete_armed = false;
+        }
         let result: Result<Option<String>, String> = match command {
             Command::Set { name, value } => match controls::set(&mut self.params, &name, &value) {
                 Ok(()) => {
@@ -141,6 +144,11 @@ impl App {
             Command::Save(path) => self.save(&path).map(Some),
             Command::Load(path) => self.load(&path).map(Some),
             Command::Export(path) => self.export(&path).map(Some),
+            Command::Sessions => self.list_sessions().map(Some),
+            Command::Resume(id) => self.resume(&id).map(Some),
+            Command::New => self.new_session().map(Some),
+            Command::Rename(text) => self.rename(&text).map(Some),
+            Command::Delete => self.delete_session().map(Some),
             Command::Theme(name) => self
                 .look
                 .set_theme(&name)
@@ -230,7 +238,7 @@ impl App {
     }
 
     /// Forgets the conversation (the settings and the input stay).
-    fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.engine.queued = false;
         let c = &mut self.conversation;
         c.turns.clear();

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use crossterm::event::{KeyEvent, MouseEventKind};
 
+mod autosave;
 mod commands;
 mod conversation;
 mod input;
@@ -19,6 +20,7 @@ mod look;
 mod overlay;
 mod panes;
 pub mod replies;
+mod session_commands;
 mod stats;
 mod transcript;
 
@@ -26,6 +28,7 @@ use crate::engine::chat::ChatFormat;
 use crate::engine::{Reply, Request};
 use crate::generate::SamplingParams;
 use crate::tui::theme::Theme;
+pub use autosave::Autosave;
 pub use conversation::{Conversation, Mode, CONTINUATION};
 pub use input::Input;
 use inspect::Inspect;
@@ -73,6 +76,8 @@ pub struct App {
     pub overlay: Overlay,
     /// The themes, the one in use, and the probability colours.
     pub look: Look,
+    /// The saved session this conversation is kept as.
+    pub sessions: Autosave,
     /// The status bar's message.
     pub message: Option<String>,
     /// Set when the interface is to close.
@@ -99,6 +104,7 @@ impl App {
             inspect: None,
             overlay: Overlay::default(),
             look,
+            sessions: Autosave::default(),
             message,
             quit: false,
         }
@@ -110,7 +116,18 @@ impl App {
 
     /// Applies one action; returns what to ask of the engine.
     pub fn update(&mut self, action: Action) -> Vec<Request> {
+        let may_change = matches!(
+            action,
+            Action::Key(_) | Action::Reply(_) | Action::Loaded(_)
+        );
+        let loaded = matches!(action, Action::Loaded(_));
         let mut requests = self.apply(action);
+        if loaded {
+            self.check_resumed_model();
+        }
+        if may_change {
+            self.autosave();
+        }
         if self.input.changed() {
             self.count_input_tokens();
         }

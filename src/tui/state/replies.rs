@@ -48,6 +48,18 @@ impl Default for Branches {
 }
 
 impl Branches {
+    /// Branches read back from a saved session; `active` is clamped to them. `None` when there
+    /// are none.
+    pub fn from_saved(all: Vec<Branch>, active: usize) -> Option<Self> {
+        let active = active.min(all.len().checked_sub(1)?);
+        Some(Self { all, active })
+    }
+
+    /// Every branch, in the order they were made.
+    pub fn all(&self) -> &[Branch] {
+        &self.all
+    }
+
     pub fn current(&self) -> &Branch {
         &self.all[self.active]
     }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{App, Mode};
 use crate::engine::chat::{to_markdown, ChatFormat, Turn};
 use crate::generate::SamplingParams;
+use crate::sessions::atomic::write_atomic;
 
 /// A saved session: the conversation and the settings it was made with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,7 +44,8 @@ impl App {
             return Err("usage: /save PATH".into());
         }
         let json = serde_json::to_string_pretty(&self.transcript()).expect("plain data");
-        std::fs::write(path, json).map_err(|e| format!("cannot write {path}: {e}"))?;
+        write_atomic(std::path::Path::new(path), json.as_bytes())
+            .map_err(|e| format!("cannot write {path}: {e}"))?;
         Ok(format!("saved to {path}"))
     }
 
@@ -83,7 +85,8 @@ impl App {
             Mode::Chat => to_markdown(name, &c.system, &c.turns),
             Mode::Complete => format!("# Text continued by {name}\n\n{}\n", c.document),
         };
-        std::fs::write(path, text).map_err(|e| format!("cannot write {path}: {e}"))?;
+        write_atomic(std::path::Path::new(path), text.as_bytes())
+            .map_err(|e| format!("cannot write {path}: {e}"))?;
         Ok(format!("exported to {path}"))
     }
 }
