@@ -81,7 +81,7 @@ fn have_tmux() -> bool {
 /// the terminal's modes (`stty -a`), so the test can see the terminal was given back.
 fn program(config_home: &std::path::Path, env: &str, flags: &str) -> String {
     format!(
-        "{env} XDG_CONFIG_HOME={} {} --model {} {flags}; echo EXITED $?; stty -a | tr -s ' ;\\n' '\\n\\n\\n' | grep -xE -- '-?(icanon|echo)' | tr '\\n' ' '; echo; sleep 30",
+        "{env} XDG_CONFIG_HOME={} XDG_DATA_HOME={0}/data {} --model {} {flags}; echo EXITED $?; stty -a | tr -s ' ;\\n' '\\n\\n\\n' | grep -xE -- '-?(icanon|echo)' | tr '\\n' ' '; echo; sleep 30",
         config_home.display(),
         env!("CARGO_BIN_EXE_gpt2-tui"),
         common::fixtures().join("tiny-gpt2").display()
@@ -303,4 +303,116 @@ fn starts_on_the_bundled_model_offline() {
     });
     tmux.keys(&["C-c"]);
     tmux.wait_for("the program to exit", |s| s.contains("EXITED 0"));
+}
+
+/// The program alone in the pane (so `#{pane_pid}` is its process), saving in `data_home`.
+fn bare_program(data_home: &std::path::Path, flags: &str) -> String {
+    format!(
+        "XDG_CONFIG_HOME={0} XDG_DATA_HOME={0} exec {1} --model {2} {flags}",
+        data_home.display(),
+        env!("CARGO_BIN_EXE_gpt2-tui"),
+        common::fixtures().join("tiny-gpt2").display()
+    )
+}
+
+#[test]
+fn a_chat_killed_mid_reply_is_listed_and_resumed() {
+    if !have_tmux() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start(
+        "kill",
+        &bare_program(data.path(), "--max-tokens 12 --seed 3"),
+    );
+    tmux.wait_for("the model to load", |s| {
+        s.contains("idle") && s.contains("tiny-gpt2")
+    });
+    tmux.keys(&["Hello there", "Enter"]);
+    tmux.wait_for("the first answer", |s| {
+        s.contains("idle") && s.contains("GPT-2:")
+    });
+    tmux.keys(&["/set max_tokens 1000000", "Enter"]);
+    tmux.keys(&["Go on", "Enter"]);
+    tmux.wait_for("the long reply", |s| s.contains("generating"));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(tmux.screen().contains("generating"), "still writing");
+    let pid = Tmux::run(&["display-message", "-p", "-t", &tmux.session, "#{pane_pid}"]);
+    let killed_at = gpt2_tui::sessions::now();
+    let status = Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    drop(tmux);
+
+    let store = gpt2_tui::sessions::Store::new(data.path().join("gpt2-tui").join("sessions"));
+    let (list, problems) = store.list().unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(list.len(), 1, "{list:?}");
+    let saved = store.open(&list[0].id).unwrap();
+    let texts: Vec<&str> = saved.turns.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(texts.len(), 4, "{texts:?}");
+    assert_eq!((texts[0], texts[2]), ("Hello there", "Go on"));
+    assert!(!texts[3].is_empty(), "the partial reply was saved");
+    assert!(
+        saved.updated + 2 >= killed_at,
+        "written within about a second of the kill: {} vs {killed_at}",
+        saved.updated
+    );
+
+    // `gpt2-tui sessions` lists it.
+    let out = Command::new(env!("CARGO_BIN_EXE_gpt2-tui"))
+        .arg("sessions")
+        .env("XDG_DATA_HOME", data.path())
+        .env("XDG_CONFIG_HOME", data.path())
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.starts_with(&format!("{}\t", saved.id))
+            && listed.contains("\ttiny-gpt2\t4\tHello there"),
+        "{listed}"
+    );
+
+    // `--resume`: both messages and the partial reply are there.
+    let tmux = Tmux::start("resume", &bare_program(data.path(), "--resume"));
+    let last_word = texts[3]
+        .split_whitespace()
+        .last()
+        .filter(|w| w.chars().count() < 40)
+        .unwrap_or("GPT-2:")
+        .to_string();
+    tmux.wait_for("the resumed chat", |s| {
+        s.contains("idle") && s.contains(&last_word)
+    });
+    let mut seen = false;
+    for _ in 0..200 {
+        let screen = tmux.screen();
+        if screen.contains("You: Hello there") && screen.contains("You: Go on") {
+            seen = true;
+            break;
+        }
+        tmux.keys(&["PageUp"]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(seen, "both messages are there:\n{}", tmux.screen());
+}
+
+#[test]
+fn resume_of_an_unknown_id_names_it_and_exits_2() {
+    if !have_tmux() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start(
+        "resume-unknown",
+        &format!(
+            "{}; echo EXITED $?; sleep 30",
+            bare_program(data.path(), "--resume nope").replace("exec ", "")
+        ),
+    );
+    let screen = tmux.wait_for("the error", |s| s.contains("EXITED"));
+    assert!(screen.contains("EXITED 2"), "{screen}");
+    assert!(screen.contains("no saved session \"nope\""), "{screen}");
 }
