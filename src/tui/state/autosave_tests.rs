@@ -170,3 +170,30 @@ fn new_rename_and_delete() {
         .unwrap()
         .contains("no saved session \"nope\""));
 }
+
+#[test]
+fn a_session_of_another_model_says_so_and_goes_on_with_the_loaded_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let mut app = app(&store);
+    let mut saved = app.to_session();
+    saved.model = "gpt2-large".into();
+    say(&mut app, Role::User, "hello");
+    saved.turns = app.conversation.turns.clone();
+    app.restore_session(saved);
+    app.update(crate::tui::state::Action::Loaded(
+        crate::tui::state::ModelSummary {
+            name: "tiny-gpt2".into(),
+            parameters: 1,
+            device: "cpu".into(),
+            dtype: "f32".into(),
+            window: 64,
+        },
+    ));
+    assert_eq!(
+        app.message.as_deref(),
+        Some("this conversation was written with gpt2-large; it goes on with tiny-gpt2")
+    );
+    assert_eq!(app.to_session().model, "tiny-gpt2");
+    assert_eq!(store.open(&app.sessions.id).unwrap().model, "tiny-gpt2");
+}
