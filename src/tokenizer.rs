@@ -86,7 +86,7 @@ impl Tokenizer {
             } else {
                 piece
                     .chars()
-                    .map(|c| byte_of(c))
+                    .map(&byte_of)
                     .collect::<Option<Vec<u8>>>()
                     .ok_or_else(|| Error::Tokenizer {
                         file: origin.to_string(),

@@ -95,7 +95,7 @@ fn chi_square(logits: &[f32], draw: &SamplingParams, expect_temperature: f32, dr
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
     let bins = &order[..15];
     let mut sampler = Sampler::new(12345);
-    let mut counts = vec![0usize; 16];
+    let mut counts = [0usize; 16];
     for _ in 0..draws {
         let id = sampler.sample(logits, &[], draw) as usize;
         counts[bins.iter().position(|&b| b == id).unwrap_or(15)] += 1;

@@ -84,7 +84,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
-fn greedy_args<'a>(model: &'a str) -> Vec<&'a str> {
+fn greedy_args(model: &str) -> Vec<&str> {
     vec![
         "--model",
         model,
@@ -477,11 +477,14 @@ fn a_model_too_large_for_memory_is_refused_with_a_message() {
     }
 }
 
+/// Every request the stand-in hub saw: the path and the `Authorization` header, if any.
+type SeenRequests = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
 /// A stand-in for the hub on the loopback interface: serves one repository from a folder
 /// (the file listing, and each file with the headers hf-hub reads) and records every request.
 struct FakeHub {
     endpoint: String,
-    requests: std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>,
+    requests: SeenRequests,
 }
 
 impl FakeHub {

@@ -92,7 +92,7 @@ pub fn run(
             }
             Step::Done { reason, text } => {
                 match request.format {
-                    OutputFormat::Text => write!(out, "{text}\n"),
+                    OutputFormat::Text => writeln!(out, "{text}"),
                     OutputFormat::Jsonl => writeln!(
                         out,
                         "{}",

@@ -96,7 +96,7 @@ impl Gpt2Config {
                 return bad(format!("`{key}` must be positive, got 0"));
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return bad(format!(
                 "`n_embd` ({}) must be a multiple of `n_head` ({})",
                 self.n_embd, self.n_head
@@ -105,6 +105,8 @@ impl Gpt2Config {
         if self.n_inner == Some(0) {
             return bad("`n_inner` must be positive".into());
         }
+        // Written this way so that NaN is refused too.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(self.layer_norm_epsilon > 0.0) {
             return bad(format!(
                 "`layer_norm_epsilon` must be positive, got {}",
