@@ -179,9 +179,9 @@ impl Gpt2 {
         self.head.forward(&last)?.flatten_all() // (v,)
     }
 
-    /// [`Gpt2::forward`] with the output head on every row from `from` on: runs `ids` after
-    /// the cached tokens, appends them to the cache, and returns `per_row(r, logits)` for each
-    /// row `r` in `from..ids.len()`, where row r's f32 logits (vocab,) predict the token after
+    /// [`Gpt2::forward`] with the output head on every row in `rows`: runs `ids` after the
+    /// cached tokens, appends them to the cache, and returns `per_row(r, logits)` for each
+    /// row `r` in `rows` (a range within `0..ids.len()`), where row r's f32 logits (vocab,) predict the token after
     /// `ids[r]`. The logits are never all held at once: each row is reduced by `per_row` as soon
     /// as it is computed, a few rows at a time.
     ///
@@ -194,13 +194,16 @@ impl Gpt2 {
         &self,
         ids: &[u32],
         cache: &mut KvCache,
-        from: usize,
+        rows: std::ops::Range<usize>,
         per_row: impl Fn(usize, &[f32]) -> T + Sync,
     ) -> Result<Vec<T>> {
         let start = cache.len();
         self.check_input(ids, start)?;
+        if rows.start > rows.end || rows.end > ids.len() {
+            candle_core::bail!("rows {rows:?} of a {}-token input", ids.len());
+        }
         if let Some(cpu) = self.cpu.as_ref().filter(|cpu| cpu.can_prefill()) {
-            return cpu.prefill_every_row(ids, cache, from, &per_row);
+            return cpu.prefill_every_row(ids, cache, rows, &per_row);
         }
         let input = Tensor::new(ids, self.device())?.unsqueeze(0)?; // (1, t)
         let mut x = self.embed(&input, start)?; // (1, t, e)
@@ -210,12 +213,14 @@ impl Gpt2 {
                 .0;
         }
         cache.record(ids);
-        let mut out = Vec::with_capacity(ids.len().saturating_sub(from));
-        for first in (from..ids.len()).step_by(HEAD_ROWS) {
-            let rows = HEAD_ROWS.min(ids.len() - first);
-            let part = self.ln_f.forward(&x.narrow(1, first, rows)?, Mode::Inference)?;
-            let logits = self.head.forward(&part)?.squeeze(0)?; // (rows, v)
-            for r in 0..rows {
+        let mut out = Vec::with_capacity(rows.len());
+        for first in rows.clone().step_by(HEAD_ROWS) {
+            let n = HEAD_ROWS.min(rows.end - first);
+            let part = self
+                .ln_f
+                .forward(&x.narrow(1, first, n)?, Mode::Inference)?;
+            let logits = self.head.forward(&part)?.squeeze(0)?; // (n, v)
+            for r in 0..n {
                 out.push(per_row(first + r, &logits.get(r)?.to_vec1::<f32>()?));
             }
         }

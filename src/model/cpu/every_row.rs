@@ -9,8 +9,8 @@ use candle_core::Result;
 use rayon::prelude::*;
 
 use super::weights::{CpuHead, CpuWeights};
-use crate::kernels::q8::add_rows_times;
 use crate::kernels::add_matmul;
+use crate::kernels::q8::add_rows_times;
 use crate::model::kv_cache::KvCache;
 use crate::model::q8::quantized_matvec;
 
@@ -20,13 +20,13 @@ pub(crate) const HEAD_ROWS: usize = 32;
 
 impl CpuWeights {
     /// Runs `ids` after the cached tokens like [`CpuWeights::prefill`], and returns
-    /// `per_row(r, logits of row r)` for every row `r` from `from` on (row r predicts the token
+    /// `per_row(r, logits of row r)` for every row `r` in `rows` (row r predicts the token
     /// after `ids[r]`). Needs [`CpuWeights::can_prefill`].
     pub(crate) fn prefill_every_row<T: Send>(
         &self,
         ids: &[u32],
         cache: &mut KvCache,
-        from: usize,
+        rows: std::ops::Range<usize>,
         per_row: &(impl Fn(usize, &[f32]) -> T + Sync),
     ) -> Result<Vec<T>> {
         let x = self.prefill_stream(ids, cache)?;
@@ -34,11 +34,12 @@ impl CpuWeights {
         let v = self.vocab;
         let mut normed = vec![0f32; HEAD_ROWS.min(ids.len()) * e];
         let mut logits = vec![0f32; HEAD_ROWS.min(ids.len()) * v];
-        let mut out = Vec::with_capacity(ids.len().saturating_sub(from));
-        for first in (from..ids.len()).step_by(HEAD_ROWS) {
-            let rows = HEAD_ROWS.min(ids.len() - first);
-            let (normed, logits) = (&mut normed[..rows * e], &mut logits[..rows * v]);
-            self.ln_f.forward_rows(&x[first * e..(first + rows) * e], normed);
+        let mut out = Vec::with_capacity(rows.len());
+        for first in rows.clone().step_by(HEAD_ROWS) {
+            let n = HEAD_ROWS.min(rows.end - first);
+            let (normed, logits) = (&mut normed[..n * e], &mut logits[..n * v]);
+            self.ln_f
+                .forward_rows(&x[first * e..(first + n) * e], normed);
             self.head_rows(normed, logits)?;
             out.par_extend(
                 logits
@@ -59,7 +60,16 @@ impl CpuWeights {
                 let rows = normed.len() / e;
                 // SAFETY: `normed` is rows x e, the head (v, e) row-major read as its transpose
                 // (e, v) with strides (1, e), `logits` rows x v and borrowed mutably.
-                unsafe { add_matmul((rows, v, e), logits.as_mut_ptr(), v, normed, w.get().as_ptr(), (1, e)) };
+                unsafe {
+                    add_matmul(
+                        (rows, v, e),
+                        logits.as_mut_ptr(),
+                        v,
+                        normed,
+                        w.get().as_ptr(),
+                        (1, e),
+                    )
+                };
                 Ok(())
             }
             CpuHead::Q8(w) => add_rows_times(normed, w.get(), logits),
@@ -72,4 +82,3 @@ impl CpuWeights {
         }
     }
 }
-

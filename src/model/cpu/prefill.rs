@@ -492,14 +492,22 @@ mod tests {
             let mut cache = KvCache::new(config.n_layer, config.n_positions);
             model.forward(&ids[..PREFIX], &mut cache).unwrap();
             let rows = model
-                .forward_rows(&ids[PREFIX..], &mut cache, 3, |r, row| (r, row.to_vec()))
+                .forward_rows(
+                    &ids[PREFIX..],
+                    &mut cache,
+                    3..ids.len() - PREFIX,
+                    |r, row| (r, row.to_vec()),
+                )
                 .unwrap();
             assert_eq!(rows.len(), ids.len() - PREFIX - 3);
             assert_eq!(cache.len(), ids.len());
             for (r, row) in rows {
                 let got = Tensor::new(row.as_slice(), &Device::Cpu).unwrap();
                 let diff = max_relative_diff(&reference.i(PREFIX + r).unwrap(), &got);
-                assert!(diff < tolerance, "row {r} off by {diff} (tolerance {tolerance})");
+                assert!(
+                    diff < tolerance,
+                    "row {r} off by {diff} (tolerance {tolerance})"
+                );
             }
         }
     }
