@@ -5,13 +5,12 @@
 //! scored exactly once, in the first window that reaches it, with the context from that
 //! window's start (the definition `tools/make_fixtures.py` uses for the reference values).
 
-use candle_core::{Tensor, D};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::generate::sampling::top_ids;
 use crate::generate::session::Session;
-use crate::model::Mode;
+use crate::model::KvCache;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Score {
@@ -64,26 +63,35 @@ fn check_stride(session: &Session, stride: Option<usize>) -> Result<usize> {
     Ok(stride)
 }
 
-/// Runs the sliding window over `ids`. For each window, `visit(first, logits)` gets the rows
-/// `(rows, vocab)` of logits that predict tokens `first..first + rows`; over all calls every
-/// token after the first is predicted exactly once, in order.
-fn for_each_window(
+/// Runs the sliding window over `ids`: `per_row(i, logits)` for every token `i` after the
+/// first, where `logits` is the row that predicts token `i`, from the first window that
+/// reaches it; `visit(first, results)` gets each window's results, for tokens `first..`, in
+/// order. Each window goes through [`crate::model::Gpt2::forward_rows`] (the CPU prompt pass,
+/// with the head on the rows not yet scored only), so a window's logits are never all held.
+fn for_each_window<T: Send>(
     session: &Session,
     ids: &[u32],
     stride: usize,
-    mut visit: impl FnMut(usize, &Tensor) -> Result<()>,
+    per_row: impl Fn(usize, &[f32]) -> T + Sync,
+    mut visit: impl FnMut(usize, Vec<T>) -> Result<()>,
 ) -> Result<()> {
     let window = session.window();
     let model = session.model();
+    let mut cache = KvCache::new(model.config().n_layer, window);
     let mut prev_end = 0;
     let mut begin = 0;
     loop {
         let end = (begin + window).min(ids.len());
-        let input = Tensor::new(&ids[begin..end], model.device())?.unsqueeze(0)?;
-        let logits = model.forward_all(&input, Mode::Inference)?.squeeze(0)?;
         let first = prev_end.max(begin + 1);
-        // Row r of the logits predicts token begin + r + 1.
-        visit(first, &logits.narrow(0, first - 1 - begin, end - first)?)?;
+        cache.clear();
+        // Row r of the window predicts token begin + r + 1.
+        let rows = model.forward_rows(
+            &ids[begin..end],
+            &mut cache,
+            first - 1 - begin..end - 1 - begin,
+            |r, row| per_row(begin + r + 1, row),
+        )?;
+        visit(first, rows)?;
         prev_end = end;
         if end == ids.len() {
             return Ok(());
@@ -92,20 +100,25 @@ fn for_each_window(
     }
 }
 
-/// The summed negative log-likelihood of `targets` under the rows of `logits`.
-fn nll_of(logits: &Tensor, targets: &[u32]) -> Result<f64> {
-    let log_probs = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    let targets = Tensor::new(targets, logits.device())?.unsqueeze(1)?;
-    let picked: Vec<f32> = log_probs.gather(&targets, 1)?.flatten_all()?.to_vec1()?;
-    Ok(-picked.iter().map(|&x| x as f64).sum::<f64>())
+/// The negative log-likelihood of `target` under one row of logits, in f64.
+fn nll_of(logits: &[f32], target: u32) -> f64 {
+    log_sum_exp64(logits) - logits[target as usize] as f64
+}
+
+/// `ln(sum(exp(x)))` of a row, in f64.
+fn log_sum_exp64(logits: &[f32]) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
+    max + sum.ln()
 }
 
 /// The text's perplexity and bits per byte (see the module doc for the window).
 pub fn score(session: &Session, text: &str, stride: Option<usize>) -> Result<Score> {
     let (ids, stride) = prepare(session, text, stride)?;
     let mut nll_sum = 0f64;
-    for_each_window(session, &ids, stride, |first, logits| {
-        nll_sum += nll_of(logits, &ids[first..first + logits.dim(0)?])?;
+    let nll = |i: usize, row: &[f32]| nll_of(row, ids[i]);
+    for_each_window(session, &ids, stride, nll, |_, nlls| {
+        nll_sum = nlls.iter().fold(nll_sum, |sum, nll| sum + nll);
         Ok(())
     })?;
     Ok(summary(&ids, text.len(), nll_sum, session.window(), stride))
@@ -164,14 +177,11 @@ fn visit_scores(
         return Ok(0.0);
     }
     let mut nll_sum = 0f64;
-    for_each_window(session, ids, stride, |first, logits| {
-        let rows = logits.dim(0)?;
-        nll_sum += nll_of(logits, &ids[first..first + rows])?;
-        // One row at a time, so a window's rows are never all copied out at once.
-        for r in 0..rows {
-            let row: Vec<f32> = logits.get(r)?.to_vec1()?;
-            let i = first + r;
-            visit(i, ids[i], Some(token_score(&row, ids[i], top)))?;
+    let scored = |i: usize, row: &[f32]| (nll_of(row, ids[i]), token_score(row, ids[i], top));
+    for_each_window(session, ids, stride, scored, |first, scores| {
+        for (i, (nll, score)) in (first..).zip(scores) {
+            nll_sum += nll;
+            visit(i, ids[i], Some(score))?;
         }
         Ok(())
     })?;
@@ -180,9 +190,7 @@ fn visit_scores(
 
 /// Log-probability, rank, entropy and the best `top` of one row of logits for `target`.
 fn token_score(logits: &[f32], target: u32, top: usize) -> TokenScore {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let sum: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
-    let lse = max + sum.ln();
+    let lse = log_sum_exp64(logits);
     let log_prob = |x: f32| x as f64 - lse;
     let target_logit = logits[target as usize];
     let rank = 1 + logits.iter().filter(|&&x| x > target_logit).count();

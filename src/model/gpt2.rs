@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::Gpt2Config;
-use super::cpu::CpuWeights;
+use super::cpu::{CpuWeights, HEAD_ROWS};
 use super::init::init;
 use super::kv_cache::KvCache;
 use super::layers::{Block, LayerNorm, LmHead};
@@ -177,6 +177,54 @@ impl Gpt2 {
         let last = x.narrow(1, ids.len() - 1, 1)?; // (1, 1, e)
         let last = self.ln_f.forward(&last, Mode::Inference)?;
         self.head.forward(&last)?.flatten_all() // (v,)
+    }
+
+    /// [`Gpt2::forward`] with the output head on every row in `rows`: runs `ids` after the
+    /// cached tokens, appends them to the cache, and returns `per_row(r, logits)` for each
+    /// row `r` in `rows` (a range within `0..ids.len()`), where row r's f32 logits (vocab,) predict the token after
+    /// `ids[r]`. The logits are never all held at once: each row is reduced by `per_row` as soon
+    /// as it is computed, a few rows at a time.
+    ///
+    /// The backend, first match wins (the order of `forward`, less the decode step, which is
+    /// the prompt pass of one token here):
+    /// 1. **CPU prompt pass** (`cpu::prefill_every_row`), when `forward` would use it.
+    /// 2. **Tensor path** (the layers' `forward` on the whole input, the head on
+    ///    `cpu::HEAD_ROWS` rows at a time): everything else.
+    pub fn forward_rows<T: Send>(
+        &self,
+        ids: &[u32],
+        cache: &mut KvCache,
+        rows: std::ops::Range<usize>,
+        per_row: impl Fn(usize, &[f32]) -> T + Sync,
+    ) -> Result<Vec<T>> {
+        let start = cache.len();
+        self.check_input(ids, start)?;
+        if rows.start > rows.end || rows.end > ids.len() {
+            candle_core::bail!("rows {rows:?} of a {}-token input", ids.len());
+        }
+        if let Some(cpu) = self.cpu.as_ref().filter(|cpu| cpu.can_prefill()) {
+            return cpu.prefill_every_row(ids, cache, rows, &per_row);
+        }
+        let input = Tensor::new(ids, self.device())?.unsqueeze(0)?; // (1, t)
+        let mut x = self.embed(&input, start)?; // (1, t, e)
+        for (layer, block) in self.blocks.iter().enumerate() {
+            x = block
+                .forward(&x, Some((&mut *cache, layer)), start, Mode::Inference)?
+                .0;
+        }
+        cache.record(ids);
+        let mut out = Vec::with_capacity(rows.len());
+        for first in rows.clone().step_by(HEAD_ROWS) {
+            let n = HEAD_ROWS.min(rows.end - first);
+            let part = self
+                .ln_f
+                .forward(&x.narrow(1, first, n)?, Mode::Inference)?;
+            let logits = self.head.forward(&part)?.squeeze(0)?; // (n, v)
+            for r in 0..n {
+                out.push(per_row(first + r, &logits.get(r)?.to_vec1::<f32>()?));
+            }
+        }
+        Ok(out)
     }
 
     /// `forward`'s checks: tokens to run, room in the window, ids in the vocabulary.

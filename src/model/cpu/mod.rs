@@ -7,11 +7,13 @@
 
 mod attention;
 mod decode;
+mod every_row;
 mod prefill;
 mod weights;
 
 use candle_core::{Device, Result, Tensor};
 
+pub(crate) use every_row::HEAD_ROWS;
 pub(crate) use weights::CpuWeights;
 use weights::{CpuHead, CpuLayerNorm};
 
