@@ -145,6 +145,28 @@ fn interactive_mode(cli: &Cli, config: &Config) -> Result<()> {
     crate::tui::run(cli, config)
 }
 
+/// The file's text, or all of stdin for `-` or no file.
+pub(super) fn read_text(file: Option<&std::path::Path>) -> Result<String> {
+    let (bytes, origin) = match file {
+        Some(path) if path != std::path::Path::new("-") => (
+            std::fs::read(path).map_err(|e| Error::io(path, e))?,
+            path.display().to_string(),
+        ),
+        _ => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .map_err(|e| Error::Other(format!("reading stdin: {e}")))?;
+            (bytes, "stdin".to_string())
+        }
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        Error::Other(format!(
+            "{origin}: not valid UTF-8 (byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
 /// The error for a failed write to stdout (a closed pipe ends the program quietly in `main`).
 fn stdout_error(e: std::io::Error) -> Error {
     Error::Io {

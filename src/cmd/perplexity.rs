@@ -2,10 +2,11 @@
 
 use std::io::Write;
 
-use super::stdout_error;
+use super::{read_text, stdout_error};
 use crate::cli::{CommonArgs, ReportFormat};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::generate::perplexity::Score;
 use crate::load::load_session;
 
 pub(super) fn run(
@@ -15,32 +16,37 @@ pub(super) fn run(
     stride: Option<usize>,
     format: ReportFormat,
 ) -> Result<()> {
-    let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        Error::Other(format!(
-            "{}: not valid UTF-8 (byte {})",
-            file.display(),
-            e.utf8_error().valid_up_to()
-        ))
-    })?;
+    let text = read_text(Some(file))?;
     let session = load_session(common, config)?;
     let score = crate::generate::perplexity::score(&session, &text, stride)?;
     let mut out = std::io::stdout().lock();
     let written = match format {
-        ReportFormat::Json => writeln!(out, "{}", serde_json::to_string(&score).expect("plain data")),
+        ReportFormat::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&score).expect("plain data")
+        ),
         ReportFormat::Text => writeln!(
             out,
-            "file: {}\nmodel: {}\ntokens: {} ({} scored, window {}, stride {})\nmean nll: {:.6}\nperplexity: {:.4}\nbits per byte: {:.4}",
+            "file: {}\nmodel: {}\n{}",
             file.display(),
             session.name,
-            score.tokens,
-            score.tokens_scored,
-            score.window,
-            score.stride,
-            score.mean_nll,
-            score.perplexity,
-            score.bits_per_byte
+            summary_text(&score)
         ),
     };
     written.map_err(stdout_error)
+}
+
+/// The figures of a scored text, one per line, as `perplexity` and `score` print them.
+pub(super) fn summary_text(score: &Score) -> String {
+    format!(
+        "tokens: {} ({} scored, window {}, stride {})\nmean nll: {:.6}\nperplexity: {:.4}\nbits per byte: {:.4}",
+        score.tokens,
+        score.tokens_scored,
+        score.window,
+        score.stride,
+        score.mean_nll,
+        score.perplexity,
+        score.bits_per_byte
+    )
 }
