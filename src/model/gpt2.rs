@@ -166,14 +166,7 @@ impl Gpt2 {
             }
             return self.forward(tail, cache);
         }
-        let input = Tensor::new(ids, self.device())?.unsqueeze(0)?; // (1, t)
-        let mut x = self.embed(&input, start)?; // (1, t, e)
-        for (layer, block) in self.blocks.iter().enumerate() {
-            x = block
-                .forward(&x, Some((&mut *cache, layer)), start, Mode::Inference)?
-                .0;
-        }
-        cache.record(ids);
+        let x = self.blocks_forward(ids, cache)?; // (1, t, e)
         let last = x.narrow(1, ids.len() - 1, 1)?; // (1, 1, e)
         let last = self.ln_f.forward(&last, Mode::Inference)?;
         self.head.forward(&last)?.flatten_all() // (v,)
@@ -205,14 +198,7 @@ impl Gpt2 {
         if let Some(cpu) = self.cpu.as_ref().filter(|cpu| cpu.can_prefill()) {
             return cpu.prefill_every_row(ids, cache, rows, &per_row);
         }
-        let input = Tensor::new(ids, self.device())?.unsqueeze(0)?; // (1, t)
-        let mut x = self.embed(&input, start)?; // (1, t, e)
-        for (layer, block) in self.blocks.iter().enumerate() {
-            x = block
-                .forward(&x, Some((&mut *cache, layer)), start, Mode::Inference)?
-                .0;
-        }
-        cache.record(ids);
+        let x = self.blocks_forward(ids, cache)?; // (1, t, e)
         let mut out = Vec::with_capacity(rows.len());
         for first in rows.clone().step_by(HEAD_ROWS) {
             let n = HEAD_ROWS.min(rows.end - first);
@@ -225,6 +211,21 @@ impl Gpt2 {
             }
         }
         Ok(out)
+    }
+
+    /// The tensor path up to the final layer norm: `ids` after the cached tokens through
+    /// every block, appended to the cache; the hidden states (1, t, e).
+    fn blocks_forward(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        let start = cache.len();
+        let input = Tensor::new(ids, self.device())?.unsqueeze(0)?; // (1, t)
+        let mut x = self.embed(&input, start)?; // (1, t, e)
+        for (layer, block) in self.blocks.iter().enumerate() {
+            x = block
+                .forward(&x, Some((&mut *cache, layer)), start, Mode::Inference)?
+                .0;
+        }
+        cache.record(ids);
+        Ok(x)
     }
 
     /// `forward`'s checks: tokens to run, room in the window, ids in the vocabulary.
