@@ -18,13 +18,8 @@ fn run_to_end(
     ids
 }
 
-#[test]
-fn a_request_extending_the_cached_tokens_prefills_only_the_new_ones() {
-    let mut session = load_session("tiny-gpt2");
-    let prompt = session
-        .tokenizer()
-        .encode("The quick brown fox jumps")
-        .unwrap();
+/// Five greedy tokens, never stopped by `<|endoftext|>`.
+fn five_greedy_tokens() -> (SamplingParams, GenerateOptions) {
     let params = SamplingParams {
         max_tokens: 5,
         ..SamplingParams::greedy()
@@ -33,6 +28,17 @@ fn a_request_extending_the_cached_tokens_prefills_only_the_new_ones() {
         ignore_eos: true,
         ..GenerateOptions::default()
     };
+    (params, options)
+}
+
+#[test]
+fn a_request_extending_the_cached_tokens_prefills_only_the_new_ones() {
+    let mut session = load_session("tiny-gpt2");
+    let prompt = session
+        .tokenizer()
+        .encode("The quick brown fox jumps")
+        .unwrap();
+    let (params, options) = five_greedy_tokens();
     let mut first = session.generate(&prompt, options.clone(), Some(1)).unwrap();
     assert_eq!(first.stats().prefill_tokens, prompt.len());
     let reply = run_to_end(&mut first, &params);
@@ -246,14 +252,7 @@ fn a_continued_reply_stops_on_a_stop_sequence_begun_before_the_branch_point() {
 fn a_branch_counts_its_decided_tokens_and_ends_at_a_chosen_end_of_text() {
     let mut session = load_session("tiny-gpt2");
     let prompt = session.tokenizer().encode("Once upon a time").unwrap();
-    let params = SamplingParams {
-        max_tokens: 5,
-        ..SamplingParams::greedy()
-    };
-    let options = GenerateOptions {
-        ignore_eos: true,
-        ..GenerateOptions::default()
-    };
+    let (params, options) = five_greedy_tokens();
     let mut first = session.generate(&prompt, options.clone(), Some(1)).unwrap();
     let reply = run_to_end(&mut first, &params);
     drop(first);
