@@ -176,3 +176,48 @@ fn q8_0_keeps_the_bundled_models_heldout_perplexity() {
         change * 100.0
     );
 }
+
+/// The portable loops (forced by `GPT2_TUI_PORTABLE_KERNELS=1`, as on a CPU without AVX2) give
+/// the SIMD kernels' figures: the 8-bit prompt kernel, the 8-bit dot products of decoding and
+/// the f32 vector kernels, on the real binary, for a text long enough for the prompt kernel.
+#[test]
+fn the_portable_kernels_give_the_simd_kernels_perplexity() {
+    let text = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ppl.txt");
+    let perplexity = |dtype: &str, portable: bool| -> f64 {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_gpt2-tui"));
+        command.args(["perplexity", "--format", "json", "--dtype", dtype, text]);
+        if portable {
+            command.env("GPT2_TUI_PORTABLE_KERNELS", "1");
+        } else {
+            command.env_remove("GPT2_TUI_PORTABLE_KERNELS");
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        json["perplexity"].as_f64().unwrap()
+    };
+    for dtype in ["f32", "q8_0"] {
+        let (simd, portable) = (perplexity(dtype, false), perplexity(dtype, true));
+        if dtype == "q8_0" && crate_has_avx2() {
+            // The switch took: without AVX2 a prompt multiplies dequantized weights in f32,
+            // with it 8-bit inputs, which cannot give the very same sum.
+            assert_ne!(simd, portable, "GPT2_TUI_PORTABLE_KERNELS changed nothing");
+        }
+        assert!(
+            (simd / portable - 1.0).abs() < 1e-4,
+            "{dtype}: {simd} with SIMD kernels, {portable} with portable ones"
+        );
+    }
+}
+
+fn crate_has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}

@@ -4,9 +4,10 @@
 #
 #   tools/bench_peers.sh [THREADS]
 #
-# Needs: GNU time (Debian package `time`), python3 with torch + transformers (tools/README.md), cmake and a C++ compiler, and the
+# Needs: GNU time (Debian package `time`), python3 with torch + transformers (tools/README.md) and
+# ctranslate2 (`pip install ctranslate2`), cmake and a C++ compiler, and the
 # llama.cpp sources, which PyPI's llama-cpp-python sdist carries:
-#   pip download --no-deps --no-binary :all: llama-cpp-python -d "$LLAMA_DIR"
+#   pip download --no-deps --no-binary llama-cpp-python llama-cpp-python -d "$LLAMA_DIR"
 # LLAMA_DIR (default /tmp/llamacpp) is where the sdist is unpacked and llama-bench is built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,11 +17,21 @@ llama_dir=${LLAMA_DIR:-/tmp/llamacpp}
 
 [ -f "$model/model.safetensors" ] || python3 tools/make_bench_model.py "$model"
 
-src=$(ls -d "$llama_dir"/llama_cpp_python-*/vendor/llama.cpp 2>/dev/null | head -n 1)
+# The sources: unpacked already, or the sdist downloaded but not unpacked, or neither. `|| true`:
+# under `set -e -o pipefail` an `ls` that matches nothing would end the script here.
+find_src() { ls -d "$llama_dir"/llama_cpp_python-*/vendor/llama.cpp 2>/dev/null | head -n 1 || true; }
+src=$(find_src)
 if [ -z "$src" ]; then
-  pip download --no-deps --no-binary :all: llama-cpp-python -d "$llama_dir" >&2
-  tar xzf "$llama_dir"/llama_cpp_python-*.tar.gz -C "$llama_dir"
-  src=$(ls -d "$llama_dir"/llama_cpp_python-*/vendor/llama.cpp | head -n 1)
+  mkdir -p "$llama_dir"
+  sdist=$(ls "$llama_dir"/llama_cpp_python-*.tar.gz 2>/dev/null | head -n 1 || true)
+  if [ -z "$sdist" ]; then
+    pip download --no-deps --no-binary llama-cpp-python llama-cpp-python -d "$llama_dir" >&2 || true
+    sdist=$(ls "$llama_dir"/llama_cpp_python-*.tar.gz 2>/dev/null | head -n 1 || true)
+  fi
+  [ -n "$sdist" ] || { echo "bench_peers: no llama-cpp-python sdist in $llama_dir" >&2; exit 1; }
+  tar xzf "$sdist" -C "$llama_dir"
+  src=$(find_src)
+  [ -n "$src" ] || { echo "bench_peers: $sdist holds no vendor/llama.cpp" >&2; exit 1; }
 fi
 bench="$src/build/bin/llama-bench"
 if [ ! -x "$bench" ]; then
@@ -38,7 +49,18 @@ for type in f32 f16 q8_0; do
   fi
 done
 
-cargo build --release --example bench >&2
+cargo build --release --example bench --bin gpt2-tui >&2
+# The prompt of examples/bench.rs and tools/bench_ct2.py as text: its sentence 32 times, 512 tokens.
+prompt=$(python3 -c "print(' The quick brown fox jumps over the lazy dog, and the dog sleeps on.' * 32, end='')")
+for type in f32 q8_0; do
+  # The real binary in pipe mode, a fresh process's first request, timed by its own --stats.
+  ./target/release/gpt2-tui --model "$model" --dtype "$type" --threads "$threads" --prompt "$prompt" \
+    --max-tokens 128 --ignore-eos --temperature 0 --stats 2>&1 >/dev/null | grep -E '^\{' | sed "s/^/gpt2-tui pipe $type /"
+done
+for type in float32 int8; do
+  # CTranslate2, converted by its own converter: first request of a fresh process, then warm.
+  python3 tools/bench_ct2.py "$model" --type "$type" --threads "$threads"
+done
 for type in f32 q8_0; do
   # A 512-token prompt: prefill speed, then decoding 128 tokens after it (context 512-640).
   ./target/release/examples/bench "$model" --threads "$threads" --dtype "$type"

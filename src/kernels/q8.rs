@@ -5,7 +5,8 @@
 //! AVX-512 machines, which doubles the memory of the 8-bit model; these work on the one
 //! compact copy. A few input rows (decoding, short prompts) are quantized to 8 bits per
 //! 32-value block and multiplied with integer dot products, as llama.cpp does; many rows (long
-//! prompts) multiply the weights turned back into f32 a small slice at a time.
+//! prompts) go to the tiled 8-bit kernel of `q8_prompt`, or, on CPUs without AVX2, multiply
+//! the weights turned back into f32 a small slice at a time.
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Result, Tensor};
@@ -15,8 +16,8 @@ use rayon::prelude::*;
 use super::{add_matmul, SyncPtr};
 
 /// Values per block, and bytes per block: an f16 scale and 32 signed bytes.
-const BLOCK: usize = 32;
-const BLOCK_BYTES: usize = 34;
+pub(super) const BLOCK: usize = 32;
+pub(super) const BLOCK_BYTES: usize = 34;
 
 /// `x @ w^T` for `x` (m, k) in f32 and `w` (n, k) in q8_0, both on the CPU; `None` when the
 /// weights are of another format or elsewhere, so the caller can use the library's product.
@@ -81,8 +82,11 @@ pub fn add_rows_times(xs: &[f32], w: Q8Matrix, y: &mut [f32]) -> Result<()> {
             y.len()
         );
     }
-    if xs.len() / k >= DEQUANTIZE_FROM_ROWS {
-        add_dequantized_product(xs, blocks, n, k, y);
+    if xs.len() / k >= PROMPT_FROM_ROWS {
+        match super::q8_prompt::available() {
+            true => super::q8_prompt::add_rows_times(xs, w, y),
+            false => add_dequantized_product(xs, blocks, n, k, y),
+        }
         return Ok(());
     }
     let rows: Vec<QuantizedRow> = xs.chunks_exact(k).map(quantize_row).collect();
@@ -97,11 +101,11 @@ pub fn rows_times(xs: &[f32], w: Q8Matrix) -> Result<Vec<f32>> {
     Ok(y)
 }
 
-/// Input rows from which a product turns the weights back into f32 a slice at a time and
-/// multiplies with the f32 matmul: with many rows the product is bound by arithmetic, which
-/// the f32 kernels do at several times the rate of these 8-bit dot products, and turning the
-/// weights back costs about as much as reading them once.
-const DEQUANTIZE_FROM_ROWS: usize = 32;
+/// Input rows from which a product takes the prompt kernel (`q8_prompt`: tiles of 8 input
+/// rows, four weight rows at a time), or without AVX2 turns the weights back into f32 a slice
+/// at a time for the f32 matmul. Fewer rows (decoding) take the dot products below, which
+/// read each weight row once for all of them.
+const PROMPT_FROM_ROWS: usize = 32;
 
 /// f32 weights per dequantized slice: small next to the 8-bit weights, large enough for the
 /// matmul to run at full speed.
@@ -314,6 +318,7 @@ mod tests {
             (3, 9, 32),
             (5, 4100, 64),
             (70, 13, 64),
+            (PROMPT_FROM_ROWS + 1, 9, 64),
         ] {
             let w = matrix(n, k);
             let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
@@ -330,12 +335,12 @@ mod tests {
         }
     }
 
-    /// From `DEQUANTIZE_FROM_ROWS` rows on, the product is the f32 one with the dequantized
-    /// weights, to f32 rounding (the 8-bit inputs of the path above would be off by about 0.05
-    /// here), over several slices of weight rows, and adds to what `y` holds.
+    /// Without the prompt kernel, many rows take the f32 product with the dequantized weights,
+    /// to f32 rounding (the 8-bit inputs of the path above would be off by about 0.05 here),
+    /// over several slices of weight rows, and add to what `y` holds.
     #[test]
     fn many_rows_multiply_the_dequantized_weights_in_f32() {
-        let (m, n, k) = (DEQUANTIZE_FROM_ROWS + 3, 300, 4096);
+        let (m, n, k) = (PROMPT_FROM_ROWS + 3, 300, 4096);
         assert!(
             n > 2 * DEQUANTIZED_SLICE_VALUES / k,
             "three slices, the last one partial"
@@ -346,7 +351,8 @@ mod tests {
         let want = (x.matmul(&dense.t().unwrap()).unwrap() + 1.0).unwrap();
         let mut y = vec![1f32; m * n];
         let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!(add_rows_times_t(&xs, &q, &mut y).unwrap());
+        let w = Q8Matrix::of(&q).unwrap().unwrap();
+        add_dequantized_product(&xs, w.blocks, n, k, &mut y);
         let got = Tensor::from_vec(y, (m, n), &Device::Cpu).unwrap();
         let diff = max_abs_diff(&got, &want);
         assert!(diff < 1e-3, "{diff}");

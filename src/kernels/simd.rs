@@ -13,10 +13,21 @@ impl SyncPtr {
     }
 }
 
+/// Whether the AVX2 kernels run: the CPU has AVX2 and FMA, and `GPT2_TUI_PORTABLE_KERNELS`
+/// is not set to `1`. That variable forces the portable loops everywhere (this crate's
+/// kernels, not the matmul library's), as on a CPU without these features: how the tests
+/// check that path on a machine that has them.
 pub fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            let forced_portable =
+                std::env::var_os("GPT2_TUI_PORTABLE_KERNELS").is_some_and(|v| v == "1");
+            !forced_portable
+                && std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
