@@ -3,6 +3,7 @@
 
 pub mod bias;
 pub mod perplexity;
+pub mod prompt_scores;
 pub mod sampling;
 pub mod session;
 pub mod stop;

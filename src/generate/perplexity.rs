@@ -189,7 +189,7 @@ fn visit_scores(
 }
 
 /// Log-probability, rank, entropy and the best `top` of one row of logits for `target`.
-fn token_score(logits: &[f32], target: u32, top: usize) -> TokenScore {
+pub(crate) fn token_score(logits: &[f32], target: u32, top: usize) -> TokenScore {
     let lse = log_sum_exp64(logits);
     let log_prob = |x: f32| x as f64 - lse;
     let target_logit = logits[target as usize];

@@ -7,6 +7,7 @@ mod conversation;
 mod help;
 mod input;
 mod inspect;
+mod prompt_token;
 mod sampling;
 mod status;
 pub mod text;
