@@ -4,7 +4,7 @@
 
 use super::chat::TextSpan;
 use super::messages::{Candidate, PromptPart, PromptScore, PromptToken};
-use crate::generate::perplexity::TokenScore;
+use crate::generate::token_score::TokenScore;
 use crate::tokenizer::Tokenizer;
 
 /// Each text of `spans` as tokens holding its pieces, scored from `scores` (one per position of

@@ -7,6 +7,7 @@ pub mod prompt_scores;
 pub mod sampling;
 pub mod session;
 pub mod stop;
+pub mod token_score;
 pub mod trace;
 pub mod utf8;
 

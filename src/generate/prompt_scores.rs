@@ -6,7 +6,7 @@
 //! scores already known and computes only the new positions.
 
 use crate::error::Result;
-use crate::generate::perplexity::{token_score, TokenScore};
+use crate::generate::token_score::{token_score, TokenScore};
 use crate::model::{Gpt2, KvCache};
 
 /// How many alternatives each prompt token is scored with (the views show ten).

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Device};
 
 use crate::error::{Error, Result};
-use crate::generate::perplexity::TokenScore;
 use crate::generate::prompt_scores::PromptScores;
 use crate::generate::sampling::{log_sum_exp, top_candidates, Sampler, SamplingParams};
+use crate::generate::token_score::TokenScore;
 use crate::generate::trace::Trace;
 use crate::generate::{StopMatcher, Utf8Stream};
 use crate::model::{Gpt2, Gpt2Config, KvCache};

@@ -49,7 +49,6 @@ pub fn hints(app: &App) -> (&'static str, &'static str) {
 /// The popup for the token under the cursor, over the bottom right of `area`.
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let Some((inspect, reply, piece)) = app.inspected() else {
-        super::prompt_token::draw(frame, app, area);
         return;
     };
     match &inspect.attention {
