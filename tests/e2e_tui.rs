@@ -197,6 +197,56 @@ fn chat_live_settings_stop_and_quit_in_a_real_terminal() {
 }
 
 #[test]
+fn the_typed_message_is_scored_and_the_cursor_shows_what_was_expected_there() {
+    if !have_tmux() {
+        return;
+    }
+    let config_home = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start(
+        "prompt",
+        &program(config_home.path(), "", "--max-tokens 3 --seed 3"),
+    );
+    tmux.wait_for("the model to load", |s| {
+        s.contains("idle") && s.contains("tiny-gpt2")
+    });
+    // The views on first: the message is scored from its prefill.
+    tmux.keys(&["F3"]);
+    tmux.wait_for("the colour legend", |s| s.contains("p: ■<10%"));
+    tmux.keys(&["The quick brown fox", "Enter"]);
+    tmux.wait_for("the answer", |s| s.contains("idle") && s.contains("GPT-2:"));
+    // From the reply up onto the message, then one token to the left.
+    tmux.keys(&["F6"]);
+    tmux.wait_for("the cursor", |s| s.contains("settings at this token"));
+    tmux.keys(&["Up"]);
+    tmux.wait_for("the cursor on the message", |s| {
+        s.contains("your text · token 4/4")
+    });
+    tmux.keys(&["Left"]);
+    let screen = tmux.wait_for("what the model expected there", |s| {
+        s.contains("your text · token 3/4") && s.contains("│rank ")
+    });
+    assert!(screen.contains("token \" brown\""), "{screen}");
+    // Ten alternatives, each with its probability.
+    let rows: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| !l.contains("│rank "))
+        .skip(1)
+        .take(10)
+        .collect();
+    assert!(
+        rows.len() == 10 && rows.iter().all(|l| l.contains('%')),
+        "ten alternatives:\n{screen}"
+    );
+    tmux.keys(&["t"]);
+    tmux.wait_for("no draw for the user's text", |s| s.contains("no draw"));
+    tmux.keys(&["Escape", "C-c"]);
+    let screen = tmux.wait_for("the program to exit", |s| {
+        s.contains("EXITED 0") && s.contains("icanon")
+    });
+    assert_restored(&tmux, &screen);
+}
+
+#[test]
 fn a_panic_in_the_interface_still_restores_the_terminal() {
     if !have_tmux() {
         return;

@@ -5,7 +5,9 @@ mod common;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use gpt2_tui::config::Config;
 use gpt2_tui::engine::chat::{ChatFormat, Role};
-use gpt2_tui::engine::{AttentionMap, Candidate, Prompt, Reply, Request};
+use gpt2_tui::engine::{
+    AttentionMap, Candidate, Prompt, PromptPart, PromptScore, PromptToken, Reply, Request,
+};
 use gpt2_tui::generate::bias::{BiasToken, LogitBias};
 use gpt2_tui::generate::session::{FinishReason, Stats};
 use gpt2_tui::generate::trace::{Stage, Trace, TraceRow};
@@ -1315,4 +1317,128 @@ fn snapshot_the_trace_popup_in_each_theme() {
         let screen = screen_text(&render(&mut app, 90, 24));
         assert!(screen.contains("settings at this token:"), "{screen}");
     }
+}
+
+/// A chat whose message came back scored (as the engine sends it while F3 or F6 is on): an
+/// unscored first token, an unlikely one and a likely one; then a reply.
+fn scored_prompt(theme: &str) -> App {
+    let mut app = app();
+    send(&mut app, &format!("/theme {theme}"));
+    app.update(key(KeyCode::F(3)));
+    send(&mut app, "Speak softly");
+    let candidate = |id: u32, text: &str, prob: f32| Candidate {
+        id,
+        text: text.into(),
+        prob,
+        ends: false,
+    };
+    let score = |prob: f32, rank: usize, top: Vec<Candidate>| PromptScore {
+        prob,
+        rank,
+        entropy: 2.5,
+        top,
+    };
+    let tokens = vec![
+        PromptToken {
+            id: 1,
+            text: "Speak".into(),
+            score: None,
+        },
+        PromptToken {
+            id: 2,
+            text: " soft".into(),
+            score: Some(score(
+                0.05,
+                4,
+                vec![
+                    candidate(7, " up", 0.4),
+                    candidate(8, " to", 0.3),
+                    candidate(9, ",", 0.1),
+                    candidate(2, " soft", 0.05),
+                ],
+            )),
+        },
+        PromptToken {
+            id: 3,
+            text: "ly".into(),
+            score: Some(score(0.9, 1, vec![candidate(3, "ly", 0.9)])),
+        },
+    ];
+    app.update(Action::Reply(Reply::PromptScored(vec![PromptPart {
+        turn: Some(0),
+        text: "Speak softly".into(),
+        tokens,
+    }])));
+    stream(&mut app, &["I", " will"]);
+    finish(&mut app, Some(FinishReason::Eos));
+    app
+}
+
+#[test]
+fn snapshot_a_coloured_prompt_and_its_cursor_in_each_theme() {
+    let (themes, _) = load_themes(None);
+    for name in themes.keys() {
+        let mut app = scored_prompt(name);
+        let terminal = render(&mut app, 90, 24);
+        let t = app.look.theme.clone();
+        let (x, y) = find(&terminal, "Speak softly").expect("the message");
+        let buffer = terminal.backend().buffer();
+        assert_eq!(buffer[(x, y)].fg, t.foreground, "{name}: unscored, plain");
+        assert_eq!(buffer[(x + 6, y)].fg, t.probability_color(0.05), "{name}");
+        assert_eq!(buffer[(x + 10, y)].fg, t.probability_color(0.9), "{name}");
+        assert_ne!(t.probability_color(0.05), t.probability_color(0.9));
+        insta::assert_debug_snapshot!(format!("prompt_{name}"), buffer);
+
+        // The cursor goes from the reply up onto the message, and left to " soft".
+        app.update(key(KeyCode::F(6)));
+        app.update(key(KeyCode::Up));
+        app.update(key(KeyCode::Left));
+        let terminal = render(&mut app, 90, 24);
+        let screen = screen_text(&terminal);
+        for want in [
+            "your text · token 2/3",
+            "token \" soft\"",
+            "5.00%",
+            "rank 4 · entropy 2.50 nats · the model expected:",
+            "\" up\"",
+            "40.00%",
+        ] {
+            assert!(screen.contains(want), "{want:?} in\n{screen}");
+        }
+        let (x, y) = find(&terminal, " soft").unwrap();
+        assert_eq!(terminal.backend().buffer()[(x, y)].bg, t.accent, "{name}");
+        let actual = cells_with(&terminal, "●");
+        assert_eq!(
+            actual.len(),
+            1,
+            "the actual token is marked among the expected"
+        );
+        insta::assert_debug_snapshot!(format!("prompt_cursor_{name}"), terminal.backend().buffer());
+    }
+}
+
+#[test]
+fn the_cursor_on_the_users_text_has_no_draw_and_no_branch() {
+    let mut app = scored_prompt("dark");
+    app.update(key(KeyCode::F(6)));
+    app.update(key(KeyCode::Up));
+    let inspect = app.inspect.clone().unwrap();
+    assert!(inspect.prompt && inspect.reply == 0 && inspect.token == 2);
+    app.update(key(KeyCode::Char('t')));
+    let screen = screen_text(&render(&mut app, 90, 24));
+    assert!(screen.contains("no draw: this is your text"), "{screen}");
+    // Enter does not start choosing: nothing to branch from.
+    app.update(key(KeyCode::Enter));
+    assert!(app.inspect.as_ref().unwrap().choosing.is_none());
+    app.update(key(KeyCode::Home));
+    let screen = screen_text(&render(&mut app, 90, 24));
+    assert!(
+        screen.contains("unscored: nothing before it predicts it"),
+        "{screen}"
+    );
+    // Down goes back to the reply; a changed message drops its stale scores.
+    app.update(key(KeyCode::Down));
+    assert!(!app.inspect.as_ref().unwrap().prompt);
+    app.conversation.turns[0].text = "Speak loudly".into();
+    assert!(app.conversation.prompt_tokens(0).is_none());
 }

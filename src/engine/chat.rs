@@ -111,6 +111,23 @@ impl ReplyTokens {
 pub struct ChatPrompt {
     pub tokens: Vec<u32>,
     pub dropped_turns: usize,
+    /// Where each kept user message's text lies in `tokens`, for the views of the prompt.
+    pub user_texts: Vec<TextSpan>,
+}
+
+/// A text of the user's inside a prompt: the tokens that spell it (with what the format puts
+/// around it), where the text starts in their bytes, and where they start in the prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextSpan {
+    /// The chat turn's index; `None` for completion mode's document.
+    pub turn: Option<usize>,
+    /// The text as the model read it (a chat message trimmed).
+    pub text: String,
+    pub ids: Vec<u32>,
+    /// Byte offset of `text` in the decoded `ids` (after `User: ` in the transcript format).
+    pub text_at: usize,
+    /// Position of `ids[0]` in the prompt; below 0 when the prompt's start was cut to fit.
+    pub first: isize,
 }
 
 /// Lays out `turns` (ending with the user's message) for the model, leaving `reserve` tokens of
@@ -163,13 +180,35 @@ pub fn chat_prompt(
         .chain(&tail)
         .copied()
         .collect();
-    if tokens.len() > budget {
-        tokens.drain(..tokens.len() - budget);
+    let cut = tokens.len().saturating_sub(budget);
+    tokens.drain(..cut);
+    let mut at = head.len() as isize - cut as isize;
+    let mut user_texts = Vec::new();
+    for (index, ids) in encoded.iter().enumerate().skip(first) {
+        if turns[index].role == Role::User {
+            user_texts.push(TextSpan {
+                turn: Some(index),
+                text: turns[index].text.trim().to_string(),
+                ids: ids.clone(),
+                text_at: user_text_at(format),
+                first: at,
+            });
+        }
+        at += ids.len() as isize;
     }
     Ok(ChatPrompt {
         tokens,
         dropped_turns: first,
+        user_texts,
     })
+}
+
+/// Where a user message's text starts in its turn as laid out (see `encode_turn`).
+fn user_text_at(format: ChatFormat) -> usize {
+    match format {
+        ChatFormat::Dialogpt => 0,
+        ChatFormat::Transcript => "User: ".len(),
+    }
 }
 
 fn with_eos(mut tokens: Vec<u32>, eos: u32) -> Vec<u32> {

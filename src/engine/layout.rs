@@ -1,7 +1,7 @@
 //! Laying a request out in tokens: a chat's turns in the model's chat format, or the end of a
 //! document, fitted to the window with room kept for the reply.
 
-use super::chat::{chat_prompt, ReplyTokens};
+use super::chat::{chat_prompt, ReplyTokens, TextSpan};
 use super::messages::{AttentionMap, Prompt};
 use crate::generate::session::Session;
 
@@ -11,6 +11,8 @@ pub(super) struct LaidOut {
     pub stop: Vec<String>,
     pub dropped_turns: usize,
     pub dropped_tokens: usize,
+    /// Where the user's own texts lie in `tokens` (chat messages, or the document).
+    pub user_texts: Vec<TextSpan>,
 }
 
 /// Lays out `prompt` leaving `reserve` tokens of the window for the reply.
@@ -42,19 +44,27 @@ pub(super) fn lay_out(
                 stop: format.stop_sequences(),
                 dropped_turns: laid_out.dropped_turns,
                 dropped_tokens: 0,
+                user_texts: laid_out.user_texts,
             }
         }
         Prompt::Complete { text } => {
             // Keep the end of a long text, with room left for the continuation.
-            let mut tokens = session.tokenizer().encode(text)?;
+            let all = session.tokenizer().encode(text)?;
             let budget = window.saturating_sub(reserve).max(1);
-            let cut = tokens.len().saturating_sub(budget);
-            tokens.drain(..cut);
+            let cut = all.len().saturating_sub(budget);
+            let document = TextSpan {
+                turn: None,
+                text: text.clone(),
+                ids: all.clone(),
+                text_at: 0,
+                first: -(cut as isize),
+            };
             LaidOut {
-                tokens,
+                tokens: all[cut..].to_vec(),
                 stop: vec![],
                 dropped_turns: 0,
                 dropped_tokens: cut,
+                user_texts: vec![document],
             }
         }
     })

@@ -43,8 +43,10 @@ pub enum Request {
     },
     /// New settings, applied from the next token.
     SetParams(SamplingParams),
-    /// Record the sampler trace of each token (for [`ALTERNATIVES`] candidates) from the next
-    /// token on, or stop recording it. Off at the start; a view that shows it turns it on.
+    /// Record what the views show, or stop: the sampler trace of each token (for
+    /// [`ALTERNATIVES`] candidates) from the next token on, and the scores of the user's own
+    /// text from the next prefill on ([`Reply::PromptScored`]). Off at the start; a view that
+    /// shows them (probability colours, the token cursor) turns it on.
     RecordTrace(bool),
     /// Stop the current generation, keeping what was written.
     Cancel,
@@ -84,6 +86,40 @@ pub struct AttentionMap {
     pub weights: Vec<Vec<Vec<f32>>>,
 }
 
+/// What the model expected at one token of the user's own text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptToken {
+    pub id: u32,
+    /// The part of the user's text this token holds (a character cut between tokens goes with
+    /// the token that completes it, so the texts of a part's tokens rebuild it exactly).
+    pub text: String,
+    /// `None` for the first token of the context (nothing precedes it) and for tokens cut
+    /// from the window.
+    pub score: Option<PromptScore>,
+}
+
+/// The distribution that predicted a prompt token, and where the token stood in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptScore {
+    /// Probability of the actual token (raw softmax).
+    pub prob: f32,
+    /// 1 when the token was the model's first choice.
+    pub rank: usize,
+    /// Entropy of the distribution, in nats.
+    pub entropy: f32,
+    /// The most likely tokens there, most likely first.
+    pub top: Vec<Candidate>,
+}
+
+/// The user's texts of a prompt, token by token, keyed by the chat turn (`None`: the document
+/// of completion mode). `text` is the whole text as the model read it (a message trimmed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptPart {
+    pub turn: Option<usize>,
+    pub text: String,
+    pub tokens: Vec<PromptToken>,
+}
+
 /// How many alternatives the interface is told about at each step.
 pub const ALTERNATIVES: usize = 10;
 
@@ -113,6 +149,9 @@ pub enum Reply {
         /// ([`Request::RecordTrace`]).
         trace: Option<Trace>,
     },
+    /// What the model made of the user's text in the prompt just prefilled, while recording
+    /// is on ([`Request::RecordTrace`]); sent before the reply's first token.
+    PromptScored(Vec<PromptPart>),
     /// The window filled while writing: the oldest half was dropped (the count so far).
     ContextShifted(usize),
     /// New settings arrived while writing and are used from this token of the reply on.

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod inspect;
 mod layout;
 mod messages;
+mod user_text;
 
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
@@ -20,7 +21,11 @@ use crate::generate::bias::resolve_all;
 use crate::generate::session::{FinishReason, GenerateOptions, Generation, Session, Step};
 use crate::generate::SamplingParams;
 use layout::{attention, lay_out, reply_reserve};
-pub use messages::{AttentionMap, Candidate, ModelInfo, Prompt, Reply, Request, ALTERNATIVES};
+pub use messages::{
+    AttentionMap, Candidate, ModelInfo, Prompt, PromptPart, PromptScore, PromptToken, Reply,
+    Request, ALTERNATIVES,
+};
+use user_text::user_parts;
 
 /// Something that loads the model on the inference thread (so the interface starts at once).
 pub type Loader = Box<dyn FnOnce(&dyn Fn(String)) -> crate::Result<Session> + Send>;
@@ -200,6 +205,8 @@ impl Job<'_> {
             stop: laid_out.stop,
             top_n: ALTERNATIVES,
             trace: trace_size(*self.tracing),
+            // The same views want the user's text scored, from the prefill that runs anyway.
+            score_prompt: *self.tracing,
             ..GenerateOptions::default()
         };
         let is_chat = matches!(prompt, Prompt::Chat { .. });
@@ -211,6 +218,11 @@ impl Job<'_> {
             }
         };
         let mut generation = session.branch(&laid_out.tokens, decided, options, params.seed)?;
+        if *self.tracing {
+            let scores = generation.prompt_scores();
+            let parts = user_parts(&tokenizer, eos, &laid_out.user_texts, &scores);
+            let _ = outbox.send(Reply::PromptScored(parts));
+        }
         if generation.finished().is_some() {
             // The chosen token ends the reply: nothing more to write.
             remember(&generation);

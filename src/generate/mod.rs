@@ -3,9 +3,11 @@
 
 pub mod bias;
 pub mod perplexity;
+pub mod prompt_scores;
 pub mod sampling;
 pub mod session;
 pub mod stop;
+pub mod token_score;
 pub mod trace;
 pub mod utf8;
 

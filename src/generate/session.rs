@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Device};
 
 use crate::error::{Error, Result};
+use crate::generate::prompt_scores::PromptScores;
 use crate::generate::sampling::{log_sum_exp, top_candidates, Sampler, SamplingParams};
+use crate::generate::token_score::TokenScore;
 use crate::generate::trace::Trace;
 use crate::generate::{StopMatcher, Utf8Stream};
 use crate::model::{Gpt2, Gpt2Config, KvCache};
@@ -23,6 +25,8 @@ pub struct Session {
     parameter_count: usize,
     /// Logits after the last token in the cache, so a repeated request needs no forward pass.
     last_logits: Option<Vec<f32>>,
+    /// What the model made of each cached token, when a view asked (beside the cache).
+    scores: PromptScores,
 }
 
 /// Options fixed for the length of one generation.
@@ -35,6 +39,9 @@ pub struct GenerateOptions {
     pub top_n: usize,
     /// Record the sampler trace of each token for this many candidates; 0 = off (no cost).
     pub trace: usize,
+    /// Score every prompt token from its prefill (logprob, rank, entropy, top 10): the head
+    /// runs on every new prompt row. Off = the plain prefill, nothing extra computed.
+    pub score_prompt: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +134,7 @@ impl Session {
             cache,
             parameter_count: loaded.parameter_count,
             last_logits: None,
+            scores: PromptScores::default(),
         }
     }
 
@@ -191,6 +199,7 @@ impl Session {
     pub fn forget_cache(&mut self) {
         self.cache.clear();
         self.last_logits = None;
+        self.scores.clear();
     }
 
     pub fn cache_bytes(&self) -> usize {
@@ -200,18 +209,7 @@ impl Session {
     /// Logits for the token after `tokens`, running only the part not already cached.
     /// Returns the logits and how many tokens went through the model.
     pub fn logits_after(&mut self, tokens: &[u32]) -> Result<(Vec<f32>, usize)> {
-        if tokens.is_empty() {
-            return Err(Error::Other(
-                "cannot run the model on an empty token list".into(),
-            ));
-        }
-        if tokens.len() > self.window() {
-            return Err(Error::Other(format!(
-                "{} tokens do not fit the window of {}",
-                tokens.len(),
-                self.window()
-            )));
-        }
+        self.check_fits(tokens)?;
         let shared = common_prefix(self.cache.tokens(), tokens);
         if shared == tokens.len() && self.cache.len() == shared {
             if let Some(logits) = &self.last_logits {
@@ -226,8 +224,54 @@ impl Session {
             .model
             .forward(&tokens[reuse..], &mut self.cache)?
             .to_vec1::<f32>()?;
+        self.scores.ran_unscored(reuse, tokens.len() - reuse);
         self.last_logits = Some(logits.clone());
         Ok((logits, tokens.len() - reuse))
+    }
+
+    /// [`Session::logits_after`] that also scores every prompt token not scored yet, from the
+    /// same prefill (see [`Session::prompt_scores`]). It may run a few cached tokens again: the
+    /// ones prefilled while no view asked, and the one before the first new token.
+    pub fn logits_after_scored(&mut self, tokens: &[u32]) -> Result<(Vec<f32>, usize)> {
+        self.check_fits(tokens)?;
+        let shared = common_prefix(self.cache.tokens(), tokens);
+        if shared == tokens.len() && self.cache.len() == shared && self.scores.known_through(shared)
+        {
+            if let Some(logits) = &self.last_logits {
+                return Ok((logits.clone(), 0));
+            }
+        }
+        let start = self.scores.scored_start(shared, tokens.len());
+        self.cache.truncate(start);
+        self.last_logits = None;
+        let logits = self
+            .scores
+            .prefill(&self.model, &mut self.cache, tokens, start)?;
+        self.last_logits = Some(logits.clone());
+        Ok((logits, tokens.len() - start))
+    }
+
+    /// The scores of the first `n` cached tokens, from a scoring prefill: `None` for the first
+    /// token of the context, for tokens the sampler drew, and for any prefilled unscored.
+    pub fn prompt_scores(&self, n: usize) -> Vec<Option<TokenScore>> {
+        self.scores.scores(n)
+    }
+
+    /// Tokens to run: at least one, and no more than the window.
+    fn check_fits(&self, tokens: &[u32]) -> Result<()> {
+        if tokens.is_empty() {
+            return Err(Error::Other(
+                "cannot run the model on an empty token list".into(),
+            ));
+        }
+        if tokens.len() > self.window() {
+            return Err(Error::Other(format!(
+                "{} tokens do not fit the window of {}",
+                tokens.len(),
+                self.window()
+            )));
+        }
+        Ok(())
     }
 
     /// Starts generating after `prompt`. A prompt longer than the window keeps its most recent
@@ -254,7 +298,10 @@ impl Session {
             tokens.drain(..tokens.len() - window);
         }
         let started = Instant::now();
-        let (logits, ran) = self.logits_after(&tokens)?;
+        let (logits, ran) = match options.score_prompt {
+            true => self.logits_after_scored(&tokens)?,
+            false => self.logits_after(&tokens)?,
+        };
         stats.prefill_tokens = ran;
         stats.prefill_time = started.elapsed();
         let seed = seed.unwrap_or_else(random_seed);
@@ -374,6 +421,19 @@ impl Generation<'_> {
         &self.reply_text
     }
 
+    /// The scores of the prompt's tokens (as kept in the window) when
+    /// [`GenerateOptions::score_prompt`] is on; `None` for the first token of the context.
+    /// Empty when scoring is off.
+    pub fn prompt_scores(&self) -> Vec<Option<TokenScore>> {
+        match self.options.score_prompt {
+            true => {
+                let kept = self.stats.prompt_tokens - self.stats.prompt_truncated;
+                self.session.prompt_scores(kept.min(self.tokens.len()))
+            }
+            false => Vec::new(),
+        }
+    }
+
     /// The prompt (as kept in the window) and the tokens generated so far.
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
@@ -451,7 +511,12 @@ impl Generation<'_> {
             self.tokens.drain(..self.tokens.len() - keep);
             self.stats.context_shifts += 1;
         }
-        Ok(self.session.logits_after(&self.tokens)?.0)
+        let logits = self.session.logits_after(&self.tokens)?.0;
+        if self.options.score_prompt {
+            // The token just run was drawn: later prompts need no score for it.
+            self.session.scores.mark_last_drawn();
+        }
+        Ok(logits)
     }
 
     fn finish(&mut self, reason: FinishReason) -> Step {

@@ -269,6 +269,7 @@ async fn answer(
             ignore_eos: plan.ignore_eos,
             top_n: plan.logprobs.unwrap_or(0),
             trace: 0,
+            score_prompt: false,
         },
         params: plan.params,
         prompt_logprobs,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::replies::Branches;
 use crate::engine::chat::{ChatFormat, Role, Turn};
-use crate::engine::Prompt;
+use crate::engine::{Prompt, PromptPart, PromptToken};
 
 /// The key of completion mode's continuation in [`Conversation::replies`].
 pub const CONTINUATION: usize = usize::MAX;
@@ -27,6 +27,18 @@ pub struct Conversation {
     /// Each model reply's tokens (probabilities, alternatives, settings) and its branches, by
     /// turn index; completion mode's last continuation is under [`CONTINUATION`].
     pub replies: BTreeMap<usize, Branches>,
+    /// What the model made of the user's own texts, token by token, by turn index; the
+    /// document's prompt under [`CONTINUATION`]. Shown only while the text is unchanged.
+    pub prompts: BTreeMap<usize, PromptPart>,
+}
+
+/// A place the token cursor can be: a reply's tokens, or the user's text before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CursorStop {
+    /// The turn index, or [`CONTINUATION`] in completion mode.
+    pub key: usize,
+    /// On the user's text (a chat message, the document before the continuation).
+    pub prompt: bool,
 }
 
 impl Conversation {
@@ -39,6 +51,57 @@ impl Conversation {
             document: String::new(),
             continuation_start: None,
             replies: BTreeMap::new(),
+            prompts: BTreeMap::new(),
+        }
+    }
+
+    /// Keeps the scored texts of a prompt just prefilled (replacing what was known of them).
+    pub fn set_prompt_parts(&mut self, parts: Vec<PromptPart>) {
+        for part in parts {
+            self.prompts.insert(part.turn.unwrap_or(CONTINUATION), part);
+        }
+    }
+
+    /// The tokens of the user's text under `key`, while that text is still the one scored.
+    pub fn prompt_tokens(&self, key: usize) -> Option<&[PromptToken]> {
+        let part = self.prompts.get(&key)?;
+        let current = match key {
+            CONTINUATION if self.mode == Mode::Complete => {
+                self.document.get(..self.continuation_at())?
+            }
+            CONTINUATION => return None,
+            turn => match self.turns.get(turn) {
+                Some(t) if t.role == Role::User && self.mode == Mode::Chat => t.text.trim(),
+                _ => return None,
+            },
+        };
+        (current == part.text && !part.tokens.is_empty()).then_some(part.tokens.as_slice())
+    }
+
+    /// Every place the token cursor can be, in the order shown: the user's scored texts and
+    /// the model's replies.
+    pub fn cursor_stops(&self) -> Vec<CursorStop> {
+        let replies = self.inspectable();
+        let mut keys: Vec<usize> = self.prompts.keys().chain(&replies).copied().collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut stops = Vec::new();
+        for key in keys {
+            if self.prompt_tokens(key).is_some() {
+                stops.push(CursorStop { key, prompt: true });
+            }
+            if replies.contains(&key) {
+                stops.push(CursorStop { key, prompt: false });
+            }
+        }
+        stops
+    }
+
+    /// How many tokens the cursor can visit at `stop`.
+    pub fn stop_len(&self, stop: CursorStop) -> usize {
+        match stop.prompt {
+            true => self.prompt_tokens(stop.key).map_or(0, <[_]>::len),
+            false => self.replies.get(&stop.key).map_or(0, |r| r.pieces().len()),
         }
     }
 

@@ -1,11 +1,12 @@
-//! The token cursor: moving over a reply's tokens, the alternatives at each, branching on one,
-//! and asking the engine for a token's attention.
+//! The token cursor: moving over a reply's tokens (and the user's own text before it), the
+//! alternatives at each, branching on one, and asking the engine for a token's attention.
 
 use crossterm::event::{KeyCode, KeyEvent};
 
+use super::conversation::CursorStop;
 use super::replies::{Branches, Piece};
 use super::App;
-use crate::engine::{AttentionMap, Request};
+use crate::engine::{AttentionMap, PromptToken, Request};
 use crate::generate::bias::{BiasToken, LogitBias};
 use crate::tui::controls;
 use crate::tui::keys::KeyAction;
@@ -13,10 +14,12 @@ use crate::tui::keys::KeyAction;
 /// Where the token cursor is and what it shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inspect {
-    /// The reply's key in [`super::Conversation::replies`].
+    /// The reply's key in [`super::Conversation::replies`] (or in `prompts`, with `prompt`).
     pub reply: usize,
-    /// The token's index in the reply's shown branch.
+    /// The token's index in the reply's shown branch (or in the user's text).
     pub token: usize,
+    /// On the user's text before the reply (`Conversation::prompt_tokens`), not the reply.
+    pub prompt: bool,
     /// The highlighted row of the alternatives while choosing one to branch on.
     pub choosing: Option<usize>,
     /// The attention view, when open.
@@ -76,26 +79,39 @@ impl AttentionView {
 impl App {
     /// The reply and token under the cursor, when it still points at one.
     pub fn inspected(&self) -> Option<(&Inspect, &Branches, &Piece)> {
-        let inspect = self.inspect.as_ref()?;
+        let inspect = self.inspect.as_ref().filter(|i| !i.prompt)?;
         let reply = self.conversation.replies.get(&inspect.reply)?;
         let piece = reply.pieces().get(inspect.token)?;
         Some((inspect, reply, piece))
     }
 
-    /// Puts the cursor on the last token of the last reply.
+    /// The token of the user's text under the cursor, with the text's tokens.
+    pub fn inspected_prompt(&self) -> Option<(&Inspect, &[PromptToken], &PromptToken)> {
+        let inspect = self.inspect.as_ref().filter(|i| i.prompt)?;
+        let tokens = self.conversation.prompt_tokens(inspect.reply)?;
+        Some((inspect, tokens, tokens.get(inspect.token)?))
+    }
+
+    /// Where the cursor is, as a stop of [`super::Conversation::cursor_stops`].
+    fn stop(&self) -> Option<CursorStop> {
+        self.inspect.as_ref().map(|i| CursorStop {
+            key: i.reply,
+            prompt: i.prompt,
+        })
+    }
+
+    /// Puts the cursor on the last token of the last reply (or of the user's last scored text,
+    /// before any reply).
     pub(super) fn start_inspecting(&mut self) {
-        let Some(&reply) = self.conversation.inspectable().last() else {
-            self.message = Some("no reply to inspect yet".into());
+        let Some(&stop) = self.conversation.cursor_stops().last() else {
+            self.message = Some(
+                "no reply to inspect yet (your own text shows once F3 or F6 is on when it is sent)"
+                    .into(),
+            );
             return;
         };
-        let token = self.conversation.replies[&reply].pieces().len() - 1;
-        self.inspect = Some(Inspect {
-            reply,
-            token,
-            choosing: None,
-            attention: None,
-            trace: false,
-        });
+        let token = self.conversation.stop_len(stop) - 1;
+        self.inspect = Some(at_stop(stop, token, false));
         self.message = None;
     }
 
@@ -104,10 +120,17 @@ impl App {
         let Some(inspect) = self.inspect.as_mut() else {
             return vec![];
         };
-        let replies = &self.conversation.replies;
-        let tokens = replies.get(&inspect.reply).map_or(0, |r| r.pieces().len());
-        let rows = replies
+        let on_prompt = inspect.prompt;
+        let stop = CursorStop {
+            key: inspect.reply,
+            prompt: on_prompt,
+        };
+        let tokens = self.conversation.stop_len(stop);
+        let rows = self
+            .conversation
+            .replies
             .get(&inspect.reply)
+            .filter(|_| !on_prompt)
             .and_then(|r| r.pieces().get(inspect.token))
             .map_or(0, |p| p.top.len());
         let moved_to = |token: usize| Some(token.min(tokens.saturating_sub(1)));
@@ -138,6 +161,10 @@ impl App {
                 Some(row) => return self.branch_on(row),
                 None => None,
             },
+            KeyAction::StartChoosing if on_prompt => {
+                self.message = Some("your own text has no draw to branch from".into());
+                return vec![];
+            }
             KeyAction::StartChoosing => {
                 inspect.choosing = Some(0);
                 inspect.attention = None;
@@ -159,6 +186,10 @@ impl App {
             KeyAction::NextReply => return self.move_reply(1),
             KeyAction::NextBranch => return self.cycle_branch(1),
             KeyAction::PreviousBranch => return self.cycle_branch(-1),
+            KeyAction::ToggleAttention if on_prompt => {
+                self.message = Some("attention is shown for the model's own tokens".into());
+                return vec![];
+            }
             KeyAction::ToggleAttention => {
                 if inspect.attention.take().is_none() {
                     return self.request_attention();
@@ -193,30 +224,23 @@ impl App {
         vec![]
     }
 
-    /// To the previous (`-1`) or next (`+1`) reply, at its last token.
+    /// To the previous (`-1`) or next (`+1`) reply or text of the user's, at its last token.
     fn move_reply(&mut self, direction: i32) -> Vec<Request> {
-        let keys = self.conversation.inspectable();
-        let Some(inspect) = self.inspect.as_ref() else {
+        let stops = self.conversation.cursor_stops();
+        let (Some(inspect), Some(here)) = (self.inspect.as_ref(), self.stop()) else {
             return vec![];
         };
-        let at = keys.iter().position(|k| *k == inspect.reply).unwrap_or(0) as i64;
-        let Some(&reply) = keys.get((at + direction as i64).max(0) as usize) else {
+        let at = stops.iter().position(|s| *s == here).unwrap_or(0) as i64;
+        let Some(&stop) = stops.get((at + direction as i64).max(0) as usize) else {
             return vec![];
         };
-        if reply == inspect.reply {
+        if stop == here {
             return vec![];
         }
-        let token = self.conversation.replies[&reply].pieces().len() - 1;
-        let attention = inspect.attention.is_some();
-        let trace = inspect.trace;
-        self.inspect = Some(Inspect {
-            reply,
-            token,
-            choosing: None,
-            attention: None,
-            trace,
-        });
-        self.reveal(reply);
+        let token = self.conversation.stop_len(stop) - 1;
+        let attention = inspect.attention.is_some() && !stop.prompt;
+        self.inspect = Some(at_stop(stop, token, inspect.trace));
+        self.reveal(stop.key);
         if attention {
             return self.request_attention();
         }
@@ -225,6 +249,9 @@ impl App {
 
     /// Scrolls so that the chat turn `turn` starts in view (its lines from the last frame).
     fn reveal(&mut self, turn: usize) {
+        if self.conversation.mode != super::Mode::Chat {
+            return;
+        }
         let system = usize::from(!self.conversation.system.is_empty());
         self.panes.reveal(turn + system);
     }
@@ -257,13 +284,7 @@ impl App {
             return vec![];
         };
         self.conversation.show_branch(key);
-        self.inspect = Some(Inspect {
-            reply: key,
-            token: at,
-            choosing: None,
-            attention: None,
-            trace: false,
-        });
+        self.inspect = Some(at_stop(CursorStop { key, prompt: false }, at, false));
         self.start_writing();
         vec![Request::Branch {
             prompt: self.conversation.prompt_before(key),
@@ -277,7 +298,13 @@ impl App {
     /// bias of -inf from the next token on (of the reply being written too).
     fn ban(&mut self) -> Vec<Request> {
         let Some((inspect, _, piece)) = self.inspected() else {
-            return vec![];
+            let Some((id, text)) = self
+                .inspected_prompt()
+                .map(|(_, _, token)| (token.id, token.text.clone()))
+            else {
+                return vec![];
+            };
+            return self.ban_id(id, &text);
         };
         let id = inspect
             .choosing
@@ -291,6 +318,11 @@ impl App {
             (_, Some(c)) => c.text.clone(),
             _ => piece.text.clone(),
         };
+        self.ban_id(id, &text)
+    }
+
+    /// A logit bias of -inf for token `id` (shown as `text`) from the next token on.
+    fn ban_id(&mut self, id: u32, text: &str) -> Vec<Request> {
         controls::set_bias(
             &mut self.params,
             LogitBias {
@@ -387,6 +419,18 @@ impl App {
         if let Some(view) = view {
             view.map = Some(map);
         }
+    }
+}
+
+/// The cursor at `token` of `stop`, nothing open but the trace when `trace`.
+fn at_stop(stop: CursorStop, token: usize, trace: bool) -> Inspect {
+    Inspect {
+        reply: stop.key,
+        token,
+        prompt: stop.prompt,
+        choosing: None,
+        attention: None,
+        trace,
     }
 }
 

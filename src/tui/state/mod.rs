@@ -29,7 +29,7 @@ use crate::engine::{Reply, Request};
 use crate::generate::SamplingParams;
 use crate::tui::theme::Theme;
 pub use autosave::Autosave;
-pub use conversation::{Conversation, Mode, CONTINUATION};
+pub use conversation::{Conversation, CursorStop, Mode, CONTINUATION};
 pub use input::Input;
 use inspect::Inspect;
 pub use link::{EngineLink, EngineState, ModelSummary};
@@ -209,6 +209,7 @@ impl App {
                 self.message = Some(format!("settings in use from token {from_token}"));
             }
             Reply::ContextShifted(times) => self.stats.context_shifts = times,
+            Reply::PromptScored(parts) => self.conversation.set_prompt_parts(parts),
             Reply::Token {
                 id,
                 text,

@@ -45,6 +45,7 @@ fn block_key(app: &App, block: &BodyBlock) -> u64 {
                 turn.role == Role::User,
                 &turn.text,
                 token_view(app, *i),
+                prompt_view(app, *i),
             )
                 .hash(&mut h);
         }
@@ -55,6 +56,7 @@ fn block_key(app: &App, block: &BodyBlock) -> u64 {
                 &app.conversation.document,
                 app.conversation.continuation_start,
                 tokens,
+                prompt_view(app, CONTINUATION),
             )
                 .hash(&mut h);
         }
@@ -66,7 +68,7 @@ fn block_key(app: &App, block: &BodyBlock) -> u64 {
 /// What decides how a reply's tokens are drawn: their count, the branch shown, the cursor.
 fn token_view(app: &App, key: usize) -> (usize, usize, Option<usize>) {
     let reply = app.conversation.replies.get(&key);
-    let cursor = app.inspect.as_ref().filter(|i| i.reply == key);
+    let cursor = app.inspect.as_ref().filter(|i| i.reply == key && !i.prompt);
     (
         reply.map_or(0, |r| r.pieces().len()),
         reply.map_or(0, |r| r.active()),
@@ -74,23 +76,56 @@ fn token_view(app: &App, key: usize) -> (usize, usize, Option<usize>) {
     )
 }
 
+/// What decides how the user's text under `key` is drawn: its scored tokens, the cursor.
+fn prompt_view(app: &App, key: usize) -> (usize, Option<usize>) {
+    let tokens = app.conversation.prompt_tokens(key).map_or(0, <[_]>::len);
+    let cursor = app.inspect.as_ref().filter(|i| i.reply == key && i.prompt);
+    (tokens, cursor.map(|i| i.token))
+}
+
 /// A reply's tokens as styled text, when they are to be seen one by one: coloured by
 /// probability when that view is on, the one under the token cursor highlighted.
 fn piece_segments(app: &App, key: usize, plain: Style) -> Option<Vec<(String, Style)>> {
     let reply = app.conversation.replies.get(&key)?;
+    let pieces = reply
+        .pieces()
+        .iter()
+        .map(|p| (p.text.as_str(), Some(p.prob)));
+    token_segments(app, key, false, pieces, plain)
+}
+
+/// The user's text under `key` as styled tokens, like [`piece_segments`]: coloured by how
+/// probable the model found each token (unscored ones plain).
+fn prompt_segments(app: &App, key: usize, plain: Style) -> Option<Vec<(String, Style)>> {
+    let tokens = app.conversation.prompt_tokens(key)?;
+    let pieces = tokens
+        .iter()
+        .map(|t| (t.text.as_str(), t.score.as_ref().map(|s| s.prob)));
+    token_segments(app, key, true, pieces, plain)
+}
+
+/// Tokens as styled text when they are to be seen one by one (the probability view is on, or
+/// the cursor is on them): `None` otherwise.
+fn token_segments<'a>(
+    app: &App,
+    key: usize,
+    prompt: bool,
+    pieces: impl Iterator<Item = (&'a str, Option<f32>)>,
+    plain: Style,
+) -> Option<Vec<(String, Style)>> {
     let cursor = app
         .inspect
         .as_ref()
-        .filter(|i| i.reply == key)
+        .filter(|i| i.reply == key && i.prompt == prompt)
         .map(|i| i.token);
     if !app.look.show_probs && cursor.is_none() {
         return None;
     }
     let t = &app.look.theme;
-    let segments = reply.pieces().iter().enumerate().map(|(i, piece)| {
+    let segments = pieces.enumerate().map(|(i, (text, prob))| {
         if Some(i) == cursor {
             // Visible even when the token is a line break or released no text.
-            let text = match piece.text.as_str() {
+            let text = match text {
                 "" => "·".to_string(),
                 text => text.replace('\n', "⏎\n"),
             };
@@ -99,13 +134,13 @@ fn piece_segments(app: &App, key: usize, plain: Style) -> Option<Vec<(String, St
                 .bg(t.accent)
                 .add_modifier(Modifier::BOLD);
             (text, style)
-        } else if app.look.show_probs {
+        } else if let Some(prob) = prob.filter(|_| app.look.show_probs) {
             (
-                piece.text.clone(),
-                Style::default().fg(t.probability_color(piece.prob)),
+                text.to_string(),
+                Style::default().fg(t.probability_color(prob)),
             )
         } else {
-            (piece.text.clone(), plain)
+            (text.to_string(), plain)
         }
     });
     Some(segments.collect())
@@ -129,7 +164,12 @@ fn block_lines(app: &App, block: &BodyBlock, width: usize) -> Vec<Line<'static>>
                 Role::User => ("You", t.user),
                 Role::Model => ("GPT-2", t.model),
             };
-            if let Some(pieces) = piece_segments(app, *index, Style::default().fg(t.foreground)) {
+            let plain = Style::default().fg(t.foreground);
+            let tokens = match turn.role {
+                Role::User => prompt_segments(app, *index, plain),
+                Role::Model => piece_segments(app, *index, plain),
+            };
+            if let Some(pieces) = tokens {
                 let mut segments = vec![(
                     format!("{name}: "),
                     Style::default().fg(color).add_modifier(Modifier::BOLD),
@@ -161,12 +201,21 @@ fn block_lines(app: &App, block: &BodyBlock, width: usize) -> Vec<Line<'static>>
                 .continuation_start
                 .unwrap_or(app.conversation.document.len())
                 .min(app.conversation.document.len());
-            if let Some(pieces) = piece_segments(app, CONTINUATION, Style::default().fg(t.model)) {
-                let mut segments = vec![(
-                    app.conversation.document[..start].to_string(),
-                    Style::default().fg(t.foreground),
-                )];
-                segments.extend(pieces);
+            let reply = piece_segments(app, CONTINUATION, Style::default().fg(t.model));
+            let prompt = prompt_segments(app, CONTINUATION, Style::default().fg(t.foreground));
+            if reply.is_some() || prompt.is_some() {
+                let mut segments = prompt.unwrap_or_else(|| {
+                    vec![(
+                        app.conversation.document[..start].to_string(),
+                        Style::default().fg(t.foreground),
+                    )]
+                });
+                segments.extend(reply.unwrap_or_else(|| {
+                    vec![(
+                        app.conversation.document[start..].to_string(),
+                        Style::default().fg(t.model),
+                    )]
+                }));
                 lines.extend(wrap_segments(&segments, width));
                 return lines;
             }

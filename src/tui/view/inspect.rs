@@ -9,7 +9,7 @@ use unicode_width::UnicodeWidthStr;
 
 use super::text::{clip, quoted, wrap, wrap_segments};
 use super::widgets::bottom_right;
-use crate::engine::ALTERNATIVES;
+use crate::engine::{Candidate, ALTERNATIVES};
 use crate::generate::trace::Trace;
 use crate::tui::controls::{self, CONTROLS};
 use crate::tui::state::inspect::{AttentionView, Inspect};
@@ -58,7 +58,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     }
 }
 
-fn popup_block(app: &App, title: String, hint: &'static str) -> Block<'static> {
+pub(super) fn popup_block(app: &App, title: String, hint: &'static str) -> Block<'static> {
     let t = &app.look.theme;
     Block::default()
         .borders(Borders::ALL)
@@ -124,32 +124,14 @@ fn draw_alternatives(
             (false, true) => "●",
             _ => " ",
         };
-        let bar = ((candidate.prob * bar_width as f32).round() as usize).min(bar_width);
-        let base = if selected {
-            Style::default().bg(t.selection).fg(t.accent)
-        } else {
-            Style::default().fg(t.foreground)
-        };
-        let name = if candidate.ends {
-            "<|endoftext|>".to_string()
-        } else {
-            quoted(&candidate.text)
-        };
-        lines.push(Line::from(vec![
-            Span::styled(
-                format!(
-                    "{marker}{:>2} {:<text_width$}",
-                    row + 1,
-                    clip(&name, text_width)
-                ),
-                base,
-            ),
-            Span::styled(format!("{:>6.2}% ", candidate.prob * 100.0), base),
-            Span::styled(
-                "█".repeat(bar),
-                Style::default().fg(t.probability_color(candidate.prob)),
-            ),
-        ]));
+        lines.push(candidate_line(
+            app,
+            row,
+            candidate,
+            marker,
+            selected,
+            (text_width, bar_width),
+        ));
     }
     lines.push(Line::styled(
         "settings at this token:",
@@ -161,6 +143,44 @@ fn draw_alternatives(
             .map(|l| Line::styled(l, Style::default().fg(t.muted))),
     );
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// One row of an alternatives list: rank, text, probability and a bar of `widths.1` at most.
+pub(super) fn candidate_line(
+    app: &App,
+    row: usize,
+    candidate: &Candidate,
+    marker: &str,
+    selected: bool,
+    (text_width, bar_width): (usize, usize),
+) -> Line<'static> {
+    let t = &app.look.theme;
+    let bar = ((candidate.prob * bar_width as f32).round() as usize).min(bar_width);
+    let base = if selected {
+        Style::default().bg(t.selection).fg(t.accent)
+    } else {
+        Style::default().fg(t.foreground)
+    };
+    let name = if candidate.ends {
+        "<|endoftext|>".to_string()
+    } else {
+        quoted(&candidate.text)
+    };
+    Line::from(vec![
+        Span::styled(
+            format!(
+                "{marker}{:>2} {:<text_width$}",
+                row + 1,
+                clip(&name, text_width)
+            ),
+            base,
+        ),
+        Span::styled(format!("{:>6.2}% ", candidate.prob * 100.0), base),
+        Span::styled(
+            "█".repeat(bar),
+            Style::default().fg(t.probability_color(candidate.prob)),
+        ),
+    ])
 }
 
 /// The settings a piece was drawn with, on lines of `width`, its logit bias last.

@@ -7,6 +7,7 @@ mod conversation;
 mod help;
 mod input;
 mod inspect;
+mod prompt_token;
 mod sampling;
 mod status;
 pub mod text;
@@ -67,6 +68,7 @@ pub fn draw(frame: &mut Frame, app: &App, screen: &mut Screen) {
     status::draw(frame, app, status);
     if app.inspect.is_some() {
         inspect::draw(frame, app, main);
+        prompt_token::draw(frame, app, main);
     }
     if app.overlay.show_help {
         help::draw(frame, app, area);
