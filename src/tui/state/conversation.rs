@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::forks::Forks;
 use super::replies::Branches;
 use crate::engine::chat::{ChatFormat, Role, Turn};
 use crate::engine::Prompt;
@@ -27,6 +28,8 @@ pub struct Conversation {
     /// Each model reply's tokens (probabilities, alternatives, settings) and its branches, by
     /// turn index; completion mode's last continuation is under [`CONTINUATION`].
     pub replies: BTreeMap<usize, Branches>,
+    /// The other versions of the chat from a turn on (made by editing that turn), by turn.
+    pub forks: BTreeMap<usize, Forks>,
 }
 
 impl Conversation {
@@ -39,6 +42,7 @@ impl Conversation {
             document: String::new(),
             continuation_start: None,
             replies: BTreeMap::new(),
+            forks: BTreeMap::new(),
         }
     }
 

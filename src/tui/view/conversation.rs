@@ -45,6 +45,7 @@ fn block_key(app: &App, block: &BodyBlock) -> u64 {
                 turn.role == Role::User,
                 &turn.text,
                 token_view(app, *i),
+                app.turn_label(*i, ""),
             )
                 .hash(&mut h);
         }
@@ -129,6 +130,8 @@ fn block_lines(app: &App, block: &BodyBlock, width: usize) -> Vec<Line<'static>>
                 Role::User => ("You", t.user),
                 Role::Model => ("GPT-2", t.model),
             };
+            let label = app.turn_label(*index, name);
+            let name = label.as_str();
             if let Some(pieces) = piece_segments(app, *index, Style::default().fg(t.foreground)) {
                 let mut segments = vec![(
                     format!("{name}: "),
