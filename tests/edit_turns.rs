@@ -144,7 +144,10 @@ fn editing_the_first_of_three_turns_regenerates_from_it_and_keeps_the_old_chat()
     let old_prompt = prompt_of(&app, &before[..1]);
     let shared = common_prefix(&old_prompt, &new_prompt);
     assert_eq!(prompt_tokens, new_prompt.len());
-    assert!(shared > 10, "the system text and 'Hello there, old' are shared");
+    assert!(
+        shared > 10,
+        "the system text and 'Hello there, old' are shared"
+    );
     assert_eq!(prefilled, new_prompt.len() - shared);
 
     // The old continuation is a version of the first turn: b shows it again, whole.
@@ -154,7 +157,11 @@ fn editing_the_first_of_three_turns_regenerates_from_it_and_keeps_the_old_chat()
     assert_eq!(app.messages.selected, Some(0));
     key(&mut app, KeyCode::Char('b'));
     assert_eq!(app.conversation.turns, before);
-    assert_eq!(app.conversation.replies.len(), 3, "with the replies' tokens");
+    assert_eq!(
+        app.conversation.replies.len(),
+        3,
+        "with the replies' tokens"
+    );
     let edited = {
         key(&mut app, KeyCode::Char('B'));
         app.conversation.turns.clone()
@@ -196,13 +203,24 @@ fn an_edited_reply_is_continued_from_the_edited_text() {
     let tokenizer = app.engine.tokenizer.clone().unwrap();
     let ids = tokenizer.encode("It rains all day").unwrap();
     assert_eq!(reply, &ids);
-    assert_eq!(params.max_tokens, 4 + ids.len(), "the edited text does not count");
+    assert_eq!(
+        params.max_tokens,
+        4 + ids.len(),
+        "the edited text does not count"
+    );
     send(&engine, requests);
     until_idle(&mut app, &engine);
     let turns = &app.conversation.turns;
     assert_eq!(turns.len(), 2);
-    assert!(turns[1].text.starts_with("It rains all day"), "{:?}", turns[1]);
-    assert!(turns[1].text.len() > "It rains all day".len(), "and the model wrote on");
+    assert!(
+        turns[1].text.starts_with("It rains all day"),
+        "{:?}",
+        turns[1]
+    );
+    assert!(
+        turns[1].text.len() > "It rains all day".len(),
+        "and the model wrote on"
+    );
     let pieces = app.conversation.replies[&1].pieces();
     assert_eq!(pieces.len(), ids.len() + 4);
     // The prompt up to the reply was cached: only the edited reply's tokens were run.

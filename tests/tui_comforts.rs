@@ -74,7 +74,11 @@ fn exchange(app: &mut App, message: &str, reply: &str) {
 
 fn chat() -> App {
     let mut app = app();
-    exchange(&mut app, "What light through yonder window breaks?", "It is the east.");
+    exchange(
+        &mut app,
+        "What light through yonder window breaks?",
+        "It is the east.",
+    );
     exchange(&mut app, "And Juliet?", "She is the sun.");
     app
 }
@@ -111,7 +115,10 @@ fn snapshot_message_cursor_and_a_second_version_of_a_turn() {
         key(&mut app, KeyCode::Backspace);
     }
     let requests = key(&mut app, KeyCode::Enter);
-    assert!(matches!(requests.as_slice(), [Request::Generate { .. }]), "{requests:?}");
+    assert!(
+        matches!(requests.as_slice(), [Request::Generate { .. }]),
+        "{requests:?}"
+    );
     app.update(Action::Reply(Reply::Finished {
         reason: Some(FinishReason::Eos),
         text: "It is the moon.".into(),
@@ -123,7 +130,10 @@ fn snapshot_message_cursor_and_a_second_version_of_a_turn() {
     key(&mut app, KeyCode::Char('b'));
     assert_eq!(app.conversation.turns.len(), 4, "the old version, whole");
     assert_eq!(app.conversation.turns[3].text, "She is the sun.");
-    assert_eq!(app.message.as_deref(), Some("version 1 of 2 from this turn"));
+    assert_eq!(
+        app.message.as_deref(),
+        Some("version 1 of 2 from this turn")
+    );
 }
 
 #[test]
@@ -155,7 +165,11 @@ fn copy_sends_the_base64_of_the_reply_or_the_whole_chat() {
                 **GPT-2**: It is the east.\n\n**You**: And Juliet?\n\n**GPT-2**: She is the sun.\n\n";
     assert_eq!(all, [want]);
     assert_eq!(base64(want.as_bytes()).len(), want.len().div_ceil(3) * 4);
-    assert!(app.message.as_deref().unwrap().contains("copied the conversation"));
+    assert!(app
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("copied the conversation"));
     type_text(&mut app, "/copy some");
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.message.as_deref(), Some("usage: /copy, /copy all"));
@@ -175,7 +189,11 @@ fn read_inserts_a_file_and_names_it_when_it_cannot() {
     let binary = dir.path().join("binary.bin");
     std::fs::write(&binary, [0x61, 0xff, 0xfe]).unwrap();
     let large = dir.path().join("large.txt");
-    std::fs::write(&large, vec![b'a'; gpt2_tui::tui::state::READ_LIMIT as usize + 1]).unwrap();
+    std::fs::write(
+        &large,
+        vec![b'a'; gpt2_tui::tui::state::READ_LIMIT as usize + 1],
+    )
+    .unwrap();
     for (path, why) in [
         (&missing, "cannot read"),
         (&binary, "is not UTF-8 text"),
@@ -221,9 +239,15 @@ fn ctrl_r_finds_earlier_inputs_and_alt_r_regenerates() {
     assert_eq!(app.input.text, "draft");
     press(&mut app, KeyCode::Char('r'), KeyModifiers::CONTROL);
     press(&mut app, KeyCode::Char('r'), KeyModifiers::CONTROL);
-    assert_eq!(app.input.text, "What light through yonder window breaks?", "older");
+    assert_eq!(
+        app.input.text, "What light through yonder window breaks?",
+        "older"
+    );
     let requests = key(&mut app, KeyCode::Enter);
-    assert!(requests.is_empty(), "Enter takes the match, it does not send it");
+    assert!(
+        requests.is_empty(),
+        "Enter takes the match, it does not send it"
+    );
     assert_eq!(app.input.text, "What light through yonder window breaks?");
     assert_eq!(app.message, None);
     app.input.take();

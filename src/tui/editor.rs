@@ -23,8 +23,7 @@ pub fn edit_with(editor: &str, text: &str) -> Result<String, String> {
     let mut words = editor.split_whitespace();
     let program = words.next().ok_or("no editor set ($EDITOR is empty)")?;
     let path = temp_path();
-    std::fs::write(&path, text)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     let result = run(program, words.collect(), &path);
     let _ = std::fs::remove_file(&path);
     result
@@ -76,7 +75,10 @@ mod tests {
     #[test]
     fn the_editor_rewrites_the_text_and_failures_say_why() {
         let dir = tempfile::tempdir().unwrap();
-        let editor = script(dir.path(), "sed -i 's/draft/final/' \"$1\"; echo more >> \"$1\"");
+        let editor = script(
+            dir.path(),
+            "sed -i 's/draft/final/' \"$1\"; echo more >> \"$1\"",
+        );
         assert_eq!(edit_with(&editor, "a draft").unwrap(), "a final\nmore");
         let failing = script(dir.path(), "exit 3");
         let e = edit_with(&failing, "x").unwrap_err();

@@ -9,8 +9,8 @@ use ratatui::Terminal;
 
 use super::state::{self, Action, App, Effect, ModelSummary};
 use super::terminal::{self, Backend};
-use super::{clipboard, editor};
 use super::view::{self, Screen};
+use super::{clipboard, editor};
 use crate::engine::{Engine, Reply};
 use crate::error::{Error, Result};
 

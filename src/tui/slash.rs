@@ -7,11 +7,17 @@ use crate::generate::bias::LogitBias;
 /// A parsed slash command; the state carries it out.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Set { name: String, value: String },
+    Set {
+        name: String,
+        value: String,
+    },
     Bias(BiasCommand),
     ChatMode,
     CompleteMode,
-    Format { format: ChatFormat, name: String },
+    Format {
+        format: ChatFormat,
+        name: String,
+    },
     System(String),
     Regenerate,
     Undo,
@@ -31,7 +37,9 @@ pub enum Command {
     Anatomy,
     Inspect,
     /// `/copy` (the reply under a cursor, or the last), `/copy all` (the chat as Markdown).
-    Copy { all: bool },
+    Copy {
+        all: bool,
+    },
     Edit,
     Read(String),
     Quit,
@@ -197,7 +205,10 @@ pub const COMMANDS: &[CommandHelp] = &[
     alone("/delete", &["delete this conversation (asks first)"]),
     alone(
         "/copy, /copy all",
-        &["the reply under the cursor (or the last), or", "the whole chat as Markdown, to the clipboard"],
+        &[
+            "the reply under the cursor (or the last), or",
+            "the whole chat as Markdown, to the clipboard",
+        ],
     ),
     alone("/read FILE", &["insert a file's text into the input"]),
     alone("/quit", &["quit"]),

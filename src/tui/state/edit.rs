@@ -61,7 +61,11 @@ impl App {
             KeyAction::LeaveMessages => self.messages.selected = None,
             KeyAction::EditMessage => self.start_editing(at),
             KeyAction::NextVersion | KeyAction::PreviousVersion => {
-                let direction = if action == KeyAction::NextVersion { 1 } else { -1 };
+                let direction = if action == KeyAction::NextVersion {
+                    1
+                } else {
+                    -1
+                };
                 self.switch_version(at, direction);
             }
             KeyAction::CopyReply => self.copy_turn(at),
@@ -97,11 +101,14 @@ impl App {
             selected: None,
             editing: Some(at),
         };
-        self.message = Some(match turn.role {
-            Role::User => "editing your message: Enter sends it and the model answers again",
-            Role::Model => "editing the reply: Enter keeps your text and the model writes on",
-        }
-        .to_string() + " (the old version stays: b/B in the message cursor) · Esc cancels");
+        self.message = Some(
+            match turn.role {
+                Role::User => "editing your message: Enter sends it and the model answers again",
+                Role::Model => "editing the reply: Enter keeps your text and the model writes on",
+            }
+            .to_string()
+                + " (the old version stays: b/B in the message cursor) · Esc cancels",
+        );
     }
 
     /// Esc while editing: the turn stays as it was.

@@ -160,12 +160,20 @@ mod tests {
         assert_eq!(c.switch_version(2, 1), Some((1, 2)));
         assert_eq!(texts(&c), ["hi", "hello", "how are you", "fine"]);
         assert_eq!(c.replies.keys().copied().collect::<Vec<_>>(), [1, 3]);
-        assert_eq!(c.version_of(3), None, "the later fork went with its version");
+        assert_eq!(
+            c.version_of(3),
+            None,
+            "the later fork went with its version"
+        );
         assert_eq!(c.switch_version(2, -1), Some((2, 2)));
         assert_eq!(texts(&c), ["hi", "hello", "bye", "see you"]);
         assert_eq!(c.version_of(3), Some((2, 2)));
         assert_eq!(c.switch_version(3, 1), Some((1, 2)));
         assert_eq!(texts(&c), ["hi", "hello", "bye", "ciao"]);
-        assert_eq!(c.switch_version(1, 1), None, "one version: nothing to switch");
+        assert_eq!(
+            c.switch_version(1, 1),
+            None,
+            "one version: nothing to switch"
+        );
     }
 }

@@ -63,7 +63,10 @@ impl App {
         };
         if let Some(line) = self.input.search_line() {
             self.message = Some(line);
-        } else if matches!(found, Some(KeyAction::AcceptSearch | KeyAction::CancelSearch)) {
+        } else if matches!(
+            found,
+            Some(KeyAction::AcceptSearch | KeyAction::CancelSearch)
+        ) {
             self.message = None;
         }
         requests

@@ -48,7 +48,11 @@ impl App {
     pub(super) fn copy_command(&mut self, all: bool) -> Result<Option<String>, String> {
         let c = &self.conversation;
         if all {
-            let name = self.engine.model.as_ref().map_or("GPT-2", |m| m.name.as_str());
+            let name = self
+                .engine
+                .model
+                .as_ref()
+                .map_or("GPT-2", |m| m.name.as_str());
             let text = match c.mode {
                 Mode::Chat => to_markdown(name, &c.system, &c.turns),
                 Mode::Complete => c.document.clone(),
@@ -62,7 +66,10 @@ impl App {
             .map(|i| i.reply)
             .or(self.messages.selected);
         let key = under_cursor.or_else(|| match c.mode {
-            Mode::Chat => c.turns.iter().rposition(|t| t.role == crate::engine::chat::Role::Model),
+            Mode::Chat => c
+                .turns
+                .iter()
+                .rposition(|t| t.role == crate::engine::chat::Role::Model),
             Mode::Complete => c.continuation_start.map(|_| CONTINUATION),
         });
         let text = key
@@ -104,9 +111,16 @@ impl App {
             ));
         }
         let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|e| format!("{path} is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            format!(
+                "{path} is not UTF-8 text (byte {})",
+                e.utf8_error().valid_up_to()
+            )
+        })?;
         self.input.insert(&text);
-        Ok(Some(format!("read {path} ({} characters)", text.chars().count())))
+        Ok(Some(format!(
+            "read {path} ({} characters)",
+            text.chars().count()
+        )))
     }
 }
