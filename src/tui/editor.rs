@@ -79,7 +79,7 @@ mod tests {
             dir.path(),
             "sed -i 's/draft/final/' \"$1\"; echo more >> \"$1\"",
         );
-        assert_eq!(edit_with(&editor, "a draft").unwrap(), "a final\nmore");
+        assert_eq!(edit_with(&editor, "a draft").unwrap(), "a finalmore");
         let failing = script(dir.path(), "exit 3");
         let e = edit_with(&failing, "x").unwrap_err();
         assert!(e.contains("failed") && e.contains("unchanged"), "{e}");

@@ -414,7 +414,7 @@ mod tests {
             Some(KeyAction::Type)
         );
         assert_eq!(
-            lookup(Scope::Input, &q, |_| true),
+            lookup(Scope::Input, &q, |w| w != When::Searching),
             Some(KeyAction::ShowHelp)
         );
     }

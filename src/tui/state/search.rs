@@ -45,6 +45,7 @@ impl Input {
                 search.query.pop();
             }
         }
+        search.found = None;
         self.find_from(self.history.len());
     }
 
