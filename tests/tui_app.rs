@@ -46,6 +46,11 @@ fn ctrl(c: char) -> Action {
     Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
 }
 
+/// Alt and a character (Alt+R regenerates; Ctrl+R searches the input history).
+fn alt(c: char) -> Action {
+    Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::ALT))
+}
+
 fn type_text(app: &mut App, text: &str) -> Vec<Request> {
     let mut out = Vec::new();
     for c in text.chars() {
@@ -193,7 +198,7 @@ fn regenerate_replaces_the_last_reply_and_undo_removes_the_exchange() {
     send(&mut app, "hi");
     stream(&mut app, &["first"]);
     finish(&mut app, Some(FinishReason::Eos));
-    let requests = app.update(ctrl('r'));
+    let requests = app.update(alt('r'));
     assert_eq!(app.conversation.turns.len(), 1, "the old reply is gone");
     assert!(matches!(requests.as_slice(), [Request::Generate { .. }]));
     stream(&mut app, &["second"]);
@@ -237,7 +242,7 @@ fn completion_mode_continues_the_document() {
     stream(&mut app, &[" there", " was"]);
     finish(&mut app, Some(FinishReason::MaxTokens));
     assert_eq!(app.conversation.document, "Once upon a time there was");
-    app.update(ctrl('r'));
+    app.update(alt('r'));
     assert_eq!(
         app.conversation.document, "Once upon a time",
         "regenerate drops the last continuation"
@@ -388,7 +393,7 @@ fn probability_colouring_records_each_token_while_streaming() {
     assert!(app.look.show_probs);
     // Regenerating drops the old reply's probabilities with it.
     finish(&mut app, Some(FinishReason::Eos));
-    app.update(ctrl('r'));
+    app.update(alt('r'));
     assert!(!app.conversation.replies.contains_key(&1));
 }
 
@@ -627,7 +632,7 @@ fn redrawing_after_changes_shows_the_new_text_not_an_old_frame() {
     // Frames reuse the wrapped lines of blocks that did not change; every change must show.
     let mut app = conversation();
     render(&mut app, 80, 20);
-    app.update(ctrl('r'));
+    app.update(alt('r'));
     stream(&mut app, &["It is the west, and Romeo is the moon."]);
     finish(&mut app, Some(FinishReason::Eos));
     let screen = screen_text(&render(&mut app, 80, 20));
@@ -863,7 +868,7 @@ fn branching_is_refused_while_writing_and_on_an_earlier_reply() {
     app.update(key(KeyCode::Esc));
     finish(&mut app, None);
     app.update(key(KeyCode::F(6)));
-    app.update(ctrl('r'));
+    app.update(alt('r'));
     assert!(app.inspect.is_none() && !app.conversation.replies.contains_key(&5));
 }
 

@@ -13,8 +13,13 @@ use crate::engine::chat::{ChatFormat, Turn};
 use crate::generate::SamplingParams;
 pub use store::{Problem, Store, Summary};
 
-/// The session file format this build writes; files with a higher number are not opened.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest session file format this build reads; files with a higher number are not
+/// opened. Format 2 added `forks` (versions of the chat made by editing a turn); a session
+/// without them is still written as format 1, so older builds keep reading it.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The format of a session that has no forks (what format 1 readers understand).
+pub const FORMAT_WITHOUT_FORKS: u32 = 1;
 
 /// How many words of the first message make a title.
 const TITLE_WORDS: usize = 8;
@@ -52,6 +57,29 @@ pub struct Session {
     /// The model replies' branches (token level), by turn.
     #[serde(default)]
     pub replies: Vec<SavedReply>,
+    /// The other versions of the chat from a turn on (format 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forks: Vec<SavedFork>,
+}
+
+/// The versions of the chat from one turn on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedFork {
+    pub turn: usize,
+    /// The version shown; its entry in `versions` is empty (it is the session's own turns).
+    pub active: usize,
+    pub versions: Vec<SavedVersion>,
+}
+
+/// One version of the chat from a turn on: its turns (from that turn), their replies'
+/// branches and the versions of later turns, with turn indices as in the whole chat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SavedVersion {
+    pub turns: Vec<Turn>,
+    #[serde(default)]
+    pub replies: Vec<SavedReply>,
+    #[serde(default)]
+    pub forks: Vec<SavedFork>,
 }
 
 /// The branches of one model reply.
@@ -76,7 +104,7 @@ impl Session {
     pub fn new(model: &str, mode: Mode, format: ChatFormat, settings: SamplingParams) -> Self {
         let now = now();
         Self {
-            version: FORMAT_VERSION,
+            version: FORMAT_WITHOUT_FORKS,
             id: new_id(now),
             title: String::new(),
             renamed: false,
@@ -91,6 +119,7 @@ impl Session {
             continuation_start: None,
             settings,
             replies: Vec::new(),
+            forks: Vec::new(),
         }
     }
 

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use crossterm::event::{self, Event, KeyEventKind};
 use ratatui::Terminal;
 
-use super::state::{self, Action, App, ModelSummary};
-use super::terminal::Backend;
+use super::state::{self, Action, App, Effect, ModelSummary};
+use super::terminal::{self, Backend};
 use super::view::{self, Screen};
+use super::{clipboard, editor};
 use crate::engine::{Engine, Reply};
 use crate::error::{Error, Result};
 
@@ -42,6 +43,10 @@ pub fn run(terminal: &mut Terminal<Backend>, app: &mut App, engine: &Engine) -> 
         }
     };
     while !app.quit {
+        if !app.effects.is_empty() {
+            carry_out(terminal, app)?;
+            dirty = true;
+        }
         while let Ok(reply) = engine.replies.try_recv() {
             let requests = if matches!(reply, Reply::Loaded) {
                 match engine.info.get() {
@@ -134,5 +139,26 @@ pub fn run(terminal: &mut Terminal<Backend>, app: &mut App, engine: &Engine) -> 
     }
     // What the last second of a reply added, when quitting while it is written.
     app.save_session_now();
+    Ok(())
+}
+
+/// Does what the state asked beyond the screen: the clipboard escape, the editor (with the
+/// terminal out of the interface's modes while it runs, and back in them whatever it did).
+fn carry_out(terminal: &mut Terminal<Backend>, app: &mut App) -> Result<()> {
+    for effect in std::mem::take(&mut app.effects) {
+        match effect {
+            Effect::Copy(text) => {
+                if let Err(e) = clipboard::copy(&mut std::io::stdout(), &text) {
+                    app.message = Some(format!("cannot write to the terminal: {e}"));
+                }
+            }
+            Effect::Edit(text) => {
+                terminal::suspend();
+                let edited = editor::edit_with(&editor::editor_command(), &text);
+                terminal::resume(terminal)?;
+                app.update(Action::Edited(edited));
+            }
+        }
+    }
     Ok(())
 }

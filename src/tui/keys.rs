@@ -17,6 +17,8 @@ pub enum Scope {
     Help,
     /// While the token cursor is shown; its help rows are indented under F6.
     Inspect,
+    /// While the message cursor is shown; its help rows are indented under Alt+↑.
+    Messages,
     /// Everywhere (while the cursor is shown too).
     Global,
     /// Switching focus, except while the cursor is shown.
@@ -87,6 +89,28 @@ pub enum KeyAction {
     BanToken,
     /// Layer, head or average, by the key's character (see the state's attention stepping).
     StepAttention,
+    /// Puts the message cursor on the last turn.
+    StartSelecting,
+    MessageUp,
+    MessageDown,
+    /// The turn under the message cursor goes into the input to be edited.
+    EditMessage,
+    NextVersion,
+    PreviousVersion,
+    LeaveMessages,
+    /// Esc while editing a turn: the turn stays as it was.
+    CancelEdit,
+    /// Copies the reply (or turn) under the cursor to the clipboard.
+    CopyReply,
+    /// The input in `$EDITOR`.
+    OpenEditor,
+    /// Ctrl+R: search the input history (again: an older match).
+    SearchHistory,
+    /// A character of the search, typed or removed.
+    SearchType,
+    SearchBackspace,
+    AcceptSearch,
+    CancelSearch,
 }
 
 /// The key: one code, or any character.
@@ -122,6 +146,10 @@ pub enum When {
     AttentionOpen,
     /// The token under the cursor has alternatives to choose from.
     HasAlternatives,
+    /// The input holds an edit of an earlier turn.
+    Editing,
+    /// A Ctrl+R search of the input history is under way.
+    Searching,
 }
 
 /// How an entry shows in the help overlay.
@@ -192,6 +220,12 @@ use Scope as S;
 /// whose condition holds) wins.
 #[rustfmt::skip]
 pub const KEYS: &[Binding] = &[
+    // While a Ctrl+R search is under way these come first (listed with Ctrl+R below).
+    bind(S::Input, K::Enter, Mods::Any, When::Searching, A::AcceptSearch, Hidden),
+    bind(S::Input, K::Esc, Mods::Any, When::Searching, A::CancelSearch, Hidden),
+    bind(S::Input, K::Backspace, Mods::Any, When::Searching, A::SearchBackspace, Hidden),
+    Binding { scope: S::Input, code: Code::AnyChar, mods: Mods::NoneOf(CTRL),
+        when: When::Searching, action: A::SearchType, help: Hidden },
     bind(S::Input, K::Enter, Mods::NoneOf(ALT_SHIFT), When::Always, A::Submit,
         Row("Enter", "send (completion mode: continue the text)")),
     bind(S::Input, K::Enter, Mods::AnyOf(ALT_SHIFT), When::Always, A::NewLine,
@@ -199,6 +233,11 @@ pub const KEYS: &[Binding] = &[
     ctrl(S::Input, 'j', A::NewLine, Same),
     key(S::Input, K::Up, A::HistoryBack, Row("Up / Down", "recall earlier inputs")),
     key(S::Input, K::Down, A::HistoryForward, Same),
+    ctrl(S::Input, 'r', A::SearchHistory,
+        Row("Ctrl+R", "search earlier inputs: type, Ctrl+R older, Enter takes, Esc")),
+    bind(S::Input, K::Esc, Mods::Any, When::Editing, A::CancelEdit,
+        Row("Esc", "while editing a turn: cancel the edit")),
+    ctrl(S::Input, 'g', A::OpenEditor, Row("Ctrl+G, /edit", "the input in $EDITOR (else vi)")),
     key(S::Input, K::Left, A::CursorLeft, Row("← → Home End", "move in the input")),
     key(S::Input, K::Right, A::CursorRight, Same),
     key(S::Input, K::Home, A::CursorHome, Same),
@@ -220,7 +259,8 @@ pub const KEYS: &[Binding] = &[
     bind(S::Global, K::Esc, Mods::Any, When::Generating, A::Cancel,
         Row("Esc", "stop generating, keep the text")),
     ctrl(S::Global, 'c', A::CancelOrQuit, Row("Ctrl+C", "stop generating; quit when idle")),
-    ctrl(S::Global, 'r', A::Regenerate, Row("Ctrl+R, /regen", "regenerate the last reply")),
+    bind(S::Global, K::Char('r'), Mods::Holding(KeyModifiers::ALT), When::Always, A::Regenerate,
+        Row("Alt+R, /regen", "regenerate the last reply")),
     ctrl(S::Global, 't', A::NextTheme, Row("Ctrl+T", "next theme")),
     key(S::Global, K::F(1), A::ShowHelp, Row("F1, ?, /help", "this help (? on an empty input)")),
     bind(S::Input, K::Char('?'), Mods::Any, When::InputEmpty, A::ShowHelp, Same),
@@ -248,6 +288,7 @@ pub const KEYS: &[Binding] = &[
     bind(S::Inspect, K::Enter, Mods::Any, When::HasAlternatives, A::StartChoosing, Same),
     key(S::Inspect, K::Char('b'), A::NextBranch, Row("b / B", "next / previous branch of the reply")),
     key(S::Inspect, K::Char('B'), A::PreviousBranch, Same),
+    key(S::Inspect, K::Char('y'), A::CopyReply, Row("y", "copy the reply to the clipboard")),
     key(S::Inspect, K::Char('t'), A::ToggleTrace,
         Row("t", "sampler trace: what each stage kept or cut")),
     key(S::Inspect, K::Char('x'), A::BanToken,
@@ -267,6 +308,18 @@ pub const KEYS: &[Binding] = &[
     bind(S::Inspect, K::Esc, Mods::Any, When::AttentionOpen, A::CloseAttention, Same),
     key(S::Inspect, K::Esc, A::LeaveInspecting, Same),
     key(S::Inspect, K::F(6), A::LeaveInspecting, Same),
+    bind(S::Global, K::Up, Mods::Holding(KeyModifiers::ALT), When::Always, A::StartSelecting,
+        Row("Alt+↑", "message cursor on the last turn; in it:")),
+    key(S::Messages, K::Up, A::MessageUp, Row("↑ ↓", "previous / next message")),
+    key(S::Messages, K::Down, A::MessageDown, Same),
+    key(S::Messages, K::Char('e'), A::EditMessage,
+        Row("e, Enter", "edit it: Enter replaces it and writes on from there")),
+    key(S::Messages, K::Enter, A::EditMessage, Same),
+    key(S::Messages, K::Char('b'), A::NextVersion,
+        Row("b / B", "next / previous version from this turn (made by edits)")),
+    key(S::Messages, K::Char('B'), A::PreviousVersion, Same),
+    key(S::Messages, K::Char('y'), A::CopyReply, Row("y", "copy the message to the clipboard")),
+    key(S::Messages, K::Esc, A::LeaveMessages, Row("Esc", "leave the message cursor")),
     key(S::Help, K::Up, A::HelpUp, Hidden),
     key(S::Help, K::Down, A::HelpDown, Hidden),
     key(S::Help, K::PageUp, A::HelpPageUp, Hidden),
@@ -318,7 +371,7 @@ pub fn help() -> &'static [(String, String)] {
         };
         for binding in KEYS {
             if let Row(keys, what) = binding.help {
-                let indent = if binding.scope == Scope::Inspect {
+                let indent = if matches!(binding.scope, Scope::Inspect | Scope::Messages) {
                     "  "
                 } else {
                     ""
@@ -361,7 +414,7 @@ mod tests {
             Some(KeyAction::Type)
         );
         assert_eq!(
-            lookup(Scope::Input, &q, |_| true),
+            lookup(Scope::Input, &q, |w| w != When::Searching),
             Some(KeyAction::ShowHelp)
         );
     }

@@ -1,6 +1,8 @@
 //! The interactive interface: ratatui on crossterm, with inference on its own thread.
 
+pub mod clipboard;
 pub mod controls;
+pub mod editor;
 mod event_loop;
 pub mod keys;
 pub mod slash;

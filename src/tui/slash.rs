@@ -7,11 +7,17 @@ use crate::generate::bias::LogitBias;
 /// A parsed slash command; the state carries it out.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Set { name: String, value: String },
+    Set {
+        name: String,
+        value: String,
+    },
     Bias(BiasCommand),
     ChatMode,
     CompleteMode,
-    Format { format: ChatFormat, name: String },
+    Format {
+        format: ChatFormat,
+        name: String,
+    },
     System(String),
     Regenerate,
     Undo,
@@ -30,6 +36,12 @@ pub enum Command {
     Tokens,
     Anatomy,
     Inspect,
+    /// `/copy` (the reply under a cursor, or the last), `/copy all` (the chat as Markdown).
+    Copy {
+        all: bool,
+    },
+    Edit,
+    Read(String),
     Quit,
 }
 
@@ -98,6 +110,13 @@ pub fn parse(line: &str) -> Result<Command, String> {
         "tokens" => Command::Tokens,
         "anatomy" => Command::Anatomy,
         "inspect" => Command::Inspect,
+        "copy" => match rest {
+            "" => Command::Copy { all: false },
+            "all" => Command::Copy { all: true },
+            _ => return Err("usage: /copy, /copy all".into()),
+        },
+        "edit" => Command::Edit,
+        "read" => Command::Read(rest.into()),
         "quit" | "exit" => Command::Quit,
         other => return Err(format!("unknown command /{other} (F1 lists them)")),
     })
@@ -106,7 +125,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
 /// Where the help overlay lists a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listed {
-    /// On the row of a key that does the same (`Ctrl+R, /regen`).
+    /// On the row of a key that does the same (`Alt+R, /regen`).
     WithKey,
     /// On its own row, after the row of these keys.
     After(&'static str),
@@ -151,6 +170,7 @@ pub const COMMANDS: &[CommandHelp] = &[
     with_key("/tokens"),
     with_key("/anatomy"),
     with_key("/inspect"),
+    with_key("/edit"),
     alone(
         "/set NAME VALUE",
         &[
@@ -183,6 +203,14 @@ pub const COMMANDS: &[CommandHelp] = &[
     alone("/new", &["a fresh conversation (this one stays saved)"]),
     alone("/rename TEXT", &["the title the session list shows"]),
     alone("/delete", &["delete this conversation (asks first)"]),
+    alone(
+        "/copy, /copy all",
+        &[
+            "the reply under the cursor (or the last), or",
+            "the whole chat as Markdown, to the clipboard",
+        ],
+    ),
+    alone("/read FILE", &["insert a file's text into the input"]),
     alone("/quit", &["quit"]),
 ];
 

@@ -51,6 +51,26 @@ impl Tui {
     }
 }
 
+/// Leaves the interface's modes for a program that wants the terminal (the editor); undone by
+/// [`resume`].
+pub fn suspend() {
+    restore_terminal();
+}
+
+/// Back to the interface's modes after [`suspend`]; the next frame redraws everything.
+pub fn resume(terminal: &mut ratatui::Terminal<Backend>) -> Result<()> {
+    let setup = |e: std::io::Error| Error::Other(format!("cannot restore the terminal: {e}"));
+    terminal::enable_raw_mode().map_err(setup)?;
+    execute!(
+        std::io::stdout(),
+        terminal::EnterAlternateScreen,
+        event::EnableBracketedPaste,
+        event::EnableMouseCapture
+    )
+    .map_err(setup)?;
+    terminal.clear().map_err(setup)
+}
+
 /// Restores the terminal when dropped: when setting it up fails half way, or with [`Tui`].
 struct Restore;
 

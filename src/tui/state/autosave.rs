@@ -4,10 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::replies::{Branch, Branches, Piece};
-use super::{App, CONTINUATION};
-use crate::engine::chat::Role;
-use crate::sessions::{self, SavedBranch, SavedReply, Session, Store, FORMAT_VERSION};
+use super::saved::{restore_forks, restore_replies, save_forks, save_replies};
+use super::App;
+use crate::sessions::{self, Session, Store, FORMAT_VERSION, FORMAT_WITHOUT_FORKS};
 
 /// While a reply is written, the session file is rewritten at most this often.
 pub const WRITE_EVERY: Duration = Duration::from_secs(1);
@@ -88,7 +87,11 @@ impl App {
     pub fn to_session(&self) -> Session {
         let c = &self.conversation;
         let mut session = Session {
-            version: FORMAT_VERSION,
+            version: if c.forks.is_empty() {
+                FORMAT_WITHOUT_FORKS
+            } else {
+                FORMAT_VERSION
+            },
             id: self.sessions.id.clone(),
             title: String::new(),
             renamed: self.sessions.name.is_some(),
@@ -102,26 +105,8 @@ impl App {
             document: c.document.clone(),
             continuation_start: c.continuation_start,
             settings: self.params.clone(),
-            replies: c
-                .replies
-                .iter()
-                .map(|(&key, reply)| SavedReply {
-                    turn: (key != CONTINUATION).then_some(key),
-                    active: reply.active(),
-                    branches: reply
-                        .all()
-                        .iter()
-                        .map(|b| SavedBranch {
-                            text: b.text.clone(),
-                            tokens: b
-                                .pieces
-                                .iter()
-                                .map(|p| (p.id, p.text.clone(), p.prob))
-                                .collect(),
-                        })
-                        .collect(),
-                })
-                .collect(),
+            replies: save_replies(&c.replies),
+            forks: save_forks(&c.forks),
         };
         session.title = self
             .sessions
@@ -140,37 +125,10 @@ impl App {
         c.turns = s.turns;
         c.document = s.document;
         c.continuation_start = s.continuation_start.filter(|&at| at <= c.document.len());
-        c.replies.clear();
-        for reply in s.replies {
-            let key = match reply.turn {
-                None => CONTINUATION,
-                Some(turn) if c.turns.get(turn).is_some_and(|t| t.role == Role::Model) => turn,
-                Some(_) => continue,
-            };
-            let branches = reply
-                .branches
-                .into_iter()
-                .map(|b| Branch {
-                    pieces: b
-                        .tokens
-                        .into_iter()
-                        .map(|(id, text, prob)| Piece {
-                            id,
-                            text,
-                            prob,
-                            top: Vec::new(),
-                            params: s.settings.clone(),
-                            trace: None,
-                        })
-                        .collect(),
-                    text: b.text,
-                })
-                .collect();
-            if let Some(branches) = Branches::from_saved(branches, reply.active) {
-                c.replies.insert(key, branches);
-            }
-        }
+        c.replies = restore_replies(s.replies, &c.turns, 0, &s.settings);
+        c.forks = restore_forks(s.forks, c.turns.len(), &s.settings);
         self.inspect = None;
+        self.messages = Default::default();
         self.engine.queued = false;
         self.params = s.settings;
         self.panes.follow();

@@ -1,4 +1,6 @@
+use super::super::replies::{Branch, Branches, Piece};
 use super::*;
+use crate::engine::chat::Role;
 use crate::engine::chat::{ChatFormat, Turn};
 use crate::generate::SamplingParams;
 use crate::tui::state::{EngineState, Mode};

@@ -176,6 +176,12 @@ impl App {
                 self.start_inspecting();
                 Ok(None)
             }
+            Command::Copy { all } => self.copy_command(all),
+            Command::Edit => {
+                self.open_editor();
+                Ok(None)
+            }
+            Command::Read(path) => self.read_file(&path),
             Command::Quit => {
                 self.quit = true;
                 return if self.is_generating() {
@@ -243,9 +249,11 @@ impl App {
         let c = &mut self.conversation;
         c.turns.clear();
         c.replies.clear();
+        c.forks.clear();
         c.document.clear();
         c.continuation_start = None;
         self.inspect = None;
+        self.messages = Default::default();
         self.stats.clear_dropped();
         self.panes.follow();
     }

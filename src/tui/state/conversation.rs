@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::forks::Forks;
 use super::replies::Branches;
 use crate::engine::chat::{ChatFormat, Role, Turn};
 use crate::engine::{Prompt, PromptPart, PromptToken};
@@ -30,6 +31,8 @@ pub struct Conversation {
     /// What the model made of the user's own texts, token by token, by turn index; the
     /// document's prompt under [`CONTINUATION`]. Shown only while the text is unchanged.
     pub prompts: BTreeMap<usize, PromptPart>,
+    /// The other versions of the chat from a turn on (made by editing that turn), by turn.
+    pub forks: BTreeMap<usize, Forks>,
 }
 
 /// A place the token cursor can be: a reply's tokens, or the user's text before it.
@@ -52,6 +55,7 @@ impl Conversation {
             continuation_start: None,
             replies: BTreeMap::new(),
             prompts: BTreeMap::new(),
+            forks: BTreeMap::new(),
         }
     }
 

@@ -20,6 +20,8 @@ pub struct Input {
     pub rows: Vec<TokenRow>,
     /// The text `rows` were made from.
     tokenized: String,
+    /// The Ctrl+R search under way ([`super::search`]).
+    pub(super) search: Option<super::search::HistorySearch>,
 }
 
 impl Input {

@@ -23,6 +23,8 @@ impl App {
             When::HasAlternatives => self
                 .inspected()
                 .is_some_and(|(_, _, piece)| !piece.top.is_empty()),
+            When::Editing => self.messages.editing.is_some(),
+            When::Searching => self.input.is_searching(),
         }
     }
 
@@ -42,6 +44,8 @@ impl App {
         let mut scopes = vec![];
         if inspecting {
             scopes.extend([Scope::Inspect, Scope::Global]);
+        } else if self.messages.selected.is_some() {
+            scopes.extend([Scope::Messages, Scope::Global]);
         } else {
             scopes.extend([Scope::Global, Scope::Focus]);
             scopes.push(match self.panes.focus {
@@ -53,10 +57,19 @@ impl App {
         let found = scopes
             .into_iter()
             .find_map(|scope| keys::lookup(scope, &key, |when| self.holds(when)));
-        match found {
+        let requests = match found {
             Some(action) => self.act(action, &key),
             None => vec![],
+        };
+        if let Some(line) = self.input.search_line() {
+            self.message = Some(line);
+        } else if matches!(
+            found,
+            Some(KeyAction::AcceptSearch | KeyAction::CancelSearch)
+        ) {
+            self.message = None;
         }
+        requests
     }
 
     fn act(&mut self, action: KeyAction, key: &KeyEvent) -> Vec<Request> {
@@ -109,6 +122,30 @@ impl App {
             KeyAction::CursorEnd => self.input.end(),
             KeyAction::HistoryBack => self.input.recall(-1),
             KeyAction::HistoryForward => self.input.recall(1),
+            KeyAction::SearchHistory => self.input.search_older(),
+            KeyAction::SearchType => {
+                if let KeyCode::Char(c) = key.code {
+                    self.input.edit_search(Some(c));
+                }
+            }
+            KeyAction::SearchBackspace => self.input.edit_search(None),
+            KeyAction::AcceptSearch => self.input.accept_search(),
+            KeyAction::CancelSearch => self.input.cancel_search(),
+            KeyAction::StartSelecting => self.start_selecting(),
+            KeyAction::CancelEdit => self.cancel_edit(),
+            KeyAction::OpenEditor => self.open_editor(),
+            KeyAction::CopyReply if self.inspect.is_some() => {
+                if let Some(key) = self.inspect.as_ref().map(|i| i.reply) {
+                    self.copy_turn(key);
+                }
+            }
+            KeyAction::MessageUp
+            | KeyAction::MessageDown
+            | KeyAction::EditMessage
+            | KeyAction::NextVersion
+            | KeyAction::PreviousVersion
+            | KeyAction::LeaveMessages
+            | KeyAction::CopyReply => return self.on_message_action(action),
             KeyAction::HelpUp
             | KeyAction::HelpDown
             | KeyAction::HelpPageUp
@@ -119,6 +156,9 @@ impl App {
     }
 
     pub(super) fn submit(&mut self) -> Vec<Request> {
+        if let Some(at) = self.messages.editing {
+            return self.submit_edit(at);
+        }
         let text = self.input.take();
         if let Some(command) = text.trim_start().strip_prefix('/') {
             return self.command(command.trim());

@@ -12,14 +12,19 @@ use crossterm::event::{KeyEvent, MouseEventKind};
 mod autosave;
 mod commands;
 mod conversation;
+mod edit;
+mod forks;
 mod input;
 pub mod inspect;
 mod key_actions;
 mod link;
 mod look;
+mod outside;
 mod overlay;
 mod panes;
 pub mod replies;
+mod saved;
+mod search;
 mod session_commands;
 mod stats;
 mod transcript;
@@ -30,10 +35,13 @@ use crate::generate::SamplingParams;
 use crate::tui::theme::Theme;
 pub use autosave::Autosave;
 pub use conversation::{Conversation, CursorStop, Mode, CONTINUATION};
+pub use edit::Messages;
+pub use forks::{Forks, Tail};
 pub use input::Input;
 use inspect::Inspect;
 pub use link::{EngineLink, EngineState, ModelSummary};
 pub use look::Look;
+pub use outside::{Effect, READ_LIMIT};
 pub use overlay::Overlay;
 pub use panes::{BodyLayout, Focus, Panes};
 use replies::Piece;
@@ -55,6 +63,8 @@ pub enum Action {
     Resize,
     /// A frame was drawn: the conversation's layout in it.
     Drawn(BodyLayout),
+    /// The editor opened by [`Effect::Edit`] closed: its text, or why it failed.
+    Edited(Result<String, String>),
 }
 
 pub struct App {
@@ -72,6 +82,10 @@ pub struct App {
     pub stats: Stats,
     /// The token cursor and what it shows, while inspecting a reply.
     pub inspect: Option<Inspect>,
+    /// The message cursor, and the turn being edited in the input.
+    pub messages: Messages,
+    /// What the event loop is to do outside the screen (copy, open the editor), in order.
+    pub effects: Vec<Effect>,
     /// The popups over the panes.
     pub overlay: Overlay,
     /// The themes, the one in use, and the probability colours.
@@ -102,6 +116,8 @@ impl App {
             engine: EngineLink::default(),
             stats: Stats::default(),
             inspect: None,
+            messages: Messages::default(),
+            effects: Vec::new(),
             overlay: Overlay::default(),
             look,
             sessions: Autosave::default(),
@@ -118,7 +134,7 @@ impl App {
     pub fn update(&mut self, action: Action) -> Vec<Request> {
         let may_change = matches!(
             action,
-            Action::Key(_) | Action::Reply(_) | Action::Loaded(_)
+            Action::Key(_) | Action::Reply(_) | Action::Loaded(_) | Action::Edited(_)
         );
         let loaded = matches!(action, Action::Loaded(_));
         let mut requests = self.apply(action);
@@ -178,6 +194,10 @@ impl App {
                 vec![]
             }
             Action::Resize => vec![],
+            Action::Edited(result) => {
+                self.edited(result);
+                vec![]
+            }
             Action::Drawn(layout) => {
                 self.panes.layout = layout;
                 vec![]

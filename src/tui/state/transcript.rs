@@ -63,6 +63,7 @@ impl App {
         c.system = t.system;
         c.turns = t.turns;
         c.replies.clear();
+        c.forks.clear();
         c.document = t.document;
         c.continuation_start = None;
         self.inspect = None;

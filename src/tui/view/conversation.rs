@@ -46,6 +46,7 @@ fn block_key(app: &App, block: &BodyBlock) -> u64 {
                 &turn.text,
                 token_view(app, *i),
                 prompt_view(app, *i),
+                app.turn_label(*i, ""),
             )
                 .hash(&mut h);
         }
@@ -164,6 +165,8 @@ fn block_lines(app: &App, block: &BodyBlock, width: usize) -> Vec<Line<'static>>
                 Role::User => ("You", t.user),
                 Role::Model => ("GPT-2", t.model),
             };
+            let label = app.turn_label(*index, name);
+            let name = label.as_str();
             let plain = Style::default().fg(t.foreground);
             let tokens = match turn.role {
                 Role::User => prompt_segments(app, *index, plain),
