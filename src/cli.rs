@@ -44,10 +44,13 @@ pub struct CommonArgs {
     /// `gpt2-medium`, `gpt2-large`, `gpt2-xl`, `distilgpt2`, `dialogpt-small|medium|large`).
     #[arg(long, global = true, value_name = "MODEL")]
     pub model: Option<String>,
+    /// With a hub repository as --model: the GGUF file of it to load (`gpt2.Q4_K_M.gguf`).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub gguf_file: Option<String>,
     /// auto | cpu | cuda | cuda:N | metal
     #[arg(long, global = true, value_parser = clap::value_parser!(DeviceRequestArg))]
     pub device: Option<DeviceRequestArg>,
-    /// auto | f32 | f16 | bf16 | q8_0 (8-bit weights, quantized at load)
+    /// auto | f32 | f16 | bf16 | q8_0 | q4_0 | q4_k (8- or 4-bit weights, quantized at load)
     #[arg(long, global = true, value_parser = clap::value_parser!(DTypeRequestArg))]
     pub dtype: Option<DTypeRequestArg>,
     /// Config file (default: config.toml in the gpt2-tui config folder).

@@ -11,8 +11,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::generate::session::Session;
 use crate::runtime::device::{
-    check_memory, describe_device, select_device_explained, select_dtype, DTypeRequest,
-    MemoryEstimate,
+    check_memory, describe_device, select_device_explained, select_dtype, MemoryEstimate,
 };
 use crate::runtime::human_bytes;
 use crate::weights::hub::cache_dir;
@@ -52,7 +51,7 @@ pub fn load_session_with(
     // Flags first, so a bad one fails before any download.
     let device_request = common.device_request(config).map_err(Error::Usage)?;
     let dtype_request = common.dtype_request(config).map_err(Error::Usage)?;
-    let files = source::resolve_with(&spec, on_event)?;
+    let files = source::resolve_gguf_with(&spec, common.gguf_file.as_deref(), on_event)?;
     let (device, device_note) = select_device_explained(device_request)?;
     let dtype = select_dtype(dtype_request, &device);
     let model_config = loader::read_config(&files)?;
@@ -65,10 +64,14 @@ pub fn load_session_with(
     };
     let memory = MemoryEstimate::new(&model_config, dtype, loading);
     check_memory(&device, dtype, &memory, &files.name)?;
-    let loaded = if dtype_request == DTypeRequest::Q8_0 {
-        let (loaded, skipped) = loader::load_q8_0(&files, &device)?;
+    let loaded = if let Some(kind) = dtype_request.quant_type() {
+        let (loaded, skipped) = loader::load_quantized(&files, &device, kind)?;
         if skipped > 0 {
-            eprintln!("gpt2-tui: note: {skipped} matrices kept in f32 (q8_0 needs widths that are multiples of 32)");
+            eprintln!(
+                "gpt2-tui: note: {skipped} matrices kept in f32 ({} needs widths that are multiples of {})",
+                kind.name(),
+                kind.block()
+            );
         }
         loaded
     } else {

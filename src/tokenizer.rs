@@ -60,14 +60,23 @@ impl Tokenizer {
                 file: format!("{} + {}", vocab.display(), merges.display()),
                 message: e.to_string(),
             })?;
+        Self::from_bpe(bpe, &[END_OF_TEXT], &origin)
+    }
+
+    /// A byte-level BPE (GPT-2's pre-tokenizer and decoder) over `bpe`, with those of
+    /// `special` that are in its vocabulary as special tokens.
+    pub fn from_bpe(bpe: BPE, special: &[&str], origin: &str) -> Result<Self> {
         let mut inner = HfTokenizer::new(bpe);
         inner
             .with_pre_tokenizer(Some(ByteLevel::new(false, true, true)))
             .with_decoder(Some(ByteLevelDecoder::default()));
-        if inner.token_to_id(END_OF_TEXT).is_some() {
-            inner.add_special_tokens(&[AddedToken::from(END_OF_TEXT, true)]);
-        }
-        Self::from_hf(inner, &origin)
+        let special: Vec<AddedToken> = special
+            .iter()
+            .filter(|token| inner.token_to_id(token).is_some())
+            .map(|token| AddedToken::from(token.to_string(), true))
+            .collect();
+        inner.add_special_tokens(&special);
+        Self::from_hf(inner, origin)
     }
 
     /// Wraps a `tokenizers` object, e.g. one just trained.

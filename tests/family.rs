@@ -97,6 +97,7 @@ fn the_fixtures_cover_every_format() {
                 WeightFiles::Safetensors(parts) if parts.len() > 1 => "sharded".to_string(),
                 WeightFiles::Safetensors(_) => "safetensors".to_string(),
                 WeightFiles::PytorchBin(_) => "bin".to_string(),
+                WeightFiles::Gguf(_) => "gguf".to_string(),
             }
         })
         .collect();

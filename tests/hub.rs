@@ -743,3 +743,55 @@ fn a_repository_that_is_not_gpt2_is_refused_before_the_weights_download() {
         hub.paths()
     );
 }
+
+/// `--gguf-file` fetches that one file of a repository and loads it; a repository of GGUF
+/// files only gives its first; a name it lacks is refused with the files it has.
+#[test]
+fn gguf_files_come_from_the_hub() {
+    let folder = tempfile::tempdir().unwrap();
+    let gguf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf");
+    for name in ["wide-q4_0.gguf", "wide-q8_0.gguf"] {
+        std::fs::copy(gguf.join(name), folder.path().join(name)).unwrap();
+    }
+    let hub = FakeHub::start("someone/ggufs", folder.path(), &["README.md"]);
+    let home = tempfile::tempdir().unwrap();
+    let env = [
+        ("HF_HOME", home.path().to_str().unwrap()),
+        ("HF_ENDPOINT", hub.endpoint.as_str()),
+    ];
+    let mut args = greedy_args("someone/ggufs");
+    args.extend(["--gguf-file", "wide-q8_0.gguf"]);
+    let r = run(&args, &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        expected_text(&folder.path().join("wide-q8_0.gguf"))
+    );
+    let fetched: Vec<String> = hub
+        .paths()
+        .iter()
+        .filter_map(|p| {
+            p.strip_prefix("/someone/ggufs/resolve/main/")
+                .map(String::from)
+        })
+        .collect();
+    assert!(fetched.iter().all(|f| f == "wide-q8_0.gguf"), "{fetched:?}");
+
+    // Without the flag: the first GGUF file, as the repository has no checkpoint.
+    let r = run(&greedy_args("someone/ggufs"), &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        expected_text(&folder.path().join("wide-q4_0.gguf"))
+    );
+
+    args[args.len() - 1] = "nope.gguf";
+    let r = run(&args, &env);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("nope.gguf") && r.stderr.contains("wide-q4_0.gguf, wide-q8_0.gguf")
+            || r.stderr.contains("wide-q8_0.gguf, wide-q4_0.gguf"),
+        "{}",
+        r.stderr
+    );
+}

@@ -104,7 +104,9 @@ fn bundled_info() -> Option<BundledInfo> {
                 Bytes::File(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
             })
             .sum(),
-        WeightFiles::PytorchBin(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+        WeightFiles::PytorchBin(p) | WeightFiles::Gguf(p) => {
+            std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+        }
     };
     Some(BundledInfo {
         name: files.name,

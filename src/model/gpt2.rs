@@ -13,7 +13,7 @@ use super::cpu::{CpuWeights, HEAD_ROWS};
 use super::init::init;
 use super::kv_cache::KvCache;
 use super::layers::{Block, LayerNorm, LmHead};
-use super::q8::QuantizedWeights;
+use super::q8::{QuantType, QuantizedWeights};
 
 pub use super::layers::Mode;
 
@@ -43,7 +43,9 @@ impl Gpt2 {
         Self::load_with_quantized(vb, config, QuantizedWeights::new())
     }
 
-    /// Like [`Gpt2::load`], with some projections already in q8_0; `vb` need not hold those.
+    /// Like [`Gpt2::load`], with some projections already quantized (q8_0, or any GGML type
+    /// from a GGUF file); `vb` need not hold those. A quantized `lm_head.weight` is the output
+    /// head's product, with the dense `lm_head.weight` (or `wte`) kept for lookups.
     pub fn load_with_quantized(
         vb: VarBuilder,
         config: &Gpt2Config,
@@ -59,15 +61,20 @@ impl Gpt2 {
         let blocks = (0..config.n_layer)
             .map(|i| Block::load(vb.pp(format!("h.{i}")), config, &mut quantized))
             .collect::<Result<Vec<_>>>()?;
+        let quantized_head = quantized.remove("lm_head.weight");
         if let Some(name) = quantized.keys().next() {
             candle_core::bail!("quantized weight `{name}` is not a projection of this model");
         }
         let ln_f = LayerNorm::load(vb.pp("ln_f"), e, config)?;
-        let head = LmHead::new(if vb.contains_tensor("lm_head.weight") {
+        let stored_head = if vb.contains_tensor("lm_head.weight") {
             vb.get((v, e), "lm_head.weight")?
         } else {
             wte.clone()
-        })?;
+        };
+        let head = match quantized_head {
+            Some(q) => LmHead::quantized(stored_head, q),
+            None => LmHead::new(stored_head)?,
+        };
         let mut model = Self {
             wte,
             wpe,
@@ -94,13 +101,19 @@ impl Gpt2 {
     /// memory traffic of f32 per decoded token. Embeddings, biases and layer norms stay as they
     /// are. Returns how many matrices could not be quantized (input width not a multiple of 32).
     pub fn quantize_q8_0(&mut self) -> Result<usize> {
+        self.quantize(QuantType::Q8_0)
+    }
+
+    /// [`Gpt2::quantize_q8_0`] in any of the block formats `--dtype` offers. Types other than
+    /// q8_0 run on candle's quantized kernels (prompts through the tensor path).
+    pub fn quantize(&mut self, kind: QuantType) -> Result<usize> {
         // The CPU view holds the dense weights too: let each go as its layer is quantized.
         self.cpu = None;
         let mut skipped = 0;
         for block in &mut self.blocks {
-            skipped += block.quantize_q8_0()?;
+            skipped += block.quantize(kind)?;
         }
-        if !self.head.quantize_q8_0()? {
+        if !self.head.quantize(kind)? {
             skipped += 1;
         }
         self.lay_out_for_cpu();

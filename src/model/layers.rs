@@ -17,8 +17,8 @@ use candle_nn::VarBuilder;
 use super::config::{Activation, Gpt2Config};
 use super::init::init;
 use super::kv_cache::KvCache;
-use super::q8::{quantize_q8_0_weight, quantize_rows_q8_0, quantized_matmul};
-use super::q8::{QuantizedWeights, Q8_BLOCK};
+use super::q8::{quantize_rows, quantize_weight, quantized_matmul};
+use super::q8::{QuantType, QuantizedWeights};
 use crate::kernels;
 use crate::kernels::activations;
 
@@ -107,19 +107,19 @@ impl Linear {
         y.broadcast_add(&self.bias)?.reshape(dims)
     }
 
-    /// Replaces a dense weight by its q8_0 form when its input width allows it.
-    fn quantize(&mut self) -> Result<bool> {
+    /// Replaces a dense weight by its `kind` form when its input width allows it.
+    fn quantize(&mut self, kind: QuantType) -> Result<bool> {
         let Weight::Dense(w) = &self.weight else {
             return Ok(true);
         };
-        if w.dim(0)? % Q8_BLOCK != 0 {
+        if w.dim(0)? % kind.block() != 0 {
             return Ok(false);
         }
-        self.weight = Weight::Quantized(quantize_q8_0_weight(w)?);
+        self.weight = Weight::Quantized(quantize_weight(w, kind)?);
         Ok(true)
     }
 
-    /// Tests only: a q8_0 weight turned back into its dense f32 values.
+    /// Tests only: a quantized weight turned back into its dense f32 values.
     #[cfg(test)]
     fn dequantize(&mut self) {
         let Weight::Quantized(QMatMul::QTensor(q)) = &self.weight else {
@@ -354,9 +354,9 @@ impl Block {
         Ok((out, probs))
     }
 
-    /// Stores the four projections in q8_0 where their input width allows it; returns how many
-    /// could not be.
-    pub(super) fn quantize_q8_0(&mut self) -> Result<usize> {
+    /// Stores the four projections in `kind` where their input width allows it; returns how
+    /// many could not be.
+    pub(super) fn quantize(&mut self, kind: QuantType) -> Result<usize> {
         let mut skipped = 0;
         for linear in [
             &mut self.attn.c_attn,
@@ -364,7 +364,7 @@ impl Block {
             &mut self.mlp.c_fc,
             &mut self.mlp.c_proj,
         ] {
-            if !linear.quantize()? {
+            if !linear.quantize(kind)? {
                 skipped += 1;
             }
         }
@@ -402,7 +402,8 @@ pub(super) enum HeadProduct {
     /// An f32 copy of `weight`, which is stored in f16 or bf16: half precision would round the
     /// logits (to 1/16 at |x| near 10 in bf16).
     F32(Tensor),
-    /// `weight` in q8_0 (`weight` then only serves lookups).
+    /// `weight` in q8_0, or another GGML type from a GGUF file (`weight` then only serves
+    /// lookups).
     Q8(QMatMul),
 }
 
@@ -414,6 +415,14 @@ impl LmHead {
             _ => HeadProduct::Stored,
         };
         Ok(Self { weight, product })
+    }
+
+    /// The head of `weight` (v, e) whose product reads `q`, the same matrix in a GGML type.
+    pub(super) fn quantized(weight: Tensor, q: QMatMul) -> Self {
+        Self {
+            weight,
+            product: HeadProduct::Q8(q),
+        }
     }
 
     /// (b, t, e) -> f32 logits (b, t, v).
@@ -440,12 +449,12 @@ impl LmHead {
         logits.reshape((b, t, vocab))?.to_dtype(DType::F32)
     }
 
-    /// Stores the head in q8_0 when its width allows it; `false` when it does not.
-    pub(super) fn quantize_q8_0(&mut self) -> Result<bool> {
-        if self.weight.dim(1)? % Q8_BLOCK != 0 {
+    /// Stores the head in `kind` when its width allows it; `false` when it does not.
+    pub(super) fn quantize(&mut self, kind: QuantType) -> Result<bool> {
+        if self.weight.dim(1)? % kind.block() != 0 {
             return Ok(false);
         }
-        self.product = HeadProduct::Q8(QMatMul::from_qtensor(quantize_rows_q8_0(&self.weight)?)?);
+        self.product = HeadProduct::Q8(QMatMul::from_qtensor(quantize_rows(&self.weight, kind)?)?);
         Ok(true)
     }
 

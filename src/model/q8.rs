@@ -1,6 +1,8 @@
-//! Weights in GGML's q8_0 format (8-bit blocks of 32 values): how the layers store them, how the
-//! loader and [`super::Gpt2::quantize_q8_0`] make them, and the product of f32 rows with them
-//! (the compact-weight kernels of `kernels::q8` on the CPU, the library's elsewhere).
+//! Weights in GGML's block formats: q8_0 (8-bit blocks of 32 values), and the 4-bit q4_0 and
+//! q4_k that `--dtype` can also ask for (any type a GGUF file holds is stored the same way):
+//! how the layers store them, how the loader and [`super::Gpt2::quantize`] make them, and the
+//! product of f32 rows with them (the compact-weight kernels of `kernels::q8` for q8_0 on the
+//! CPU, candle's for every other type and elsewhere).
 
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -8,25 +10,61 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 /// Quantized kernels work on blocks of 32 along the input dimension.
 pub const Q8_BLOCK: usize = 32;
 
+/// A block format `--dtype` quantizes to at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuantType {
+    /// 8-bit blocks of 32 with an f16 scale (8.5 bits a weight).
+    Q8_0,
+    /// 4-bit blocks of 32 with an f16 scale (4.5 bits a weight).
+    Q4_0,
+    /// 4-bit super-blocks of 256 with 6-bit sub-block scales and minimums (4.5 bits a weight).
+    Q4K,
+}
+
+impl QuantType {
+    pub fn ggml(self) -> GgmlDType {
+        match self {
+            Self::Q8_0 => GgmlDType::Q8_0,
+            Self::Q4_0 => GgmlDType::Q4_0,
+            Self::Q4K => GgmlDType::Q4K,
+        }
+    }
+
+    /// The input widths a matrix must be a multiple of.
+    pub fn block(self) -> usize {
+        self.ggml().block_size()
+    }
+
+    /// The `--dtype` spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Q8_0 => "q8_0",
+            Self::Q4_0 => "q4_0",
+            Self::Q4K => "q4_k",
+        }
+    }
+}
+
 /// Projection weights already in q8_0, by full name (`h.0.attn.c_attn.weight`): the loader
 /// quantizes each as it is read, so the f32 copies never all sit in memory at once.
 pub type QuantizedWeights = std::collections::HashMap<String, QMatMul>;
 
-/// The q8_0 form of a dense (in, out) weight, stored (out, in) as the quantized kernels want.
-pub fn quantize_q8_0_weight(w: &Tensor) -> Result<QMatMul> {
-    QMatMul::from_qtensor(QTensor::quantize(&w.t()?.contiguous()?, GgmlDType::Q8_0)?)
+/// The `kind` form of a dense (in, out) weight, stored (out, in) as the quantized kernels want.
+pub fn quantize_weight(w: &Tensor, kind: QuantType) -> Result<QMatMul> {
+    QMatMul::from_qtensor(QTensor::quantize(&w.t()?.contiguous()?, kind.ggml())?)
 }
 
-/// q8_0 blocks of a row-major (rows, width) matrix, quantized a slice of rows at a time: the
+/// `kind` blocks of a row-major (rows, width) matrix, quantized a slice of rows at a time: the
 /// quantizer copies its input to f32 first, which for the whole head would add a third of
 /// GPT-2 small's f32 size to the peak memory.
-pub(super) fn quantize_rows_q8_0(w: &Tensor) -> Result<QTensor> {
+pub(super) fn quantize_rows(w: &Tensor, kind: QuantType) -> Result<QTensor> {
     const ROWS_PER_SLICE: usize = 2048;
     let (rows, width) = w.dims2()?;
+    let kind = kind.ggml();
     if !w.device().is_cpu() {
-        return QTensor::quantize(&w.to_dtype(DType::F32)?, GgmlDType::Q8_0);
+        return QTensor::quantize(&w.to_dtype(DType::F32)?, kind);
     }
-    let mut bytes = Vec::with_capacity(rows * width / Q8_BLOCK * GgmlDType::Q8_0.type_size());
+    let mut bytes = Vec::with_capacity(rows * width / kind.block_size() * kind.type_size());
     for start in (0..rows).step_by(ROWS_PER_SLICE) {
         let slice = w.narrow(0, start, ROWS_PER_SLICE.min(rows - start))?;
         // The quantizer reads the storage from its start, ignoring a view's offset: hand it a
@@ -39,13 +77,13 @@ pub(super) fn quantize_rows_q8_0(w: &Tensor) -> Result<QTensor> {
             slice.shape(),
             slice.device(),
         )?;
-        bytes.extend_from_slice(&QTensor::quantize(&slice, GgmlDType::Q8_0)?.data()?);
+        bytes.extend_from_slice(&QTensor::quantize(&slice, kind)?.data()?);
     }
-    let storage = QStorage::from_data(std::borrow::Cow::Owned(bytes), w.device(), GgmlDType::Q8_0)?;
+    let storage = QStorage::from_data(std::borrow::Cow::Owned(bytes), w.device(), kind)?;
     QTensor::new(storage, (rows, width))
 }
 
-/// `x @ W^T` for f32 rows `x` (m, k) and 8-bit `W` (n, k): the compact-weight kernels on the
+/// `x @ W^T` for f32 rows `x` (m, k) and quantized `W` (n, k): the compact-weight kernels on the
 /// CPU, the library's elsewhere.
 pub(super) fn quantized_matmul(q: &QMatMul, x: &Tensor) -> Result<Tensor> {
     if let QMatMul::QTensor(w) = q {

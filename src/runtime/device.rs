@@ -40,6 +40,23 @@ pub enum DTypeRequest {
     Exact(DType),
     /// 8-bit weights (GGML q8_0) with f32 activations, quantized at load.
     Q8_0,
+    /// 4-bit weights (GGML q4_0, blocks of 32), quantized at load.
+    Q4_0,
+    /// 4-bit weights (GGML q4_K, super-blocks of 256), quantized at load.
+    Q4K,
+}
+
+impl DTypeRequest {
+    /// The block format the weights are quantized to at load, if any.
+    pub fn quant_type(self) -> Option<crate::model::q8::QuantType> {
+        use crate::model::q8::QuantType;
+        match self {
+            Self::Q8_0 => Some(QuantType::Q8_0),
+            Self::Q4_0 => Some(QuantType::Q4_0),
+            Self::Q4K => Some(QuantType::Q4K),
+            Self::Auto | Self::Exact(_) => None,
+        }
+    }
 }
 
 impl std::str::FromStr for DTypeRequest {
@@ -52,8 +69,10 @@ impl std::str::FromStr for DTypeRequest {
             "f16" => Ok(Self::Exact(DType::F16)),
             "bf16" => Ok(Self::Exact(DType::BF16)),
             "q8_0" => Ok(Self::Q8_0),
+            "q4_0" => Ok(Self::Q4_0),
+            "q4_k" | "q4_K" => Ok(Self::Q4K),
             _ => Err(format!(
-                "unknown dtype \"{s}\" (expected auto, f32, f16, bf16 or q8_0)"
+                "unknown dtype \"{s}\" (expected auto, f32, f16, bf16, q8_0, q4_0 or q4_k)"
             )),
         }
     }
@@ -161,7 +180,7 @@ fn cuda_has_bf16(device: &Device) -> bool {
 pub fn select_dtype(request: DTypeRequest, device: &Device) -> DType {
     match request {
         DTypeRequest::Exact(dtype) => dtype,
-        DTypeRequest::Q8_0 => DType::F32,
+        DTypeRequest::Q8_0 | DTypeRequest::Q4_0 | DTypeRequest::Q4K => DType::F32,
         DTypeRequest::Auto => match device {
             Device::Cpu => DType::F32,
             Device::Cuda(_) if cuda_has_bf16(device) => DType::BF16,

@@ -36,6 +36,8 @@ pub struct HubModel {
     /// Older ids whose cache folders may hold the same files (`gpt2` for
     /// `openai-community/gpt2`, as Python tools cache a model under the id they were given).
     pub cached_as: Vec<String>,
+    /// `--gguf-file`: the one GGUF file of the repository to fetch, instead of a checkpoint.
+    pub gguf_file: Option<String>,
 }
 
 impl HubModel {
@@ -44,6 +46,7 @@ impl HubModel {
             repo: repo.into(),
             revision,
             cached_as: Vec::new(),
+            gguf_file: None,
         }
     }
 
@@ -203,10 +206,29 @@ pub fn choose_files(has: &dyn Fn(&str) -> bool) -> std::result::Result<Vec<Strin
     Ok(files)
 }
 
+/// The first GGUF file of a listing, by name.
+fn first_gguf(names: &[String]) -> Option<&str> {
+    names
+        .iter()
+        .filter(|n| n.to_ascii_lowercase().ends_with(".gguf"))
+        .min()
+        .map(String::as_str)
+}
+
 /// Whether a folder holds every file a GPT-2 needs (shards of an index included).
 /// `Err` says what is missing.
 pub fn check_complete(dir: &Path) -> std::result::Result<Vec<PathBuf>, String> {
-    let files = choose_files(&|f| dir.join(f).is_file())?;
+    let files = match choose_files(&|f| dir.join(f).is_file()) {
+        Ok(files) => files,
+        // A repository of GGUF files only: the one fetched is the model.
+        Err(missing) => {
+            let listing = std::fs::read_dir(dir).map_err(|_| missing.clone())?;
+            let names: Vec<String> = listing
+                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect();
+            return first_gguf(&names).map(|f| vec![dir.join(f)]).ok_or(missing);
+        }
+    };
     let mut paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
     if files.iter().any(|f| f == "model.safetensors.index.json") {
         let shards = shard_files(&dir.join("model.safetensors.index.json"))
@@ -228,6 +250,12 @@ pub fn find_cached(cache: &Path, model: &HubModel) -> std::result::Result<PathBu
     let mut partial = None;
     for id in std::iter::once(&model.repo).chain(&model.cached_as) {
         if let Some(snapshot) = cached_snapshot(cache, id, model.revision()) {
+            if let Some(file) = &model.gguf_file {
+                match snapshot.join(file).is_file() {
+                    true => return Ok(snapshot.join(file)),
+                    false => continue,
+                }
+            }
             match check_complete(&snapshot) {
                 Ok(_) => return Ok(snapshot),
                 Err(missing) => {
@@ -257,7 +285,8 @@ fn how_to_get(model: &HubModel) -> String {
     )
 }
 
-/// Finds `model` in the cache, or downloads the files it lacks. Returns the snapshot folder.
+/// Finds `model` in the cache, or downloads the files it lacks. Returns the snapshot folder, or
+/// the GGUF file for a model with [`HubModel::gguf_file`].
 pub fn fetch(model: &HubModel, on_event: &mut dyn FnMut(&DownloadEvent)) -> Result<PathBuf> {
     let cache = cache_dir();
     let partial = match find_cached(&cache, model) {
@@ -290,11 +319,27 @@ pub fn fetch(model: &HubModel, on_event: &mut dyn FnMut(&DownloadEvent)) -> Resu
     let info = lookup(&api, &repo)
         .map_err(|failure| lookup_error(model, &cache, &partial_note, failure))?;
     let listed = |f: &str| info.siblings.iter().any(|s| s.rfilename == f);
-    let files = choose_files(&listed).map_err(|missing| {
-        Error::Other(format!(
-            "model {name}: the repository has no {missing}, so it is not a GPT-2 checkpoint that gpt2-tui can load"
-        ))
-    })?;
+    let names: Vec<String> = info.siblings.iter().map(|s| s.rfilename.clone()).collect();
+    let gguf = match (&model.gguf_file, choose_files(&listed)) {
+        (Some(file), _) if listed(file) => Some(file.clone()),
+        (Some(file), _) => {
+            let ggufs: Vec<&str> = names
+                .iter()
+                .filter(|n| n.to_ascii_lowercase().ends_with(".gguf"))
+                .map(String::as_str)
+                .collect();
+            return Err(Error::Other(format!(
+                "model {name}: the repository has no {file} (--gguf-file); its GGUF files: {}",
+                if ggufs.is_empty() { "none".to_string() } else { ggufs.join(", ") }
+            )));
+        }
+        (None, Ok(_)) => None,
+        (None, Err(missing)) => Some(first_gguf(&names).map(String::from).ok_or_else(|| {
+            Error::Other(format!(
+                "model {name}: the repository has no {missing} and no .gguf file, so it is not a GPT-2 that gpt2-tui can load"
+            ))
+        })?),
+    };
     let api_repo = api.repo(repo);
     let snapshot = repo_folder(&cache, &model.repo)
         .join("snapshots")
@@ -319,6 +364,10 @@ pub fn fetch(model: &HubModel, on_event: &mut dyn FnMut(&DownloadEvent)) -> Resu
                 ))
             })
     };
+    if let Some(file) = gguf {
+        return get(&file, on_event);
+    }
+    let files = choose_files(&listed).unwrap_or_default();
     // The config first: a repository that is not a GPT-2 fails before any large download.
     let config = get("config.json", on_event)?;
     check_gpt2_config(&config, &name)?;

@@ -10,7 +10,7 @@ use candle_nn::VarBuilder;
 
 use super::safetensors_file;
 use crate::error::{Error, Result};
-use crate::model::q8::{quantize_q8_0_weight, QuantizedWeights, Q8_BLOCK};
+use crate::model::q8::{quantize_weight, QuantType, QuantizedWeights};
 use crate::model::Gpt2;
 use crate::model::Gpt2Config;
 use crate::tokenizer::Tokenizer;
@@ -45,12 +45,19 @@ pub enum WeightFiles {
     /// One or more safetensors files (several when sharded).
     Safetensors(Vec<Bytes>),
     PytorchBin(PathBuf),
+    /// A GGUF file, which holds the config and the tokenizer too.
+    Gguf(PathBuf),
 }
 
 #[derive(Debug, Clone)]
 pub enum TokenizerFiles {
     Json(Bytes),
-    VocabMerges { vocab: PathBuf, merges: PathBuf },
+    VocabMerges {
+        vocab: PathBuf,
+        merges: PathBuf,
+    },
+    /// The vocabulary stored in a GGUF file.
+    Gguf(PathBuf),
 }
 
 /// The files that make up one checkpoint.
@@ -64,7 +71,37 @@ pub struct ModelFiles {
 }
 
 impl ModelFiles {
-    /// Finds the checkpoint files in a folder in Hugging Face layout.
+    /// A GGUF file (config, tokenizer and weights in one), or a folder (see
+    /// [`ModelFiles::from_folder`]).
+    pub fn from_path(path: &Path) -> Result<Self> {
+        match path.is_file() {
+            true => Self::from_gguf(path),
+            false => Self::from_folder(path),
+        }
+    }
+
+    /// One GGUF file; it is checked to start like one.
+    pub fn from_gguf(path: &Path) -> Result<Self> {
+        if !super::gguf::is_gguf(path) {
+            return Err(Error::Weights {
+                file: path.display().to_string(),
+                message: "not a GGUF file (it does not start with the magic `GGUF`); --model takes a .gguf file or a model folder".into(),
+            });
+        }
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        Ok(Self {
+            name,
+            config: Bytes::File(path.to_path_buf()),
+            weights: WeightFiles::Gguf(path.to_path_buf()),
+            tokenizer: TokenizerFiles::Gguf(path.to_path_buf()),
+        })
+    }
+
+    /// Finds the checkpoint files in a folder in Hugging Face layout, or the GGUF file in a
+    /// folder that has no `config.json`.
     pub fn from_folder(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
             return Err(Error::Usage(format!(
@@ -74,9 +111,12 @@ impl ModelFiles {
         }
         let config = dir.join("config.json");
         if !config.is_file() {
+            if let Some(gguf) = first_gguf(dir) {
+                return Self::from_gguf(&gguf);
+            }
             return Err(Error::Config {
                 file: config.display().to_string(),
-                message: "missing: a model folder needs config.json".into(),
+                message: "missing: a model folder needs config.json (or a .gguf file)".into(),
             });
         }
         let name = dir
@@ -91,6 +131,21 @@ impl ModelFiles {
             tokenizer: find_tokenizer(dir)?,
         })
     }
+}
+
+/// The first `.gguf` file of a folder, by name.
+fn first_gguf(dir: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next()
 }
 
 fn find_weights(dir: &Path) -> Result<WeightFiles> {
@@ -160,6 +215,10 @@ pub struct LoadedModel {
 
 /// Reads and checks the checkpoint's `config.json`.
 pub fn read_config(files: &ModelFiles) -> Result<Gpt2Config> {
+    if let WeightFiles::Gguf(path) = &files.weights {
+        let file = super::gguf::GgufFile::open(path)?;
+        return super::gguf::header::config(&file.content, &file.origin);
+    }
     let config_text = files.config.read()?;
     let config_origin = files.config.origin("config.json");
     std::str::from_utf8(&config_text)
@@ -178,7 +237,10 @@ pub fn read_config(files: &ModelFiles) -> Result<Gpt2Config> {
 }
 
 pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<LoadedModel> {
-    load_as(files, device, dtype, false)
+    if let WeightFiles::Gguf(path) = &files.weights {
+        return super::gguf::load(path, device, dtype);
+    }
+    load_as(files, device, dtype, None)
 }
 
 /// Loads with the projections and the output head in 8-bit blocks (q8_0); embeddings, biases
@@ -186,8 +248,22 @@ pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<LoadedM
 /// peak memory stays near the size of the quantized model rather than the f32 one. Returns the
 /// model and how many matrices stayed f32 (q8_0 needs input widths that are multiples of 32).
 pub fn load_q8_0(files: &ModelFiles, device: &Device) -> Result<(LoadedModel, usize)> {
-    let mut loaded = load_as(files, device, DType::F32, device.is_cpu())?;
-    let skipped = loaded.model.quantize_q8_0()?;
+    load_quantized(files, device, QuantType::Q8_0)
+}
+
+/// [`load_q8_0`] in any block format `--dtype` offers (matrices whose input width is not a
+/// multiple of the type's block stay f32 and are counted).
+pub fn load_quantized(
+    files: &ModelFiles,
+    device: &Device,
+    kind: QuantType,
+) -> Result<(LoadedModel, usize)> {
+    let mut loaded = match &files.weights {
+        // A GGUF file's quantized matrices stay in their type; dense ones are quantized below.
+        WeightFiles::Gguf(path) => super::gguf::load(path, device, DType::F32)?,
+        _ => load_as(files, device, DType::F32, device.is_cpu().then_some(kind))?,
+    };
+    let skipped = loaded.model.quantize(kind)?;
     Ok((loaded, skipped))
 }
 
@@ -195,7 +271,7 @@ fn load_as(
     files: &ModelFiles,
     device: &Device,
     dtype: DType,
-    quantize_while_reading: bool,
+    quantize_while_reading: Option<QuantType>,
 ) -> Result<LoadedModel> {
     let config_origin = files.config.origin("config.json");
     let config = read_config(files)?;
@@ -205,6 +281,10 @@ fn load_as(
         }
         TokenizerFiles::VocabMerges { vocab, merges } => {
             Tokenizer::from_vocab_merges(vocab, merges)?
+        }
+        TokenizerFiles::Gguf(path) => {
+            let file = super::gguf::GgufFile::open(path)?;
+            super::gguf::tokenizer::from_metadata(&file.content.metadata, &file.origin)?
         }
     };
     if tokenizer.vocab_size() > config.vocab_size {
@@ -273,7 +353,7 @@ pub fn expected_shapes(config: &Gpt2Config, untied_head: bool) -> Vec<(String, V
 }
 
 /// The four weight matrices of a block, the ones q8_0 stores in 8 bits.
-fn is_projection(name: &str) -> bool {
+pub(crate) fn is_projection(name: &str) -> bool {
     name.ends_with("attn.c_attn.weight")
         || name.ends_with("attn.c_proj.weight")
         || name.ends_with("mlp.c_fc.weight")
@@ -292,7 +372,7 @@ fn read_tensors(
     config: &Gpt2Config,
     device: &Device,
     dtype: DType,
-    quantize: bool,
+    quantize: Option<QuantType>,
 ) -> Result<(HashMap<String, Tensor>, QuantizedWeights, usize)> {
     let mut raw: HashMap<String, (Tensor, String)> = HashMap::new();
     let mut quantized = QuantizedWeights::new();
@@ -305,11 +385,13 @@ fn read_tensors(
         let Some(name) = normalise_name(name) else {
             return Ok(());
         };
-        let quantizable = projection_shapes
-            .get(name)
-            .is_some_and(|shape| tensor.dims() == shape.as_slice() && shape[0] % Q8_BLOCK == 0);
-        if quantize && quantizable {
-            let weight = quantize_q8_0_weight(&tensor.to_dtype(DType::F32)?)?;
+        let quantizable = |kind: QuantType| {
+            projection_shapes.get(name).is_some_and(|shape| {
+                tensor.dims() == shape.as_slice() && shape[0] % kind.block() == 0
+            })
+        };
+        if let Some(kind) = quantize.filter(|&kind| quantizable(kind)) {
+            let weight = quantize_weight(&tensor.to_dtype(DType::F32)?, kind)?;
             quantized_count += tensor.elem_count();
             quantized.insert(name.to_string(), weight);
             drop(tensor);
@@ -356,6 +438,12 @@ fn read_tensors(
                     }
                 }
             }
+        }
+        WeightFiles::Gguf(path) => {
+            return Err(Error::Weights {
+                file: path.display().to_string(),
+                message: "a GGUF file is read by weights::gguf, not as a checkpoint".into(),
+            })
         }
         WeightFiles::PytorchBin(path) => {
             let origin = path.display().to_string();
@@ -410,7 +498,7 @@ fn weights_origin(weights: &WeightFiles) -> String {
             .map(|f| f.origin("model.safetensors"))
             .collect::<Vec<_>>()
             .join(", "),
-        WeightFiles::PytorchBin(path) => path.display().to_string(),
+        WeightFiles::PytorchBin(path) | WeightFiles::Gguf(path) => path.display().to_string(),
     }
 }
 

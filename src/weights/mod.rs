@@ -1,6 +1,7 @@
 //! Bytes to named tensors: model sources (bundled, folder, hub), checkpoint files, saving.
 
 pub mod bundled;
+pub mod gguf;
 pub mod hub;
 pub mod loader;
 pub mod safetensors_file;

@@ -177,13 +177,33 @@ pub fn resolve(spec: &str) -> Result<ModelFiles> {
 /// Resolves a `--model` value to the checkpoint's files; a hub model is taken from the
 /// Hugging Face cache or downloaded into it, reporting progress to `on_event`.
 pub fn resolve_with(spec: &str, on_event: &mut dyn FnMut(&DownloadEvent)) -> Result<ModelFiles> {
-    match parse(spec)? {
+    resolve_gguf_with(spec, None, on_event)
+}
+
+/// [`resolve_with`], with `--gguf-file`: the GGUF file of a hub repository to use (the
+/// repository's first one is used anyway when it has no checkpoint).
+pub fn resolve_gguf_with(
+    spec: &str,
+    gguf_file: Option<&str>,
+    on_event: &mut dyn FnMut(&DownloadEvent),
+) -> Result<ModelFiles> {
+    let source = parse(spec)?;
+    if let (Some(file), false) = (gguf_file, matches!(source, ModelSource::Hub(_))) {
+        return Err(Error::Usage(format!(
+            "--gguf-file {file} picks a file of a hub repository; for a local file give --model with its path"
+        )));
+    }
+    match source {
         ModelSource::Bundled => super::bundled::files(),
-        ModelSource::Folder(path) => ModelFiles::from_folder(&path),
-        ModelSource::Hub(model) => {
-            let snapshot = hub::fetch(&model, on_event)?;
-            let mut files = ModelFiles::from_folder(&snapshot)?;
-            files.name = model.display();
+        ModelSource::Folder(path) => ModelFiles::from_path(&path),
+        ModelSource::Hub(mut model) => {
+            model.gguf_file = gguf_file.map(String::from);
+            let fetched = hub::fetch(&model, on_event)?;
+            let mut files = ModelFiles::from_path(&fetched)?;
+            files.name = match &model.gguf_file {
+                Some(file) => format!("{} ({file})", model.display()),
+                None => model.display(),
+            };
             Ok(files)
         }
     }
