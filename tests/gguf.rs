@@ -163,14 +163,18 @@ fn logits(model: &Gpt2) -> Vec<Vec<f32>> {
 }
 
 /// The largest difference between the logits of the file and of its dequantized model.
-fn worst_difference(path: &Path) -> f32 {
+/// The largest logit difference between the file's model and its dequantized f32 copy, and
+/// the largest logit of the copy.
+fn worst_difference(path: &Path) -> (f32, f32) {
     let quantized = logits(&load(path).model);
     let dense = logits(&dequantized_model(path));
-    quantized
+    let worst = quantized
         .iter()
         .flatten()
         .zip(dense.iter().flatten())
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let scale = dense.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
+    (worst, scale)
 }
 
 /// A copy of `src` with every matrix (and the tied embeddings) re-quantized by candle:
@@ -228,9 +232,28 @@ fn every_type_gives_the_logits_of_its_dequantized_weights() {
         ));
     }
     for file in files {
-        let worst = worst_difference(&file);
-        eprintln!("{}: largest logit difference {worst:e}", file.display());
-        assert!(worst < 1e-4, "{}: logits off by {worst}", file.display());
+        let (worst, scale) = worst_difference(&file);
+        eprintln!(
+            "{}: largest logit difference {worst:e} (scale {scale})",
+            file.display()
+        );
+        // 16-bit weights multiply in f32: equal to f32 rounding. The 8- and 4-bit products
+        // (ours and the library's, as llama.cpp's) round the inputs to 8 bits per block too,
+        // which no dequantized f32 product does: within 2% of the logits' scale for blocks of
+        // 32 inputs (q8_0, q4_0), as the q8_0 test of tests/quantized.rs allows, and 3% for
+        // the K types, whose inputs share a scale over 256 values; a wrong scale or block
+        // order is off by far more.
+        let name = file.to_string_lossy().into_owned();
+        let tolerance = match () {
+            _ if name.contains("F16-F16") => 1e-4,
+            _ if name.contains('K') => 0.03 * scale,
+            _ => 0.02 * scale,
+        };
+        assert!(
+            worst < tolerance,
+            "{}: logits off by {worst} (scale {scale})",
+            file.display()
+        );
     }
 }
 

@@ -777,15 +777,23 @@ fn gguf_files_come_from_the_hub() {
         .collect();
     assert!(fetched.iter().all(|f| f == "wide-q8_0.gguf"), "{fetched:?}");
 
-    // Without the flag: the first GGUF file, as the repository has no checkpoint.
-    let r = run(&greedy_args("someone/ggufs"), &env);
+    // Without the flag, in a fresh cache: the first GGUF file the listing names, as the
+    // repository has no checkpoint. (A cache that already holds one of its GGUF files answers
+    // with that one, without asking the hub.)
+    let fresh = tempfile::tempdir().unwrap();
+    let fresh_env = [
+        ("HF_HOME", fresh.path().to_str().unwrap()),
+        ("HF_ENDPOINT", hub.endpoint.as_str()),
+    ];
+    let r = run(&greedy_args("someone/ggufs"), &fresh_env);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         r.stdout,
         expected_text(&folder.path().join("wide-q4_0.gguf"))
     );
 
-    args[args.len() - 1] = "nope.gguf";
+    let last = args.len() - 1;
+    args[last] = "nope.gguf";
     let r = run(&args, &env);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(

@@ -217,6 +217,7 @@ fn the_editor_gets_the_input_and_its_answer_replaces_it_or_says_why_not() {
     app.effects.clear();
     app.update(Action::Edited(Ok("the final text".into())));
     assert_eq!(app.input.text, "the final text");
+    app.input.set(String::new());
     type_text(&mut app, "/edit");
     // The command line itself is not what is edited: the input was emptied for the command.
     key(&mut app, KeyCode::Enter);

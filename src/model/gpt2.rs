@@ -151,7 +151,8 @@ impl Gpt2 {
     ///
     /// The backend, first match wins:
     /// 1. **CPU decode step** (`cpu::decode_step`): one token, and the weights are laid out for
-    ///    the CPU backend (host memory, f32 or q8_0, no trained variables).
+    ///    the CPU backend (host memory, f32 or q8_0, no trained variables) so that prompts run
+    ///    there too (one kind of cache for both).
     /// 2. **CPU prompt pass** (`cpu::prefill`): any number of tokens, with that layout, when
     ///    every projection is f32 or q8_0 proper (not one candle dequantized on request).
     /// 3. **Tensor path, in slices** (the layers' `forward`, one slice after another): an 8-bit
@@ -164,7 +165,12 @@ impl Gpt2 {
         let start = cache.len();
         self.check_input(ids, start)?;
         match &self.cpu {
-            Some(cpu) if ids.len() == 1 => return cpu.decode_step(ids[0], cache),
+            // One cache, one layout: when prompts cannot run on the CPU backend (weights in a
+            // format only the library multiplies, e.g. 4-bit), decoding takes the tensor path
+            // too, whose cache holds f32 where the CPU backend's 8-bit path keeps f16.
+            Some(cpu) if ids.len() == 1 && cpu.can_prefill() => {
+                return cpu.decode_step(ids[0], cache)
+            }
             Some(cpu) if cpu.can_prefill() => return cpu.prefill(ids, cache),
             _ => {}
         }
