@@ -6,6 +6,7 @@ pub mod activations;
 pub mod cached_values;
 pub mod matvec;
 pub mod q8;
+pub mod q8_format;
 pub mod q8_prompt;
 pub mod simd;
 pub mod slices;

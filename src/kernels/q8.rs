@@ -8,16 +8,14 @@
 //! prompts) go to the tiled 8-bit kernel of `q8_prompt`, or, on CPUs without AVX2, multiply
 //! the weights turned back into f32 a small slice at a time.
 
-use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{Device, Result, Tensor};
+use candle_core::quantized::QTensor;
+use candle_core::{Result, Tensor};
 
 use rayon::prelude::*;
 
+pub use super::q8_format::Q8Matrix;
+use super::q8_format::{BLOCK, BLOCK_BYTES};
 use super::{add_matmul, SyncPtr};
-
-/// Values per block, and bytes per block: an f16 scale and 32 signed bytes.
-pub(super) const BLOCK: usize = 32;
-pub(super) const BLOCK_BYTES: usize = 34;
 
 /// `x @ w^T` for `x` (m, k) in f32 and `w` (n, k) in q8_0, both on the CPU; `None` when the
 /// weights are of another format or elsewhere, so the caller can use the library's product.
@@ -45,31 +43,6 @@ pub fn add_rows_times_t(xs: &[f32], w: &QTensor, y: &mut [f32]) -> Result<bool> 
     };
     add_rows_times(xs, w, y)?;
     Ok(true)
-}
-
-/// A q8_0 matrix (n, k) as its raw blocks in host memory, row after row; `k` is a multiple
-/// of the 32-value block.
-#[derive(Debug, Clone, Copy)]
-pub struct Q8Matrix<'a> {
-    pub blocks: &'a [u8],
-    pub n: usize,
-    pub k: usize,
-}
-
-impl<'a> Q8Matrix<'a> {
-    /// The blocks of `w` when it is a q8_0 matrix on the CPU whose rows hold whole blocks.
-    pub fn of(w: &'a QTensor) -> Result<Option<Self>> {
-        let (n, k) = w.shape().dims2()?;
-        if w.dtype() != GgmlDType::Q8_0 || !matches!(w.device(), Device::Cpu) || k % BLOCK != 0 {
-            return Ok(None);
-        }
-        match w.data()? {
-            std::borrow::Cow::Borrowed(blocks) if blocks.len() == n * (k / BLOCK) * BLOCK_BYTES => {
-                Ok(Some(Self { blocks, n, k }))
-            }
-            _ => Ok(None),
-        }
-    }
 }
 
 /// `y += xs @ w^T` for the rows of `xs` (m x k values) and the q8_0 matrix `w` (n, k).
@@ -302,6 +275,8 @@ unsafe fn dot_rows_fixed<const ROWS: usize>(
 mod tests {
     use super::*;
     use crate::kernels::tests::max_abs_diff;
+    use candle_core::quantized::GgmlDType;
+    use candle_core::Device;
 
     fn matrix(n: usize, k: usize) -> Tensor {
         let values: Vec<f32> = (0..n * k)

@@ -14,7 +14,7 @@
 
 use rayon::prelude::*;
 
-use super::q8::{Q8Matrix, BLOCK, BLOCK_BYTES};
+use super::q8_format::{Q8Matrix, BLOCK, BLOCK_BYTES};
 use super::SyncPtr;
 
 /// Input rows per tile: one register holds 4 bytes of each.
@@ -311,7 +311,7 @@ mod tests {
         add_rows_times(&xs, w, &mut got);
         // One row at a time takes the decode path (8-bit inputs, dot products per row).
         for (row, got) in xs.chunks_exact(k).zip(got.chunks_exact(n)) {
-            let want = super::super::q8::rows_times(row, w).unwrap();
+            let want = crate::kernels::q8::rows_times(row, w).unwrap();
             for (g, w) in got.iter().zip(&want) {
                 assert!((g - 1.0 - w).abs() < 1e-3, "{g} - 1 vs {w}");
             }

@@ -3,6 +3,7 @@
 pub mod bundled;
 pub mod gguf;
 pub mod hub;
+pub mod layout;
 pub mod loader;
 pub mod safetensors_file;
 pub mod save;

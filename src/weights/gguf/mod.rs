@@ -20,7 +20,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
-use super::loader::{expected_shapes, is_projection, LoadedModel};
+use super::layout::{expected_shapes, is_projection, LoadedModel};
 use crate::error::{Error, Result};
 use crate::model::q8::QuantizedWeights;
 use crate::model::{Gpt2, Gpt2Config};
