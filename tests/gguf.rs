@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{self, Content};
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use common::{fixtures, greedy, ids, reference, run_cli};
 use gpt2_tui::generate::session::{GenerateOptions, Session, Step};
