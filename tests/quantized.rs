@@ -202,7 +202,7 @@ fn the_portable_kernels_give_the_simd_kernels_perplexity() {
     };
     for dtype in ["f32", "q8_0"] {
         let (simd, portable) = (perplexity(dtype, false), perplexity(dtype, true));
-        if dtype == "q8_0" && crate_has_avx2() {
+        if dtype == "q8_0" && gpt2_tui::kernels::q8_prompt::available() {
             // The switch took: without AVX2 a prompt multiplies dequantized weights in f32,
             // with it 8-bit inputs, which cannot give the very same sum.
             assert_ne!(simd, portable, "GPT2_TUI_PORTABLE_KERNELS changed nothing");
@@ -212,12 +212,4 @@ fn the_portable_kernels_give_the_simd_kernels_perplexity() {
             "{dtype}: {simd} with SIMD kernels, {portable} with portable ones"
         );
     }
-}
-
-fn crate_has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
 }

@@ -222,11 +222,9 @@ pub fn check_complete(dir: &Path) -> std::result::Result<Vec<PathBuf>, String> {
         Ok(files) => files,
         // A repository of GGUF files only: the one fetched is the model.
         Err(missing) => {
-            let listing = std::fs::read_dir(dir).map_err(|_| missing.clone())?;
-            let names: Vec<String> = listing
-                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-                .collect();
-            return first_gguf(&names).map(|f| vec![dir.join(f)]).ok_or(missing);
+            return super::loader::first_gguf(dir)
+                .map(|f| vec![f])
+                .ok_or(missing)
         }
     };
     let mut paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();

@@ -136,7 +136,7 @@ impl ModelFiles {
 }
 
 /// The first `.gguf` file of a folder, by name.
-fn first_gguf(dir: &Path) -> Option<PathBuf> {
+pub(crate) fn first_gguf(dir: &Path) -> Option<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
