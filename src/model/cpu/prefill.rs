@@ -454,16 +454,18 @@ mod tests {
         let ((_, f32_bytes), (got, f16_bytes)) = (prefill(&reference), prefill(&quantized));
         assert_eq!(f16_bytes * 2, f32_bytes);
         // The prompt kernel rounds the inputs to 8 bits per block, as a decode step does: the
-        // same tokens fed one at a time (the decode path) give the same logits, to f16
-        // rounding of the cache (1 part in 2,000). A misplaced mask or a wrong block scale is
-        // off by several parts in 100 here.
+        // same tokens fed one at a time (the decode path) give the same logits but for the
+        // cache, which the prompt pass reads in f32 and decoding in f16. Inputs that differ by
+        // that rounding (or by the threads' order of summing) can land on neighbouring 8-bit
+        // steps: up to 7 parts in 1,000 seen here. A misplaced mask or a wrong block scale is
+        // off by several parts in 100.
         let mut cache = KvCache::new(config.n_layer, config.n_positions);
         let mut want = None;
         for &id in &ids {
             want = Some(quantized.forward(&[id], &mut cache).unwrap());
         }
         let diff = max_relative_diff(&want.unwrap(), &got);
-        assert!(diff < 5e-3, "q8_0 prefill off by {diff}");
+        assert!(diff < 1.5e-2, "q8_0 prefill off by {diff}");
     }
 
     /// Every row's logits from the prompt pass (after a cached prefix that ends mid-block, from a later row on,
