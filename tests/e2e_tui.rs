@@ -6,19 +6,28 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// A tmux server of the test's own (its own socket, no config file read), so options the test
+/// sets never reach the user's tmux, and one session in it.
 struct Tmux {
+    socket: String,
     session: String,
 }
 
 impl Tmux {
-    fn run(args: &[&str]) -> String {
-        let out = Command::new("tmux").args(args).output().expect("tmux runs");
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux runs");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn start(name: &str, command: &str) -> Self {
         let session = format!("gpt2tui-e2e-{name}-{}", std::process::id());
+        let socket = session.clone();
         let status = Command::new("tmux")
+            .args(["-L", &socket, "-f", "/dev/null"])
             .args([
                 "new-session",
                 "-d",
@@ -33,17 +42,17 @@ impl Tmux {
             .status()
             .expect("tmux starts");
         assert!(status.success());
-        Self { session }
+        Self { socket, session }
     }
 
     fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", &self.session];
         args.extend(keys);
-        Self::run(&args);
+        self.run(&args);
     }
 
     fn screen(&self) -> String {
-        Self::run(&["capture-pane", "-p", "-t", &self.session])
+        self.run(&["capture-pane", "-p", "-t", &self.session])
     }
 
     /// Waits until `check` holds for the screen, or fails with the screen shown.
@@ -65,7 +74,7 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        Self::run(&["kill-session", "-t", &self.session]);
+        self.run(&["kill-server"]);
     }
 }
 
@@ -90,7 +99,7 @@ fn program(config_home: &std::path::Path, env: &str, flags: &str) -> String {
 
 /// After the program ended: back on the main screen, with line editing and echo on again.
 fn assert_restored(tmux: &Tmux, screen: &str) {
-    let alternate = Tmux::run(&[
+    let alternate = tmux.run(&[
         "display-message",
         "-p",
         "-t",
@@ -247,6 +256,47 @@ fn the_typed_message_is_scored_and_the_cursor_shows_what_was_expected_there() {
 }
 
 #[test]
+fn copying_reaches_tmux_as_an_osc_52_escape() {
+    if !have_tmux() {
+        return;
+    }
+    let config_home = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start(
+        "copy",
+        &program(config_home.path(), "", "--max-tokens 3 --seed 3"),
+    );
+    // tmux takes an OSC 52 escape into a paste buffer when set-clipboard is on.
+    tmux.run(&["set-option", "-g", "set-clipboard", "on"]);
+    tmux.wait_for("the model to load", |s| {
+        s.contains("idle") && s.contains("tiny-gpt2")
+    });
+    tmux.keys(&["Hello there", "Enter"]);
+    tmux.wait_for("the answer", |s| s.contains("idle") && s.contains("GPT-2:"));
+    // The message cursor up onto the user's message, and y.
+    tmux.keys(&["M-Up", "Up"]);
+    tmux.keys(&["y"]);
+    tmux.wait_for("the copy", |s| s.contains("copied"));
+    let buffer = || tmux.run(&["show-buffer"]);
+    assert_eq!(buffer(), "Hello there", "the escape reached tmux");
+    tmux.keys(&["Escape"]);
+    // Apart, or the terminal reads Escape and `/` as Alt+/.
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.keys(&["/copy all", "Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !buffer().starts_with("# Conversation with tiny-gpt2") {
+        assert!(Instant::now() < deadline, "no Markdown copy: {:?}", buffer());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(buffer().contains("**You**: Hello there"), "{}", buffer());
+    assert!(buffer().contains("**GPT-2**: "), "{}", buffer());
+    tmux.keys(&["C-c"]);
+    let screen = tmux.wait_for("the program to exit", |s| {
+        s.contains("EXITED 0") && s.contains("icanon")
+    });
+    assert_restored(&tmux, &screen);
+}
+
+#[test]
 fn a_panic_in_the_interface_still_restores_the_terminal() {
     if !have_tmux() {
         return;
@@ -294,7 +344,7 @@ fn a_tiny_terminal_and_rapid_resizing_do_not_break_it() {
         (150, 40),
         (20, 5),
     ] {
-        Tmux::run(&[
+        tmux.run(&[
             "resize-window",
             "-t",
             &tmux.session,
@@ -306,7 +356,7 @@ fn a_tiny_terminal_and_rapid_resizing_do_not_break_it() {
         std::thread::sleep(Duration::from_millis(30));
     }
     tmux.keys(&["Escape"]);
-    Tmux::run(&[
+    tmux.run(&[
         "resize-window",
         "-t",
         &tmux.session,
@@ -387,7 +437,7 @@ fn a_chat_killed_mid_reply_is_listed_and_resumed() {
     tmux.wait_for("the long reply", |s| s.contains("generating"));
     std::thread::sleep(Duration::from_millis(2500));
     assert!(tmux.screen().contains("generating"), "still writing");
-    let pid = Tmux::run(&["display-message", "-p", "-t", &tmux.session, "#{pane_pid}"]);
+    let pid = tmux.run(&["display-message", "-p", "-t", &tmux.session, "#{pane_pid}"]);
     let killed_at = gpt2_tui::sessions::now();
     let status = Command::new("kill")
         .args(["-9", pid.trim()])

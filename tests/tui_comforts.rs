@@ -2,10 +2,11 @@
 //! versions on screen, copying (OSC 52), `/read`, the editor, the Ctrl+R history search.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use gpt2_tui::engine::chat::{ChatFormat, Role};
+use gpt2_tui::engine::chat::{ChatFormat, Role, Turn};
 use gpt2_tui::engine::{Reply, Request};
 use gpt2_tui::generate::session::{FinishReason, Stats};
 use gpt2_tui::generate::SamplingParams;
+use gpt2_tui::sessions::{Session, Store};
 use gpt2_tui::tui::clipboard::{base64, osc52};
 use gpt2_tui::tui::state::{Action, App, Effect, Mode, ModelSummary};
 use gpt2_tui::tui::theme::load_themes;
@@ -255,4 +256,56 @@ fn ctrl_r_finds_earlier_inputs_and_alt_r_regenerates() {
     let requests = press(&mut app, KeyCode::Char('r'), KeyModifiers::ALT);
     assert!(matches!(requests.as_slice(), [Request::Generate { .. }]));
     assert_eq!(app.conversation.turns.last().unwrap().role, Role::User);
+}
+
+/// A saved session with a fixed id and time, so the picker's rows are the same every run.
+fn saved(store: &Store, id: &str, updated: u64, model: &str, messages: &[&str]) {
+    let mut session = Session::new(
+        model,
+        Mode::Chat,
+        ChatFormat::Dialogpt,
+        SamplingParams::default(),
+    );
+    session.id = id.into();
+    session.created = updated - 60;
+    session.updated = updated;
+    session.turns = messages
+        .iter()
+        .enumerate()
+        .map(|(i, text)| Turn {
+            role: if i % 2 == 0 { Role::User } else { Role::Model },
+            text: text.to_string(),
+        })
+        .collect();
+    session.title = session.shown_title();
+    store.save(&session).unwrap();
+}
+
+#[test]
+fn snapshot_sessions_picker_with_an_unreadable_file_and_a_delete_question() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    saved(&store, "20261201-101500-00aa01", 1_796_120_100, "gpt2", &["Hello there", "Hi!"]);
+    saved(
+        &store,
+        "20261202-083000-00bb02",
+        1_796_200_200,
+        "bundled",
+        &["Shall I compare thee to a summer's day?"],
+    );
+    std::fs::write(dir.path().join("20261130-000000-badbad.json"), b"{\"version\": 1,").unwrap();
+    let mut app = app();
+    app.attach_sessions(Some(store.clone()), true, "bundled");
+    type_text(&mut app, "/sessions");
+    key(&mut app, KeyCode::Enter);
+    let picker = app.overlay.sessions.as_ref().expect("the picker is open");
+    assert_eq!(picker.list[0].id, "20261202-083000-00bb02", "newest first");
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Char('d'));
+    insta::assert_snapshot!(render(&mut app, 100, 12).backend());
+    key(&mut app, KeyCode::Char('y'));
+    assert!(store.open("20261201-101500-00aa01").is_err(), "y deleted it");
+    assert_eq!(app.overlay.sessions.as_ref().unwrap().list.len(), 1);
+    key(&mut app, KeyCode::Esc);
+    assert!(app.overlay.sessions.is_none());
 }

@@ -19,6 +19,10 @@ pub enum Scope {
     Inspect,
     /// While the message cursor is shown; its help rows are indented under Alt+↑.
     Messages,
+    /// While the `/sessions` picker is open; its help rows are indented under `/sessions`.
+    Sessions,
+    /// While a yes/no question waits (`/delete`): `y` says yes, any other key no.
+    Confirm,
     /// Everywhere (while the cursor is shown too).
     Global,
     /// Switching focus, except while the cursor is shown.
@@ -111,6 +115,14 @@ pub enum KeyAction {
     SearchBackspace,
     AcceptSearch,
     CancelSearch,
+    /// The `/sessions` picker: move, open the session, ask to delete it, close.
+    PickerUp,
+    PickerDown,
+    PickerOpen,
+    PickerDelete,
+    PickerClose,
+    /// `y` to a yes/no question.
+    Yes,
 }
 
 /// The key: one code, or any character.
@@ -320,6 +332,17 @@ pub const KEYS: &[Binding] = &[
     key(S::Messages, K::Char('B'), A::PreviousVersion, Same),
     key(S::Messages, K::Char('y'), A::CopyReply, Row("y", "copy the message to the clipboard")),
     key(S::Messages, K::Esc, A::LeaveMessages, Row("Esc", "leave the message cursor")),
+    key(S::Sessions, K::Up, A::PickerUp, Row("↑ ↓", "pick a saved conversation")),
+    key(S::Sessions, K::Down, A::PickerDown, Same),
+    key(S::Sessions, K::Char('k'), A::PickerUp, Same),
+    key(S::Sessions, K::Char('j'), A::PickerDown, Same),
+    key(S::Sessions, K::Enter, A::PickerOpen, Row("Enter", "open it")),
+    key(S::Sessions, K::Char('d'), A::PickerDelete, Row("d, Delete", "delete it (y confirms)")),
+    key(S::Sessions, K::Delete, A::PickerDelete, Same),
+    key(S::Sessions, K::Esc, A::PickerClose, Row("Esc, q", "close the list")),
+    key(S::Sessions, K::Char('q'), A::PickerClose, Same),
+    key(S::Confirm, K::Char('y'), A::Yes, Hidden),
+    key(S::Confirm, K::Char('Y'), A::Yes, Hidden),
     key(S::Help, K::Up, A::HelpUp, Hidden),
     key(S::Help, K::Down, A::HelpDown, Hidden),
     key(S::Help, K::PageUp, A::HelpPageUp, Hidden),
@@ -354,6 +377,17 @@ pub fn lookup(scope: Scope, key: &KeyEvent, holds: impl Fn(When) -> bool) -> Opt
         .map(|b| b.action)
 }
 
+/// The command whose picker's keys ([`Scope::Sessions`]) the help lists under it.
+const PICKER_COMMAND: &str = "/sessions";
+
+/// The help rows of one scope's bindings, indented.
+fn scope_rows(scope: Scope) -> impl Iterator<Item = (String, String)> {
+    KEYS.iter().filter(move |b| b.scope == scope).filter_map(|b| match b.help {
+        Row(keys, what) => Some((format!("  {keys}"), what.to_string())),
+        _ => None,
+    })
+}
+
 /// The help overlay's rows (keys, what they do): each key row in the table's order (the token
 /// cursor's indented under F6), a command listed beside a key after that key's row, then the
 /// commands that have no key.
@@ -367,9 +401,12 @@ pub fn help() -> &'static [(String, String)] {
                     let usage = if i == 0 { command.usage } else { "" };
                     rows.push((usage.to_string(), line.to_string()));
                 }
+                if command.usage.starts_with(PICKER_COMMAND) {
+                    rows.extend(scope_rows(Scope::Sessions));
+                }
             }
         };
-        for binding in KEYS {
+        for binding in KEYS.iter().filter(|b| b.scope != Scope::Sessions) {
             if let Row(keys, what) = binding.help {
                 let indent = if matches!(binding.scope, Scope::Inspect | Scope::Messages) {
                     "  "

@@ -198,11 +198,14 @@ pub const COMMANDS: &[CommandHelp] = &[
     alone("/export PATH", &["the conversation as Markdown"]),
     alone(
         "/sessions, /resume [ID]",
-        &["saved conversations; open one (newest)"],
+        &[
+            "the saved conversations, to pick from;",
+            "/resume opens one (the newest). In the list:",
+        ],
     ),
     alone("/new", &["a fresh conversation (this one stays saved)"]),
     alone("/rename TEXT", &["the title the session list shows"]),
-    alone("/delete", &["delete this conversation (asks first)"]),
+    alone("/delete", &["delete this conversation (y confirms)"]),
     alone(
         "/copy, /copy all",
         &[

@@ -32,7 +32,7 @@ pub struct Autosave {
     written_turns: usize,
     /// The last write failed with this (said once).
     failed: Option<String>,
-    /// `/delete` was typed once: a second one deletes.
+    /// `/delete` asked: the next key answers (`y` deletes).
     pub delete_armed: bool,
 }
 

@@ -4,6 +4,7 @@ use crate::engine::chat::Role;
 use crate::engine::chat::{ChatFormat, Turn};
 use crate::generate::SamplingParams;
 use crate::tui::state::{EngineState, Mode};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 fn app(store: &Store) -> App {
     let (themes, _) = crate::tui::theme::load_themes(None);
@@ -17,6 +18,18 @@ fn app(store: &Store) -> App {
     );
     app.attach_sessions(Some(store.clone()), true, "tiny-gpt2");
     app
+}
+
+fn press(app: &mut App, code: KeyCode) {
+    app.update(crate::tui::state::Action::Key(KeyEvent::new(
+        code,
+        KeyModifiers::NONE,
+    )));
+}
+
+fn picker_id(app: &App) -> String {
+    let picker = app.overlay.sessions.as_ref().unwrap();
+    picker.list[picker.selected].id.clone()
 }
 
 fn say(app: &mut App, role: Role, text: &str) {
@@ -141,22 +154,24 @@ fn new_rename_and_delete() {
     say(&mut app, Role::User, "second chat");
     app.autosave();
     app.command("sessions");
-    let listed = app.message.clone().unwrap();
-    assert!(listed.starts_with("2 saved"), "{listed}");
-    assert!(
-        listed.contains("Romeo and Juliet") && listed.contains("(this one) second chat"),
-        "{listed}"
-    );
+    let picker = app.overlay.sessions.as_ref().expect("the picker opens");
+    // Both were written in the same second: the order between them is either.
+    let mut titles: Vec<&str> = picker.list.iter().map(|s| s.title.as_str()).collect();
+    titles.sort();
+    assert_eq!(titles, ["Romeo and Juliet", "second chat"]);
+    assert_eq!(picker_id(&app), app.sessions.id, "on this conversation");
+    press(&mut app, KeyCode::Esc);
+    assert!(app.overlay.sessions.is_none());
     let second = app.sessions.id.clone();
     app.command("delete");
-    assert!(app.message.as_deref().unwrap().contains("/delete again"));
-    app.command("help");
+    assert!(app.message.as_deref().unwrap().contains("y deletes it"));
+    press(&mut app, KeyCode::Char('n'));
+    assert_eq!(app.message.as_deref(), Some(format!("kept {second}").as_str()));
+    assert!(store.open(&second).is_ok(), "any key but y keeps it");
+    press(&mut app, KeyCode::Char('y'));
+    assert!(store.open(&second).is_ok(), "the question was answered already");
     app.command("delete");
-    assert!(
-        app.message.as_deref().unwrap().contains("/delete again"),
-        "another command disarms"
-    );
-    app.command("delete");
+    press(&mut app, KeyCode::Char('y'));
     assert_eq!(
         app.message.as_deref(),
         Some(format!("deleted {second}").as_str())
@@ -198,4 +213,55 @@ fn a_session_of_another_model_says_so_and_goes_on_with_the_loaded_one() {
     );
     assert_eq!(app.to_session().model, "tiny-gpt2");
     assert_eq!(store.open(&app.sessions.id).unwrap().model, "tiny-gpt2");
+}
+
+#[test]
+fn the_picker_opens_deletes_after_a_yes_and_names_unreadable_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let mut app = app(&store);
+    say(&mut app, Role::User, "older chat");
+    app.save_session_now();
+    let older = app.sessions.id.clone();
+    app.command("new");
+    say(&mut app, Role::User, "newer chat");
+    app.save_session_now();
+    let newer = app.sessions.id.clone();
+    std::fs::write(dir.path().join("broken.json"), "{not json").unwrap();
+    app.command("sessions");
+    let picker = app.overlay.sessions.as_ref().unwrap();
+    assert_eq!(picker.list.len(), 2);
+    assert_eq!(picker.problems.len(), 1);
+    assert!(picker.problems[0].to_string().contains("broken.json"));
+
+    // To the older one (both were saved in the same second: either order); d asks, n keeps,
+    // d and y delete it, and the list is read again.
+    for _ in 0..3 {
+        press(&mut app, KeyCode::Down);
+    }
+    assert_eq!(app.overlay.sessions.as_ref().unwrap().selected, 1, "stops at the end");
+    if picker_id(&app) != older {
+        press(&mut app, KeyCode::Up);
+    }
+    assert_eq!(picker_id(&app), older);
+    press(&mut app, KeyCode::Char('d'));
+    assert!(app.overlay.sessions.as_ref().unwrap().confirm_delete);
+    press(&mut app, KeyCode::Char('n'));
+    assert!(store.open(&older).is_ok());
+    press(&mut app, KeyCode::Char('d'));
+    press(&mut app, KeyCode::Char('y'));
+    assert!(store.open(&older).is_err());
+    assert_eq!(app.message.as_deref(), Some(format!("deleted {older}").as_str()));
+    let picker = app.overlay.sessions.as_ref().unwrap();
+    assert_eq!(picker.list.len(), 1);
+    assert_eq!(picker.selected, 0);
+    assert_eq!(app.sessions.id, newer, "another session's deletion leaves this one");
+
+    // Enter opens the selected one (here the one open already) and closes the picker.
+    app.command("new");
+    app.command("sessions");
+    press(&mut app, KeyCode::Enter);
+    assert!(app.overlay.sessions.is_none());
+    assert_eq!(app.sessions.id, newer);
+    assert_eq!(app.conversation.turns[0].text, "newer chat");
 }

@@ -81,9 +81,6 @@ impl App {
                 return vec![];
             }
         };
-        if command != Command::Delete {
-            self.sessions.delete_armed = false;
-        }
         let result: Result<Option<String>, String> = match command {
             Command::Set { name, value } => match controls::set(&mut self.params, &name, &value) {
                 Ok(()) => {
@@ -144,7 +141,7 @@ impl App {
             Command::Save(path) => self.save(&path).map(Some),
             Command::Load(path) => self.load(&path).map(Some),
             Command::Export(path) => self.export(&path).map(Some),
-            Command::Sessions => self.list_sessions().map(Some),
+            Command::Sessions => self.open_session_picker().map(Some),
             Command::Resume(id) => self.resume(&id).map(Some),
             Command::New => self.new_session().map(Some),
             Command::Rename(text) => self.rename(&text).map(Some),

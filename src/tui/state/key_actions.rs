@@ -28,8 +28,8 @@ impl App {
         }
     }
 
-    /// Finds what the key does where the interface is: the help overlay takes every key, any
-    /// key closes the anatomy; then the token cursor, the global keys, and the focused part.
+    /// Finds what the key does where the interface is: the help overlay and the sessions
+    /// picker take every key, any key closes the anatomy or answers `/delete`'s question; then the token cursor, the global keys, and the focused part.
     pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Request> {
         if self.overlay.show_help {
             let action = keys::lookup(Scope::Help, &key, |when| self.holds(when));
@@ -38,6 +38,14 @@ impl App {
         }
         if self.overlay.show_anatomy {
             self.overlay.show_anatomy = false;
+            return vec![];
+        }
+        if self.overlay.sessions.is_some() {
+            self.on_picker_key(&key);
+            return vec![];
+        }
+        if self.sessions.delete_armed {
+            self.on_delete_answer(&key);
             return vec![];
         }
         let inspecting = self.inspect.is_some();
@@ -146,10 +154,17 @@ impl App {
             | KeyAction::PreviousVersion
             | KeyAction::LeaveMessages
             | KeyAction::CopyReply => return self.on_message_action(action),
+            // Taken by the help overlay, the picker and the question before the lookup here.
             KeyAction::HelpUp
             | KeyAction::HelpDown
             | KeyAction::HelpPageUp
-            | KeyAction::HelpPageDown => {}
+            | KeyAction::HelpPageDown
+            | KeyAction::PickerUp
+            | KeyAction::PickerDown
+            | KeyAction::PickerOpen
+            | KeyAction::PickerDelete
+            | KeyAction::PickerClose
+            | KeyAction::Yes => {}
             inspect => return self.on_inspect_action(inspect, key),
         }
         vec![]

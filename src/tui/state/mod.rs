@@ -26,6 +26,7 @@ pub mod replies;
 mod saved;
 mod search;
 mod session_commands;
+mod session_picker;
 mod stats;
 mod transcript;
 
@@ -44,6 +45,7 @@ pub use look::Look;
 pub use outside::{Effect, READ_LIMIT};
 pub use overlay::Overlay;
 pub use panes::{BodyLayout, Focus, Panes};
+pub use session_picker::SessionPicker;
 use replies::Piece;
 pub use stats::Stats;
 pub use transcript::Transcript;

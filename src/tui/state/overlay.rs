@@ -1,5 +1,7 @@
-//! The popups over the panes: the help (scrollable) and the model's anatomy.
+//! The popups over the panes: the help (scrollable), the model's anatomy and the sessions
+//! picker.
 
+use super::SessionPicker;
 use crate::tui::keys::{self, KeyAction};
 
 /// The popups that take every key while open.
@@ -9,6 +11,8 @@ pub struct Overlay {
     /// Lines the help overlay is scrolled down (it can be taller than a small terminal).
     pub help_scroll: usize,
     pub show_anatomy: bool,
+    /// The `/sessions` picker, while open.
+    pub sessions: Option<SessionPicker>,
 }
 
 impl Overlay {

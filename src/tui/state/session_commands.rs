@@ -4,57 +4,20 @@
 use super::App;
 use crate::sessions::{self, Store};
 
-/// How many sessions `/sessions` names in the status bar.
-const LISTED: usize = 5;
-
 impl App {
-    fn store(&self) -> Result<Store, String> {
+    pub(super) fn store(&self) -> Result<Store, String> {
         self.sessions
             .store
             .clone()
             .ok_or_else(|| "no data folder for sessions".into())
     }
 
-    fn refuse_while_writing(&self) -> Result<(), String> {
+    pub(super) fn refuse_while_writing(&self) -> Result<(), String> {
         if self.is_generating() {
             Err("stop the generation first (Esc)".into())
         } else {
             Ok(())
         }
-    }
-
-    /// `/sessions`: the newest saved conversations, and which files could not be read.
-    pub(super) fn list_sessions(&mut self) -> Result<String, String> {
-        self.save_session_now();
-        let store = self.store()?;
-        let (list, problems) = store.list()?;
-        if list.is_empty() && problems.is_empty() {
-            return Ok(format!("no saved sessions in {}", store.dir().display()));
-        }
-        let mut shown: Vec<String> = list
-            .iter()
-            .take(LISTED)
-            .map(|s| {
-                let here = if s.id == self.sessions.id {
-                    " (this one)"
-                } else {
-                    ""
-                };
-                format!("{}{here} {}", s.id, s.title)
-            })
-            .collect();
-        if list.len() > LISTED {
-            shown.push(format!("{} more", list.len() - LISTED));
-        }
-        let mut text = format!(
-            "{} saved, /resume ID opens one: {}",
-            list.len(),
-            shown.join(" · ")
-        );
-        if let Some(first) = problems.first() {
-            text.push_str(&format!("; {} could not be read ({first})", problems.len()));
-        }
-        Ok(text)
     }
 
     /// `/resume [ID]`: opens a saved conversation (the newest other one without an id).
@@ -107,19 +70,22 @@ impl App {
         })
     }
 
-    /// `/delete`: the first asks, a second deletes this conversation's file and starts a fresh
-    /// one.
+    /// `/delete`: asks; the next key answers ([`App::on_delete_answer`]).
     pub(super) fn delete_session(&mut self) -> Result<String, String> {
         self.refuse_while_writing()?;
+        self.store()?;
+        self.sessions.delete_armed = true;
+        let title = self.to_session().shown_title();
+        Ok(format!(
+            "delete session {} ({title})? y deletes it, any other key keeps it",
+            self.sessions.id
+        ))
+    }
+
+    /// Deletes this conversation's file and starts a fresh one.
+    pub(super) fn delete_current(&mut self) -> Result<String, String> {
+        self.refuse_while_writing()?;
         let store = self.store()?;
-        if !self.sessions.delete_armed {
-            self.sessions.delete_armed = true;
-            return Ok(format!(
-                "delete session {}? /delete again to confirm",
-                self.sessions.id
-            ));
-        }
-        self.sessions.delete_armed = false;
         let id = self.sessions.id.clone();
         let on_disk = store.path_of(&id).is_some_and(|p| p.is_file());
         if on_disk {

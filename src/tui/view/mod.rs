@@ -9,6 +9,7 @@ mod input;
 mod inspect;
 mod prompt_token;
 mod sampling;
+mod sessions;
 mod status;
 pub mod text;
 mod widgets;
@@ -75,5 +76,8 @@ pub fn draw(frame: &mut Frame, app: &App, screen: &mut Screen) {
     }
     if app.overlay.show_anatomy {
         anatomy::draw(frame, app, area);
+    }
+    if let Some(picker) = &app.overlay.sessions {
+        sessions::draw(frame, app, picker, area);
     }
 }
