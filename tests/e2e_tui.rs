@@ -232,13 +232,13 @@ fn the_typed_message_is_scored_and_the_cursor_shows_what_was_expected_there() {
     });
     tmux.keys(&["Left"]);
     let screen = tmux.wait_for("what the model expected there", |s| {
-        s.contains("your text · token 3/4") && s.contains("│rank ")
+        s.contains("your text · token 3/4") && s.contains("│entropy ")
     });
     assert!(screen.contains("token \" brown\""), "{screen}");
     // Ten alternatives, each with its probability.
     let rows: Vec<&str> = screen
         .lines()
-        .skip_while(|l| !l.contains("│rank "))
+        .skip_while(|l| !l.contains("│entropy "))
         .skip(1)
         .take(10)
         .collect();

@@ -1403,8 +1403,8 @@ fn snapshot_a_coloured_prompt_and_its_cursor_in_each_theme() {
         for want in [
             "your text · token 2/3",
             "token \" soft\"",
-            "5.00%",
-            "rank 4 · entropy 2.50 nats · the model expected:",
+            "5.00% · rank 4",
+            "entropy 2.50 nats · the model expected:",
             "\" up\"",
             "40.00%",
         ] {

@@ -35,18 +35,16 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     ];
     match &token.score {
         Some(score) => {
+            // Rank on the token's line, so that even a rank of 50,000 and an entropy of 10
+            // nats fit in the popup's 48 columns.
             head.push(Span::styled(
                 format!("{:>6.2}%", score.prob * 100.0),
                 Style::default().fg(t.probability_color(score.prob)),
             ));
+            head.push(Span::styled(format!(" · rank {}", score.rank), muted));
             lines.push(Line::from(head));
-            lines.push(Line::styled(
-                format!(
-                    "rank {} · entropy {:.2} nats · the model expected:",
-                    score.rank, score.entropy
-                ),
-                muted,
-            ));
+            let expected = format!("entropy {:.2} nats · the model expected:", score.entropy);
+            lines.push(Line::styled(clip(&expected, inner_width), muted));
             let bar_width = inner_width.saturating_sub(text_width + 12);
             for (row, candidate) in score.top.iter().enumerate() {
                 let marker = if candidate.id == token.id { "●" } else { " " };
