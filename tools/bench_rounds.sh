@@ -37,9 +37,9 @@ print(" ".join(out))'
 
 for round in $(seq "$rounds"); do
   for type in f32 q8_0; do
-    for prompt in 512 16; do
-      echo "round $round gpt2-tui $type prompt $prompt $(./target/release/examples/bench "$model" \
-        --threads "$threads" --dtype "$type" --runs 2 --prompt-tokens "$prompt" | tail -n 1)"
+    for tokens in 512 16; do
+      echo "round $round gpt2-tui $type prompt $tokens $(./target/release/examples/bench "$model" \
+        --threads "$threads" --dtype "$type" --runs 2 --prompt-tokens "$tokens" | tail -n 1)"
     done
     echo "round $round gpt2-tui-pipe $type $(/usr/bin/time -f '{"peak_kb": %M}' ./target/release/gpt2-tui \
       --model "$model" --dtype "$type" --threads "$threads" --prompt "$prompt" --max-tokens 128 \

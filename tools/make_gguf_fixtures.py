@@ -42,11 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "fixtures" / "gguf"
 LLAMA = Path(
-    sys.argv[1]
-    if len(sys.argv) > 1
-    else os.environ.get(
-        "LLAMA_CPP_DIR", "/tmp/llamacpp/llama_cpp_python-0.3.36/vendor/llama.cpp"
-    )
+    os.environ.get("LLAMA_CPP_DIR", "/tmp/llamacpp/llama_cpp_python-0.3.36/vendor/llama.cpp")
 )
 
 CONVERT_WITH_GPT2_PRE = """
@@ -132,6 +128,9 @@ def requantize_q4_0(src: Path, dst: Path) -> None:
 
 
 def main() -> None:
+    global LLAMA
+    if len(sys.argv) > 1:
+        LLAMA = Path(sys.argv[1])
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
