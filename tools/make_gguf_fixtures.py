@@ -19,9 +19,12 @@ It writes tests/fixtures/gguf/:
     wide-q4_0.gguf        the same model's F32 conversion with every matrix re-quantized to Q4_0
                           by gguf-py (gguf.quants), norms, biases and positions kept in F32,
                           the tied token embeddings in Q4_0, as llama-quantize's pure Q4_0 does
+    wide-q4_k_m.gguf      the F32 conversion through llama-quantize (build/bin/llama-quantize
+    wide-q5_k_m.gguf      under LLAMA_CPP_DIR) in its Q4_K_M, Q5_K_M and Q6_K mixes
+    wide-q6_k.gguf
 
-gguf-py cannot quantize the K types (Q4_K, Q5_K, Q6_K raise NotImplementedError), so the tests
-make those from wide-q8_0.gguf with candle's quantizer instead (tests/gguf.rs).
+gguf-py cannot quantize the K types (Q4_K, Q5_K, Q6_K raise NotImplementedError), hence
+llama-quantize for those; tests/gguf.rs also makes K-type files with candle's quantizer.
 
 The wide model's tokenizer is not one llama.cpp knows by hash, so its pre-tokenizer name is
 given as `gpt-2` (it is GPT-2's byte-level BPE, cut to 512 tokens).
@@ -127,6 +130,13 @@ def requantize_q4_0(src: Path, dst: Path) -> None:
     print(f"wrote {dst} ({dst.stat().st_size} bytes)")
 
 
+def llama_quantize(src: Path, dst: Path, kind: str) -> None:
+    """llama.cpp's own quantizer (build/bin/llama-quantize, built as tools/bench_peers.sh does)."""
+    subprocess.run([str(LLAMA / "build/bin/llama-quantize"), str(src), str(dst), kind],
+                   check=True, capture_output=True)
+    print(f"wrote {dst} ({dst.stat().st_size} bytes)")
+
+
 def main() -> None:
     global LLAMA
     if len(sys.argv) > 1:
@@ -141,6 +151,8 @@ def main() -> None:
         convert(wide, "q8_0", OUT / "wide-q8_0.gguf", patch_pre=True)
         convert(wide, "f32", tmp / "wide-f32.gguf", patch_pre=True)
         requantize_q4_0(tmp / "wide-f32.gguf", OUT / "wide-q4_0.gguf")
+        for kind in ["Q4_K_M", "Q5_K_M", "Q6_K"]:
+            llama_quantize(tmp / "wide-f32.gguf", OUT / f"wide-{kind.lower()}.gguf", kind)
 
 
 if __name__ == "__main__":
