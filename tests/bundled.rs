@@ -102,6 +102,16 @@ fn bundled_model_predicts_heldout_text() {
     let excerpt = &text[..text.len().min(3000)];
     let score = gpt2_tui::generate::perplexity::score(&session, excerpt, None).unwrap();
     assert!(score.bits_per_byte < 3.5, "{score:?}");
+    // The speed is of the positions the windows ran: every window's tokens, overlaps included.
+    let (window, stride, n) = (score.window, score.stride, score.tokens);
+    let run: usize = (0..)
+        .map(|w| w * stride)
+        .take_while(|&begin| begin == 0 || begin + window - stride < n)
+        .map(|begin| (begin + window).min(n) - begin)
+        .sum();
+    assert!(n > window, "the excerpt needs several windows");
+    assert_eq!(score.positions_run, run, "{score:?}");
+    assert!(score.seconds > 0.0 && score.positions_per_second > score.tokens_per_second);
 }
 
 #[test]

@@ -28,13 +28,26 @@ pub(super) fn run(
         ),
         ReportFormat::Text => writeln!(
             out,
-            "file: {}\nmodel: {}\n{}",
+            "file: {}\nmodel: {}\n{}\n{}",
             file.display(),
             session.name,
-            summary_text(&score)
+            summary_text(&score),
+            speed_text(&score)
         ),
     };
     written.map_err(stdout_error)
+}
+
+/// How fast the windows ran: scored tokens per second, and positions through the model per
+/// second (overlapping windows run most tokens more than once), which is the prompt speed.
+fn speed_text(score: &Score) -> String {
+    format!(
+        "speed: {:.0} tokens/s scored in {:.2} s ({:.0} positions/s through the model, {:.2} per token)",
+        score.tokens_per_second,
+        score.seconds,
+        score.positions_per_second,
+        score.positions_run as f64 / score.tokens_scored.max(1) as f64
+    )
 }
 
 /// The figures of a scored text, one per line, as `perplexity` and `score` print them.

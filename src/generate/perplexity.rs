@@ -24,6 +24,21 @@ pub struct Score {
     pub bits_per_byte: f64,
     pub window: usize,
     pub stride: usize,
+    /// Positions run through the model: each window's tokens, so about `tokens * window /
+    /// stride` with overlapping windows. Per second, the speed to set beside a prompt's.
+    pub positions_run: usize,
+    /// Time in the model (after loading and tokenizing).
+    pub seconds: f64,
+    /// Scored tokens per second.
+    pub tokens_per_second: f64,
+    pub positions_per_second: f64,
+}
+
+/// How long the windows took, and how many positions they ran.
+#[derive(Debug, Clone, Copy)]
+struct Work {
+    positions: usize,
+    seconds: f64,
 }
 
 /// Checks the stride and tokenizes `text`; the sliding window needs at least two tokens.
@@ -62,7 +77,9 @@ fn for_each_window<T: Send>(
     stride: usize,
     per_row: impl Fn(usize, &[f32]) -> T + Sync,
     mut visit: impl FnMut(usize, Vec<T>) -> Result<()>,
-) -> Result<()> {
+) -> Result<Work> {
+    let started = std::time::Instant::now();
+    let mut positions = 0;
     let window = session.window();
     let model = session.model();
     let mut cache = KvCache::new(model.config().n_layer, window);
@@ -80,9 +97,13 @@ fn for_each_window<T: Send>(
             |r, row| per_row(begin + r + 1, row),
         )?;
         visit(first, rows)?;
+        positions += end - begin;
         prev_end = end;
         if end == ids.len() {
-            return Ok(());
+            return Ok(Work {
+                positions,
+                seconds: started.elapsed().as_secs_f64(),
+            });
         }
         begin += stride;
     }
@@ -98,11 +119,11 @@ pub fn score(session: &Session, text: &str, stride: Option<usize>) -> Result<Sco
     let (ids, stride) = prepare(session, text, stride)?;
     let mut nll_sum = 0f64;
     let nll = |i: usize, row: &[f32]| nll_of(row, ids[i]);
-    for_each_window(session, &ids, stride, nll, |_, nlls| {
+    let work = for_each_window(session, &ids, stride, nll, |_, nlls| {
         nll_sum = nlls.iter().fold(nll_sum, |sum, nll| sum + nll);
         Ok(())
     })?;
-    Ok(summary(&ids, text.len(), nll_sum, session.window(), stride))
+    Ok(summary(&ids, text.len(), nll_sum, session.window(), stride, work))
 }
 
 /// Scores every token of `text`: `visit(i, id, score)` is called for each token in order, with
@@ -117,8 +138,8 @@ pub fn score_tokens(
     visit: impl FnMut(usize, u32, Option<TokenScore>) -> Result<()>,
 ) -> Result<Score> {
     let (ids, stride) = prepare(session, text, stride)?;
-    let nll_sum = visit_scores(session, &ids, stride, top, visit)?;
-    Ok(summary(&ids, text.len(), nll_sum, session.window(), stride))
+    let (nll_sum, work) = visit_scores(session, &ids, stride, top, visit)?;
+    Ok(summary(&ids, text.len(), nll_sum, session.window(), stride, work))
 }
 
 /// [`score_tokens`] for a text already in tokens (a prompt sent as token ids): the same
@@ -139,7 +160,7 @@ pub fn score_ids(
             vocab - 1
         )));
     }
-    visit_scores(session, ids, stride, top, visit)
+    Ok(visit_scores(session, ids, stride, top, visit)?.0)
 }
 
 /// Calls `visit` for every token of `ids` in order (`None` for the first) and sums the NLL.
@@ -149,29 +170,41 @@ fn visit_scores(
     stride: usize,
     top: usize,
     mut visit: impl FnMut(usize, u32, Option<TokenScore>) -> Result<()>,
-) -> Result<f64> {
+) -> Result<(f64, Work)> {
+    let none = Work {
+        positions: 0,
+        seconds: 0.0,
+    };
     let Some(&first_id) = ids.first() else {
-        return Ok(0.0);
+        return Ok((0.0, none));
     };
     visit(0, first_id, None)?;
     if ids.len() < 2 {
-        return Ok(0.0);
+        return Ok((0.0, none));
     }
     let mut nll_sum = 0f64;
     let scored = |i: usize, row: &[f32]| (nll_of(row, ids[i]), token_score(row, ids[i], top));
-    for_each_window(session, ids, stride, scored, |first, scores| {
+    let work = for_each_window(session, ids, stride, scored, |first, scores| {
         for (i, (nll, score)) in (first..).zip(scores) {
             nll_sum += nll;
             visit(i, ids[i], Some(score))?;
         }
         Ok(())
     })?;
-    Ok(nll_sum)
+    Ok((nll_sum, work))
 }
 
-fn summary(ids: &[u32], bytes: usize, nll_sum: f64, window: usize, stride: usize) -> Score {
+fn summary(
+    ids: &[u32],
+    bytes: usize,
+    nll_sum: f64,
+    window: usize,
+    stride: usize,
+    work: Work,
+) -> Score {
     let tokens_scored = ids.len() - 1;
     let mean_nll = nll_sum / tokens_scored as f64;
+    let per_second = |n: usize| n as f64 / work.seconds.max(f64::MIN_POSITIVE);
     Score {
         tokens: ids.len(),
         tokens_scored,
@@ -182,5 +215,9 @@ fn summary(ids: &[u32], bytes: usize, nll_sum: f64, window: usize, stride: usize
         bits_per_byte: nll_sum / std::f64::consts::LN_2 / bytes as f64,
         window,
         stride,
+        positions_run: work.positions,
+        seconds: work.seconds,
+        tokens_per_second: per_second(tokens_scored),
+        positions_per_second: per_second(work.positions),
     }
 }
