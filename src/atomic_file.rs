@@ -1,4 +1,4 @@
-//! Atomic file replacement: the new text goes to a temporary file in the same folder, is flushed
+//! Atomic file replacement: the new content goes to a temporary file in the same folder, is flushed
 //! to disk, and is renamed over the old file, so a kill at any moment leaves either the old file
 //! or the new one, whole.
 
@@ -21,11 +21,21 @@ pub fn temp_path(path: &Path) -> PathBuf {
 
 /// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync of the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |file| file.write_all(bytes))
+}
+
+/// [`write_atomic`] for content too large to hold at once: `write` streams it into the
+/// temporary file (buffered), which replaces `path` only once `write` succeeded and the data
+/// is on disk. On failure the temporary file is removed and `path` is left as it was.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let temp = temp_path(path);
     let written = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.flush()?;
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&temp)?);
+        write(&mut file)?;
+        let file = file.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
         std::fs::rename(&temp, path)
