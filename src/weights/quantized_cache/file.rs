@@ -253,14 +253,47 @@ pub struct FromCache {
 /// is `config`), after checking it: the header parses; it is of this layout version and type
 /// and was made from these files (the fingerprint); it holds every tensor with the type and
 /// shape expected and nothing else; its size is where its tensors end (not truncated); and its
-/// tensor bytes match their checksum. Any failure is the reason the file cannot be used.
+/// tensor bytes match their checksum. Any failure is the reason the file cannot be used (the
+/// inner error); the outer one is the checkpoint's own (its tokenizer cannot be read), which
+/// quantizing again would meet too.
 pub fn read(
     path: &Path,
     files: &ModelFiles,
     config: &Gpt2Config,
     kind: QuantType,
     fingerprint: &Fingerprint,
-) -> Result<FromCache, String> {
+) -> crate::Result<Result<FromCache, String>> {
+    let mut tokenizer = None;
+    let model = read_model(path, config, kind, fingerprint, || {
+        tokenizer = Some(loader::read_tokenizer(files, config));
+    });
+    let (model, parameter_count, kept_f32) = match model {
+        Ok(read) => read,
+        Err(why) => return Ok(Err(why)),
+    };
+    // A model was read, so `meanwhile` ran.
+    let tokenizer = tokenizer.unwrap_or_else(|| loader::read_tokenizer(files, config))?;
+    Ok(Ok(FromCache {
+        loaded: LoadedModel {
+            name: files.name.clone(),
+            model,
+            tokenizer,
+            parameter_count,
+        },
+        kept_f32,
+    }))
+}
+
+/// [`read`] less the tokenizer, which `meanwhile` reads on a second thread once the header
+/// has passed its checks (GPT-2's `tokenizer.json` takes a few hundred milliseconds). Returns
+/// the model, its parameter count and how many matrices are f32.
+fn read_model(
+    path: &Path,
+    config: &Gpt2Config,
+    kind: QuantType,
+    fingerprint: &Fingerprint,
+    meanwhile: impl FnOnce() + Send,
+) -> Result<(Gpt2, usize, usize), String> {
     let mut file = GgufFile::open(path).map_err(message)?;
     let content = &file.content;
     let format = recorded_number(content, keys::CACHE_FORMAT)?;
@@ -309,25 +342,11 @@ pub fn read(
     if let Some(problem) = size_problem(content, actual) {
         return Err(problem);
     }
-    // The tokenizer (a few hundred milliseconds of JSON for GPT-2's) is read meanwhile.
-    let (weights, tokenizer) = std::thread::scope(|scope| {
-        let tokenizer = scope.spawn(|| loader::read_tokenizer(files, config));
-        let weights = read_weights(&mut file, &expected, config, kind, tied, crc);
-        (weights, tokenizer.join())
-    });
-    let (model, kept_f32) = weights?;
-    let tokenizer = tokenizer
-        .map_err(|_| "reading the tokenizer panicked".to_string())?
-        .map_err(|e| e.to_string())?;
-    Ok(FromCache {
-        loaded: LoadedModel {
-            name: files.name.clone(),
-            model,
-            tokenizer,
-            parameter_count,
-        },
-        kept_f32,
-    })
+    let (model, kept_f32) = std::thread::scope(|scope| {
+        scope.spawn(meanwhile);
+        read_weights(&mut file, &expected, config, kind, tied, crc)
+    })?;
+    Ok((model, parameter_count, kept_f32))
 }
 
 /// Reads the `expected` tensors from `file` (checked to be there) and builds the model;

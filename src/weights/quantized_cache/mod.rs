@@ -110,7 +110,7 @@ pub fn load(
         .map(|f| f.join(&name))
         .filter(|p| p.is_file())
     {
-        match file::read(&path, files, config, kind, &fingerprint) {
+        match file::read(&path, files, config, kind, &fingerprint)? {
             Ok(cached) => {
                 let report = QuantizedLoad {
                     kind,
