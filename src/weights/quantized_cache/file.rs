@@ -18,6 +18,7 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
 use super::key::Fingerprint;
+use crate::atomic_file::Sync;
 use crate::model::gpt2::StoredWeight;
 use crate::model::q8::{QuantType, QuantizedWeights};
 use crate::model::{Gpt2, Gpt2Config};
@@ -30,7 +31,7 @@ use crate::weights::loader::{self, ModelFiles};
 pub const FORMAT: u32 = 1;
 
 /// Writes `loaded`, quantized to `kind` from the files `fingerprint` describes, to `path`
-/// (atomically: a temporary file in the same folder, renamed once on disk). Returns the
+/// (atomically: a temporary file in the same folder, renamed when whole). Returns the
 /// file's size.
 pub fn write(
     path: &Path,
@@ -66,8 +67,12 @@ pub fn write(
             .map_err(|e| e.to_string())?;
     }
     let metadata = metadata(loaded, kind, fingerprint, crc.finalize())?;
-    crate::atomic_file::write_atomic_with(path, |w| gguf::write::write(w, &metadata, &tensors))
-        .map_err(|e| e.to_string())?;
+    // Every read checks the size and the checksum, so a file a crash cut short is rebuilt:
+    // no need to wait for the disk (fsync) before the first token.
+    crate::atomic_file::write_atomic_with(path, Sync::Checked, |w| {
+        gguf::write::write(w, &metadata, &tensors)
+    })
+    .map_err(|e| e.to_string())?;
     std::fs::metadata(path)
         .map(|m| m.len())
         .map_err(|e| e.to_string())
