@@ -59,6 +59,10 @@ pub struct CommonArgs {
     /// CPU threads (default: all cores).
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+    /// With an 8- or 4-bit --dtype: quantize in memory, neither reading nor writing the cache
+    /// of quantized models (config: `[cache] quantized = false`).
+    #[arg(long, global = true)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -295,6 +299,11 @@ impl CommonArgs {
             (None, Some(d)) => d.parse().map_err(|e| format!("config `device`: {e}")),
             (None, None) => Ok(DeviceRequest::Auto),
         }
+    }
+
+    /// Whether 8- and 4-bit loads read and write the cache of quantized models.
+    pub fn quantized_cache(&self, config: &Config) -> bool {
+        !self.no_cache && config.cache.quantized
     }
 
     pub fn dtype_request(&self, config: &Config) -> Result<DTypeRequest, String> {

@@ -22,6 +22,21 @@ pub struct Config {
     pub sampling: SamplingParams,
     pub chat: ChatConfig,
     pub ui: UiConfig,
+    pub cache: CacheConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Keep each model quantized by an 8- or 4-bit `dtype` as a GGUF file, so that later
+    /// starts read it instead of quantizing again.
+    pub quantized: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { quantized: true }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +176,19 @@ mod tests {
         );
         let err = Config::parse("[chat]\nautosave = \"no\"\n").unwrap_err();
         assert!(err.contains("autosave"), "{err}");
+    }
+
+    #[test]
+    fn the_quantized_cache_is_on_unless_turned_off() {
+        assert!(Config::default().cache.quantized);
+        assert!(
+            !Config::parse("[cache]\nquantized = false\n")
+                .unwrap()
+                .cache
+                .quantized
+        );
+        let err = Config::parse("[cache]\nfolder = \"/tmp\"\n").unwrap_err();
+        assert!(err.contains("folder"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! The arrows run one way: `tui`/`cmd` → `engine` → `generate` → `model` → `kernels`;
 //! `load` builds a session from `weights` on the device `runtime` picks. ARCHITECTURE.md has the map.
 
+pub mod atomic_file;
 pub mod cli;
 pub mod cmd;
 pub mod config;

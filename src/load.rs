@@ -17,6 +17,7 @@ use crate::runtime::human_bytes;
 use crate::weights::hub::cache_dir;
 pub use crate::weights::hub::DownloadEvent;
 use crate::weights::loader::{self, WeightFiles};
+use crate::weights::quantized_cache::{self, CacheUse, QuantizedLoad};
 use crate::weights::source;
 
 /// What loading a model chose and cost, for a status line or `--stats`.
@@ -30,12 +31,45 @@ pub struct LoadReport {
     /// Memory the model needs on its device (estimated from its config).
     pub memory: MemoryEstimate,
     pub load_time: Duration,
+    /// For an 8- or 4-bit `--dtype`: whether the cache was read, what was quantized.
+    pub quantized: Option<QuantizedLoad>,
 }
 
-/// Loads the model named by the flags or the config, showing download progress on stderr.
+impl LoadReport {
+    /// The lines stderr should show about the load: cache warnings, where an 8- or 4-bit
+    /// model came from, matrices kept in f32. Printed by the commands; the interface, whose
+    /// screen stderr would scribble over, does not.
+    pub fn notes(&self) -> Vec<String> {
+        let Some(q) = &self.quantized else {
+            return Vec::new();
+        };
+        let mut notes: Vec<String> = q
+            .warnings
+            .iter()
+            .map(|w| format!("gpt2-tui: warning: {w}"))
+            .collect();
+        if q.kept_f32 > 0 {
+            notes.push(format!(
+                "gpt2-tui: note: {} matrices kept in f32 ({} needs widths that are multiples of {})",
+                q.kept_f32,
+                q.kind.name(),
+                q.kind.block()
+            ));
+        }
+        if !matches!(q.cache, CacheUse::NotCached(_)) {
+            notes.push(format!("gpt2-tui: {}", q.summary()));
+        }
+        notes
+    }
+}
+
+/// Loads the model named by the flags or the config, showing download progress and the
+/// load's notes on stderr.
 pub fn load_session(common: &CommonArgs, config: &Config) -> Result<Session> {
     let mut progress = StderrProgress::new();
-    load_session_with(common, config, &mut |e| progress.event(e)).map(|(session, _)| session)
+    let (session, report) = load_session_with(common, config, &mut |e| progress.event(e))?;
+    report.notes().iter().for_each(|note| eprintln!("{note}"));
+    Ok(session)
 }
 
 /// Loads the model named by the flags or the config: resolves it (a hub model from the cache
@@ -64,18 +98,17 @@ pub fn load_session_with(
     };
     let memory = MemoryEstimate::new(&model_config, dtype, loading);
     check_memory(&device, dtype, &memory, &files.name)?;
-    let loaded = if let Some(kind) = dtype_request.quant_type() {
-        let (loaded, skipped) = loader::load_quantized(&files, &device, kind)?;
-        if skipped > 0 {
-            eprintln!(
-                "gpt2-tui: note: {skipped} matrices kept in f32 ({} needs widths that are multiples of {})",
-                kind.name(),
-                kind.block()
-            );
+    let (loaded, quantized) = match dtype_request.quant_type() {
+        Some(kind) => {
+            let folders = match common.quantized_cache(config) {
+                true => quantized_cache::place::folders(&files),
+                false => Vec::new(),
+            };
+            let (loaded, report) =
+                quantized_cache::load(&files, &model_config, &device, kind, &folders)?;
+            (loaded, Some(report))
         }
-        loaded
-    } else {
-        loader::load(&files, &device, dtype)?
+        None => (loader::load(&files, &device, dtype)?, None),
     };
     crate::runtime::allocator::keep_freed_buffers();
     let session = Session::new(loaded);
@@ -85,6 +118,7 @@ pub fn load_session_with(
         dtype,
         memory,
         load_time: started.elapsed(),
+        quantized,
     };
     Ok((session, report))
 }

@@ -84,12 +84,11 @@ impl Tokenizer {
         let byte_of = unicode_to_byte();
         let size = inner.get_vocab_size(true);
         let mut token_bytes = Vec::with_capacity(size);
+        // A copy of the added tokens' table: asked once, not once per token.
+        let added = inner.get_added_tokens_decoder();
         for id in 0..size as u32 {
             let piece = inner.id_to_token(id).unwrap_or_default();
-            let is_special = inner
-                .get_added_tokens_decoder()
-                .get(&id)
-                .is_some_and(|t| t.special);
+            let is_special = added.get(&id).is_some_and(|t| t.special);
             let bytes = if is_special {
                 piece.into_bytes()
             } else {

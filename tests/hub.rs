@@ -68,6 +68,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
         "HF_TOKEN_PATH",
         "HF_ENDPOINT",
         "XDG_CACHE_HOME",
+        "GPT2_TUI_CACHE_DIR",
     ] {
         cmd.env_remove(var);
     }
@@ -143,6 +144,56 @@ fn a_repository_in_the_cache_loads_offline() {
         &[("HF_HOME", hf_home), ("HF_ENDPOINT", "http://127.0.0.1:1")],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// A hub model's quantized copy sits in its repository's folder of the Hugging Face cache
+/// (deleting the repository deletes it too): written by the first 8-bit start, read by the
+/// next, listed by `models`; the platform cache folder stays empty.
+#[test]
+fn a_hub_models_quantized_copy_sits_beside_it() {
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("hub");
+    cache_model(
+        &cache,
+        "someone/sharded",
+        Some("main"),
+        COMMIT,
+        &family("gpt2-medium-sharded"),
+    );
+    let platform_cache = home.path().join("xdg-cache");
+    let env = [
+        ("HF_HOME", home.path().to_str().unwrap()),
+        ("HF_HUB_OFFLINE", "1"),
+        ("XDG_CACHE_HOME", platform_cache.to_str().unwrap()),
+    ];
+    let mut args = greedy_args("someone/sharded");
+    args.extend(["--dtype", "q8_0"]);
+    let folder = cache
+        .join("models--someone--sharded")
+        .join("gpt2-tui-quantized");
+    let first = run(&args, &env);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first.stderr.contains("quantized to q8_0, cached at")
+            && first.stderr.contains(folder.to_str().unwrap()),
+        "{}",
+        first.stderr
+    );
+    let second = run(&args, &env);
+    assert!(
+        second.stderr.contains("loaded cached q8_0 model")
+            && second.stderr.contains(folder.to_str().unwrap()),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(second.stdout, first.stdout);
+    let files: Vec<_> = std::fs::read_dir(&folder).unwrap().collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(!platform_cache.join("gpt2-tui").exists());
+    let models = run(&["models", "--format", "json"], &env);
+    let report: Value = serde_json::from_str(&models.stdout).unwrap();
+    let listed = report["quantized"][0]["path"].as_str().unwrap();
+    assert!(listed.starts_with(folder.to_str().unwrap()), "{listed}");
 }
 
 #[test]

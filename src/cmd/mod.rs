@@ -19,6 +19,7 @@ use crate::generate::bias::resolve_all;
 use crate::generate::session::GenerateOptions;
 use crate::load::{load_session_with, StderrProgress};
 use crate::runtime::human_bytes;
+use crate::weights::quantized_cache::CacheUse;
 use pipe::PipeRequest;
 
 /// Applies `--threads` (or the config's `threads`) before any worker pool starts.
@@ -99,9 +100,15 @@ fn pipe_mode(cli: &Cli, config: &Config) -> Result<()> {
             eprintln!("gpt2-tui: {note}");
         }
     }
+    report.notes().iter().for_each(|note| eprintln!("{note}"));
     if cli.generate.stats {
+        let origin = match &report.quantized {
+            Some(q) if matches!(q.cache, CacheUse::Read(_)) => " (read from the cache)".into(),
+            Some(q) => format!(" ({} matrices quantized)", q.quantized_matrices),
+            None => String::new(),
+        };
         eprintln!(
-            "gpt2-tui: loaded {} ({} parameters) on {} in {}, {:.2} s: {} of weights, {} of KV cache at the full window",
+            "gpt2-tui: loaded {} ({} parameters) on {} in {}, {:.2} s{origin}: {} of weights, {} of KV cache at the full window",
             session.name,
             session.parameter_count(),
             report.device,

@@ -1,5 +1,5 @@
-//! `gpt2-tui models`: the aliases, the GPT-2 models in the Hugging Face cache (with sizes), and
-//! the bundled model.
+//! `gpt2-tui models`: the aliases, the GPT-2 models in the Hugging Face cache (with sizes), the
+//! bundled model, and the cached quantized models.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -14,6 +14,7 @@ use crate::runtime::human_bytes;
 use crate::weights::bundled;
 use crate::weights::hub::{self, HubModel};
 use crate::weights::loader::{Bytes, WeightFiles};
+use crate::weights::quantized_cache::{file, place};
 use crate::weights::source::ALIASES;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -50,6 +51,21 @@ pub struct BundledInfo {
     pub n_positions: usize,
 }
 
+/// A cached quantized model (a GGUF file the first 8- or 4-bit start wrote).
+#[derive(Debug, Clone, Serialize)]
+pub struct QuantizedFile {
+    pub path: PathBuf,
+    /// `q8_0`, `q4_0`, `q4_k`.
+    pub quant_type: Option<String>,
+    pub bytes: u64,
+    /// The checkpoint's weight files it was made from.
+    pub source: Option<String>,
+    /// Whether those files are still there (if not, the file only takes room).
+    pub source_present: bool,
+    /// Why the next load will rebuild it (truncated, another layout version, ...).
+    pub problem: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelsReport {
     pub cache: PathBuf,
@@ -58,6 +74,31 @@ pub struct ModelsReport {
     pub aliases: Vec<CachedModel>,
     /// Other GPT-2 models found in the cache (fine-tunes, other revisions' repositories).
     pub other: Vec<CachedModel>,
+    /// Where quantized models of local folders are cached (those of hub models sit in their
+    /// repository's folder of the Hugging Face cache).
+    pub quantized_folder: Option<PathBuf>,
+    pub quantized: Vec<QuantizedFile>,
+}
+
+fn quantized_files(hub_cache: &Path) -> Vec<QuantizedFile> {
+    place::all_files(hub_cache)
+        .into_iter()
+        .map(|path| {
+            let described = file::describe(&path);
+            let source_present = described
+                .source
+                .as_deref()
+                .is_some_and(|source| source.split(", ").all(|p| Path::new(p).exists()));
+            QuantizedFile {
+                bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+                quant_type: described.quant_type,
+                source: described.source,
+                source_present,
+                problem: described.problem,
+                path,
+            }
+        })
+        .collect()
 }
 
 fn size_of(paths: &[PathBuf]) -> u64 {
@@ -192,6 +233,8 @@ pub fn report() -> ModelsReport {
         })
         .collect();
     ModelsReport {
+        quantized: quantized_files(&cache),
+        quantized_folder: place::main_folder(),
         cache,
         offline: hub::offline(),
         bundled: bundled_info(),
@@ -242,6 +285,37 @@ pub fn render_text(r: &ModelsReport) -> String {
     }
     for m in &r.other {
         out.push_str(&format!("  {:<48} {}\n", m.repo, state_text(m)));
+    }
+    out.push_str(
+        "\nCached quantized models (made by the first start with --dtype q8_0, q4_0 or q4_k):\n",
+    );
+    if r.quantized.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for q in &r.quantized {
+        let kind = q.quant_type.as_deref().unwrap_or("?");
+        out.push_str(&format!(
+            "  {kind:<5} {:>9}  {}\n",
+            human_bytes(q.bytes),
+            q.path.display()
+        ));
+        let source = q.source.as_deref().unwrap_or("?");
+        let gone = if q.source_present {
+            ""
+        } else {
+            " (no longer there: delete the file)"
+        };
+        out.push_str(&format!("        from {source}{gone}\n"));
+        if let Some(problem) = &q.problem {
+            out.push_str(&format!("        rebuilt at the next load: {problem}\n"));
+        }
+    }
+    if let Some(folder) = &r.quantized_folder {
+        out.push_str(&format!(
+            "  Local folders' models are cached in {} (hub models' beside them in the Hugging Face cache); {} moves them, --no-cache turns the cache off.\n",
+            folder.display(),
+            place::FOLDER_VARIABLE
+        ));
     }
     out.push_str(&format!(
         "\nHugging Face cache: {} (set HF_HOME or HF_HUB_CACHE to move it){}\n",

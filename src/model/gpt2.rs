@@ -5,6 +5,7 @@
 //! Weights keep Hugging Face's "Conv1D" orientation, (in, out), so `y = x @ W + b` and a folder
 //! written by the trainer is a valid transformers checkpoint.
 
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -12,7 +13,7 @@ use super::config::Gpt2Config;
 use super::cpu::{CpuWeights, HEAD_ROWS};
 use super::init::init;
 use super::kv_cache::KvCache;
-use super::layers::{Block, LayerNorm, LmHead};
+use super::layers::{Block, HeadProduct, LayerNorm, LmHead, Weight};
 use super::q8::{QuantType, QuantizedWeights};
 
 pub use super::layers::Mode;
@@ -33,6 +34,15 @@ pub struct Gpt2 {
     /// The same weights as the CPU backend reads them, resolved once: present when they all
     /// sit in host memory in f32 or q8_0 and none is being trained (see `cpu/weights.rs`).
     cpu: Option<CpuWeights>,
+}
+
+/// One weight as a model holds it in memory.
+#[derive(Clone, Copy)]
+pub enum StoredWeight<'a> {
+    /// A dense tensor in our layout (matrices (in, out)).
+    Dense(&'a Tensor),
+    /// GGML blocks, matrices (out, in).
+    Quantized(&'a QTensor),
 }
 
 impl Gpt2 {
@@ -118,6 +128,63 @@ impl Gpt2 {
         }
         self.lay_out_for_cpu();
         Ok(skipped)
+    }
+
+    /// Every weight the model holds, by our names (`wte.weight`, `h.0.attn.c_attn.weight`,
+    /// ...), as it sits in memory: what a file must keep for [`Gpt2::load_with_quantized`] to
+    /// build this very model again. `lm_head.weight` is the head's product when that is
+    /// quantized or a matrix of its own, and absent for a dense tied head.
+    pub fn stored_weights(&self) -> Result<Vec<(String, StoredWeight<'_>)>> {
+        fn matrix(name: String, weight: &Weight) -> Result<(String, StoredWeight<'_>)> {
+            match weight {
+                Weight::Dense(w) => Ok((name, StoredWeight::Dense(w))),
+                Weight::Quantized(q) => Ok((name, blocks(q, "projection")?)),
+            }
+        }
+        fn blocks<'a>(q: &'a QMatMul, what: &str) -> Result<StoredWeight<'a>> {
+            match q {
+                QMatMul::QTensor(q) => Ok(StoredWeight::Quantized(q)),
+                _ => candle_core::bail!("a quantized {what} is held dequantized, not in blocks"),
+            }
+        }
+        fn norm<'a>(out: &mut Vec<(String, StoredWeight<'a>)>, name: &str, norm: &'a LayerNorm) {
+            let (weight, bias, _) = norm.parts();
+            out.push((format!("{name}.weight"), StoredWeight::Dense(weight)));
+            out.push((format!("{name}.bias"), StoredWeight::Dense(bias)));
+        }
+        let mut out = vec![
+            ("wte.weight".to_string(), StoredWeight::Dense(&self.wte)),
+            ("wpe.weight".to_string(), StoredWeight::Dense(&self.wpe)),
+        ];
+        for (i, block) in self.blocks.iter().enumerate() {
+            let (ln_1, attn, ln_2, mlp) = block.parts();
+            let (c_attn, attn_proj) = attn.projections();
+            let (c_fc, mlp_proj, _) = mlp.parts();
+            norm(&mut out, &format!("h.{i}.ln_1"), ln_1);
+            for (part, linear) in [("attn.c_attn", c_attn), ("attn.c_proj", attn_proj)] {
+                out.push(matrix(format!("h.{i}.{part}.weight"), linear.weight())?);
+                out.push((
+                    format!("h.{i}.{part}.bias"),
+                    StoredWeight::Dense(linear.bias()),
+                ));
+            }
+            norm(&mut out, &format!("h.{i}.ln_2"), ln_2);
+            for (part, linear) in [("mlp.c_fc", c_fc), ("mlp.c_proj", mlp_proj)] {
+                out.push(matrix(format!("h.{i}.{part}.weight"), linear.weight())?);
+                out.push((
+                    format!("h.{i}.{part}.bias"),
+                    StoredWeight::Dense(linear.bias()),
+                ));
+            }
+        }
+        norm(&mut out, "ln_f", &self.ln_f);
+        let head = "lm_head.weight".to_string();
+        match self.head.parts() {
+            (_, HeadProduct::Q8(q)) => out.push((head, blocks(q, "head")?)),
+            (stored, _) if !self.has_tied_head() => out.push((head, StoredWeight::Dense(stored))),
+            _ => {}
+        }
+        Ok(out)
     }
 
     pub fn is_quantized(&self) -> bool {

@@ -45,12 +45,28 @@ impl QuantType {
     }
 }
 
+thread_local! {
+    static QUANTIZED_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many matrices this thread has quantized so far. A load reports the difference, which
+/// tells a start that quantized from one that read a cached quantized model (and lets tests
+/// check which one happened without parsing messages).
+pub fn matrices_quantized_on_this_thread() -> usize {
+    QUANTIZED_HERE.with(std::cell::Cell::get)
+}
+
+fn count_quantized_matrix() {
+    QUANTIZED_HERE.with(|n| n.set(n.get() + 1));
+}
+
 /// Projection weights already in q8_0, by full name (`h.0.attn.c_attn.weight`): the loader
 /// quantizes each as it is read, so the f32 copies never all sit in memory at once.
 pub type QuantizedWeights = std::collections::HashMap<String, QMatMul>;
 
 /// The `kind` form of a dense (in, out) weight, stored (out, in) as the quantized kernels want.
 pub fn quantize_weight(w: &Tensor, kind: QuantType) -> Result<QMatMul> {
+    count_quantized_matrix();
     QMatMul::from_qtensor(QTensor::quantize(&w.t()?.contiguous()?, kind.ggml())?)
 }
 
@@ -59,6 +75,7 @@ pub fn quantize_weight(w: &Tensor, kind: QuantType) -> Result<QMatMul> {
 /// GPT-2 small's f32 size to the peak memory.
 pub(super) fn quantize_rows(w: &Tensor, kind: QuantType) -> Result<QTensor> {
     const ROWS_PER_SLICE: usize = 2048;
+    count_quantized_matrix();
     let (rows, width) = w.dims2()?;
     let kind = kind.ggml();
     if !w.device().is_cpu() {

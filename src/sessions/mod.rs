@@ -1,8 +1,7 @@
 //! Saved conversations ("sessions"): one JSON file per conversation in the data folder, written
-//! atomically ([`atomic`]), listed and opened by [`store::Store`]. Used by the interface
+//! atomically ([`crate::atomic_file`]), listed and opened by [`store::Store`]. Used by the interface
 //! (autosave, `/sessions`, `--resume`) and by `gpt2-tui sessions`.
 
-pub mod atomic;
 pub mod store;
 
 use std::time::{SystemTime, UNIX_EPOCH};

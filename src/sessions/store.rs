@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::atomic::{write_atomic, TEMP_PREFIX};
 use super::{Session, FORMAT_VERSION};
+use crate::atomic_file::{write_atomic, TEMP_PREFIX};
 
 /// A folder of session files.
 #[derive(Debug, Clone, PartialEq)]

@@ -84,7 +84,7 @@ fn a_writer_killed_before_the_rename_leaves_the_old_file_whole() {
     let mut new = old.clone();
     new.turns[0].text = "the new text".into();
     let json = serde_json::to_string(&new).unwrap();
-    let temp = crate::sessions::atomic::temp_path(&path);
+    let temp = crate::atomic_file::temp_path(&path);
     std::fs::write(&temp, &json[..json.len() / 2]).unwrap();
     assert_eq!(Store::read(&path).unwrap(), old);
     let (list, problems) = store.list().unwrap();

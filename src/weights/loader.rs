@@ -229,6 +229,33 @@ pub fn read_config(files: &ModelFiles) -> Result<Gpt2Config> {
         })
 }
 
+/// Reads the checkpoint's tokenizer and checks that it fits the model's vocabulary.
+pub fn read_tokenizer(files: &ModelFiles, config: &Gpt2Config) -> Result<Tokenizer> {
+    let tokenizer = match &files.tokenizer {
+        TokenizerFiles::Json(bytes) => {
+            Tokenizer::from_json_bytes(&bytes.read()?, &bytes.origin("tokenizer.json"))?
+        }
+        TokenizerFiles::VocabMerges { vocab, merges } => {
+            Tokenizer::from_vocab_merges(vocab, merges)?
+        }
+        TokenizerFiles::Gguf(path) => {
+            let file = super::gguf::GgufFile::open(path)?;
+            super::gguf::tokenizer::from_metadata(&file.content.metadata, &file.origin)?
+        }
+    };
+    if tokenizer.vocab_size() > config.vocab_size {
+        return Err(Error::Tokenizer {
+            file: files.config.origin("config.json"),
+            message: format!(
+                "the tokenizer has {} tokens but `vocab_size` is {}: tokenizer and model do not belong together",
+                tokenizer.vocab_size(),
+                config.vocab_size
+            ),
+        });
+    }
+    Ok(tokenizer)
+}
+
 pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<LoadedModel> {
     if let WeightFiles::Gguf(path) = &files.weights {
         return super::gguf::load(path, device, dtype);
@@ -266,30 +293,8 @@ fn load_as(
     dtype: DType,
     quantize_while_reading: Option<QuantType>,
 ) -> Result<LoadedModel> {
-    let config_origin = files.config.origin("config.json");
     let config = read_config(files)?;
-    let tokenizer = match &files.tokenizer {
-        TokenizerFiles::Json(bytes) => {
-            Tokenizer::from_json_bytes(&bytes.read()?, &bytes.origin("tokenizer.json"))?
-        }
-        TokenizerFiles::VocabMerges { vocab, merges } => {
-            Tokenizer::from_vocab_merges(vocab, merges)?
-        }
-        TokenizerFiles::Gguf(path) => {
-            let file = super::gguf::GgufFile::open(path)?;
-            super::gguf::tokenizer::from_metadata(&file.content.metadata, &file.origin)?
-        }
-    };
-    if tokenizer.vocab_size() > config.vocab_size {
-        return Err(Error::Tokenizer {
-            file: config_origin,
-            message: format!(
-                "the tokenizer has {} tokens but `vocab_size` is {}: tokenizer and model do not belong together",
-                tokenizer.vocab_size(),
-                config.vocab_size
-            ),
-        });
-    }
+    let tokenizer = read_tokenizer(files, &config)?;
     let (tensors, quantized, parameter_count) = read_tensors(
         &files.weights,
         &config,

@@ -53,6 +53,11 @@ pub fn run_cli(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
             "XDG_CONFIG_HOME",
             std::env::temp_dir().join("gpt2-tui-test-no-config"),
         )
+        // 8- and 4-bit runs cache their models here, never in the user's cache folder.
+        .env(
+            "GPT2_TUI_CACHE_DIR",
+            std::env::temp_dir().join("gpt2-tui-test-quantized-cache"),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

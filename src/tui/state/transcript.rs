@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{App, Mode};
+use crate::atomic_file::write_atomic;
 use crate::engine::chat::{to_markdown, ChatFormat, Turn};
 use crate::generate::SamplingParams;
-use crate::sessions::atomic::write_atomic;
 
 /// A saved session: the conversation and the settings it was made with.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use candle_core::quantized::gguf_file::{Content, Value};
 
+use super::keys;
 use crate::error::{Error, Result};
 use crate::model::Gpt2Config;
 
@@ -60,7 +61,7 @@ pub fn string<'a>(md: &'a HashMap<String, Value>, key: &str, origin: &str) -> Re
 /// `token_embd.weight`.
 pub fn config(content: &Content, origin: &str) -> Result<Gpt2Config> {
     let md = &content.metadata;
-    let arch = string(md, "general.architecture", origin)?;
+    let arch = string(md, keys::ARCHITECTURE, origin)?;
     if arch != "gpt2" {
         return Err(Error::Config {
             file: origin.to_string(),
@@ -85,14 +86,14 @@ pub fn config(content: &Content, origin: &str) -> Result<Gpt2Config> {
     };
     let config = Gpt2Config {
         vocab_size,
-        n_positions: uint(md, "gpt2.context_length", origin)?,
-        n_embd: uint(md, "gpt2.embedding_length", origin)?,
-        n_layer: uint(md, "gpt2.block_count", origin)?,
-        n_head: uint(md, "gpt2.attention.head_count", origin)?,
-        n_inner: Some(uint(md, "gpt2.feed_forward_length", origin)?),
-        layer_norm_epsilon: float(md, "gpt2.attention.layer_norm_epsilon", origin)?,
-        bos_token_id: special("tokenizer.ggml.bos_token_id")?,
-        eos_token_id: special("tokenizer.ggml.eos_token_id")?,
+        n_positions: uint(md, keys::CONTEXT_LENGTH, origin)?,
+        n_embd: uint(md, keys::EMBEDDING_LENGTH, origin)?,
+        n_layer: uint(md, keys::BLOCK_COUNT, origin)?,
+        n_head: uint(md, keys::HEAD_COUNT, origin)?,
+        n_inner: Some(uint(md, keys::FEED_FORWARD_LENGTH, origin)?),
+        layer_norm_epsilon: float(md, keys::LAYER_NORM_EPSILON, origin)?,
+        bos_token_id: special(keys::BOS_ID)?,
+        eos_token_id: special(keys::EOS_ID)?,
         // llama.cpp's GPT-2 graph uses the tanh GELU, as `gelu_new` does.
         ..Gpt2Config::gpt2_small()
     };

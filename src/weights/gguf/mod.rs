@@ -8,15 +8,18 @@
 //! kernels read them (q8_0 through `kernels::q8`, the other types through candle's).
 
 pub mod header;
+pub mod keys;
 pub mod tokenizer;
+pub mod write;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::Content;
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::k_quants::{BlockQ4K, BlockQ4_0, BlockQ8_0, GgmlType};
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
@@ -42,6 +45,8 @@ pub struct GgufFile {
     pub origin: String,
     pub content: Content,
     reader: BufReader<File>,
+    /// The CRC-32 of the tensor bytes read so far, once [`GgufFile::start_checksum`] asked.
+    checksum: Option<crc32fast::Hasher>,
 }
 
 impl GgufFile {
@@ -56,7 +61,18 @@ impl GgufFile {
             origin,
             content,
             reader,
+            checksum: None,
         })
+    }
+
+    /// From now on, keep a CRC-32 of every tensor's bytes as they are read.
+    pub fn start_checksum(&mut self) {
+        self.checksum = Some(crc32fast::Hasher::new());
+    }
+
+    /// The CRC-32 of the tensor bytes read since [`GgufFile::start_checksum`].
+    pub fn checksum(&self) -> Option<u32> {
+        self.checksum.clone().map(crc32fast::Hasher::finalize)
     }
 
     fn error(&self, message: String) -> Error {
@@ -66,9 +82,95 @@ impl GgufFile {
         }
     }
 
-    /// The tensor called `name` in the file, on `device`.
-    fn tensor(&mut self, name: &str, device: &Device) -> Result<QTensor> {
+    /// The tensor called `name` as a dense tensor of `dtype` on `device` (quantized types are
+    /// dequantized). f32 data on the CPU is read straight into the tensor's buffer.
+    pub fn dense(&mut self, name: &str, device: &Device, dtype: DType) -> Result<Tensor> {
+        let shape = self.info(name)?.shape.clone();
+        match self.info(name)?.ggml_dtype {
+            GgmlDType::F32 if device.is_cpu() => {
+                let values = self.read_values::<f32>(name)?;
+                Ok(Tensor::from_vec(values, shape, device)?.to_dtype(dtype)?)
+            }
+            _ => Ok(self
+                .quantized(name, device)?
+                .dequantize(device)?
+                .to_dtype(dtype)?),
+        }
+    }
+
+    /// The tensor called `name` in its stored type, on `device`. The block types `--dtype`
+    /// makes (q8_0, q4_0, q4_k) are read on the CPU straight into the blocks the kernels read:
+    /// no copy of the file's bytes in between, which for GPT-2 XL would be 1.6 GB.
+    pub fn quantized(&mut self, name: &str, device: &Device) -> Result<QTensor> {
+        let info = self.info(name)?;
+        let (dtype, shape) = (info.ggml_dtype, info.shape.clone());
+        let storage = match dtype {
+            _ if !device.is_cpu() => None,
+            GgmlDType::Q8_0 => Some(QStorage::Cpu(Box::new(
+                self.read_values::<BlockQ8_0>(name)?,
+            ))),
+            GgmlDType::Q4_0 => Some(QStorage::Cpu(Box::new(
+                self.read_values::<BlockQ4_0>(name)?,
+            ))),
+            GgmlDType::Q4K => Some(QStorage::Cpu(Box::new(self.read_values::<BlockQ4K>(name)?))),
+            _ => None,
+        };
+        let tensor = match storage {
+            Some(storage) => QTensor::new(storage, shape)?,
+            None => self.read_by_candle(name, device)?,
+        };
+        Ok(tensor)
+    }
+
+    fn info(&self, name: &str) -> Result<&candle_core::quantized::gguf_file::TensorInfo> {
         self.content
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| self.error(format!("missing tensor `{name}`")))
+    }
+
+    /// The data of `name`, a tensor of `T`s (f32 values or GGML blocks), read into a buffer of
+    /// its own.
+    fn read_values<T: GgmlType>(&mut self, name: &str) -> Result<Vec<T>> {
+        let info = self.info(name)?;
+        let elems = info.shape.elem_count();
+        if info.ggml_dtype != T::DTYPE || elems % T::BLCK_SIZE != 0 {
+            return Err(self.error(format!(
+                "tensor `{name}`: {elems} values of {:?} do not fill whole blocks",
+                info.ggml_dtype
+            )));
+        }
+        let start = self.content.tensor_data_offset + info.offset;
+        let mut values = zeroed::<T>(elems / T::BLCK_SIZE);
+        // SAFETY: `T` is plain data (f32, or a GGML block of f16 and integers) whose every byte
+        // pattern is a value; the slice covers exactly the vector's initialised elements.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                values.as_mut_ptr().cast::<u8>(),
+                std::mem::size_of_val(values.as_slice()),
+            )
+        };
+        crate::runtime::huge_pages::advise(bytes);
+        let read = self
+            .reader
+            .seek(SeekFrom::Start(start))
+            .and_then(|_| self.reader.read_exact(bytes));
+        if let Err(e) = read {
+            return Err(self.error(format!(
+                "cannot read tensor `{name}` ({} bytes at offset {start}; truncated?): {e}",
+                bytes.len()
+            )));
+        }
+        if let Some(checksum) = &mut self.checksum {
+            checksum.update(bytes);
+        }
+        Ok(values)
+    }
+
+    /// The tensor called `name` through candle's reader (any type, any device).
+    fn read_by_candle(&mut self, name: &str, device: &Device) -> Result<QTensor> {
+        let tensor = self
+            .content
             .tensor(&mut self.reader, name, device)
             .map_err(|e| Error::Weights {
                 file: self.origin.clone(),
@@ -76,7 +178,29 @@ impl GgufFile {
                     "cannot read tensor `{name}` (truncated or corrupt?): {}",
                     first_line(&e)
                 ),
-            })
+            })?;
+        if let Some(checksum) = &mut self.checksum {
+            checksum.update(&tensor.data()?);
+        }
+        Ok(tensor)
+    }
+}
+
+/// `n` values whose bytes are all zero, in fresh pages from the system: a buffer the file is
+/// then read into, without writing it twice (cloning a zero block into each element would).
+fn zeroed<T: GgmlType>(n: usize) -> Vec<T> {
+    let layout = std::alloc::Layout::array::<T>(n).expect("a tensor that fits in memory");
+    if layout.size() == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the buffer is allocated with `T`'s layout for `n` elements, as `Vec` requires,
+    // and all-zero bytes are a valid `T` (candle's `GgmlType::zeros` relies on the same).
+    unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout).cast::<T>();
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Vec::from_raw_parts(ptr, n, n)
     }
 }
 
@@ -189,24 +313,26 @@ fn read_tensors(
             )));
         }
         let stored_dtype = info.ggml_dtype;
-        let q = file.tensor(&stored_name, device)?;
         count += shape.iter().product::<usize>();
-        let dequantize =
-            |q: &QTensor| -> Result<Tensor> { Ok(q.dequantize(device)?.to_dtype(dtype)?) };
         let quantized_head = !is_dense(stored_dtype)
             && (name == "lm_head.weight" || (name == "wte.weight" && !untied));
         if is_projection(&name) {
             if is_dense(stored_dtype) {
-                dense.insert(name, dequantize(&q)?.t()?.contiguous()?);
+                let w = file.dense(&stored_name, device, dtype)?;
+                dense.insert(name, w.t()?.contiguous()?);
             } else {
-                quantized.insert(name, QMatMul::from_qtensor(q)?);
+                quantized.insert(
+                    name,
+                    QMatMul::from_qtensor(file.quantized(&stored_name, device)?)?,
+                );
             }
         } else if quantized_head {
             // The head's product reads the stored blocks; lookups need dense rows.
-            dense.insert(name.clone(), dequantize(&q)?);
+            let q = file.quantized(&stored_name, device)?;
+            dense.insert(name.clone(), q.dequantize(device)?.to_dtype(dtype)?);
             quantized.insert("lm_head.weight".into(), QMatMul::from_qtensor(q)?);
         } else {
-            dense.insert(name, dequantize(&q)?);
+            dense.insert(name, file.dense(&stored_name, device, dtype)?);
         }
     }
     Ok((dense, quantized, count))
