@@ -7,6 +7,7 @@ pub mod cached_values;
 pub mod matvec;
 pub mod q8;
 pub mod q8_format;
+pub(crate) mod q8_inputs;
 pub mod q8_prompt;
 pub mod simd;
 pub mod slices;
