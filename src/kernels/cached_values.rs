@@ -18,6 +18,9 @@ pub trait CachedValue: WithDType {
     /// `values` as f32, for the matrix products of a prompt: the slice itself, or its values
     /// converted into `scratch`.
     fn as_f32<'a>(values: &'a [Self], scratch: &'a mut Vec<f32>) -> &'a [f32];
+
+    /// `values` stored as `Self` into `out` (of the same length).
+    fn store(values: &[f32], out: &mut [Self]);
 }
 
 impl CachedValue for f32 {
@@ -31,6 +34,10 @@ impl CachedValue for f32 {
 
     fn as_f32<'a>(values: &'a [f32], _: &'a mut Vec<f32>) -> &'a [f32] {
         values
+    }
+
+    fn store(values: &[f32], out: &mut [f32]) {
+        out.copy_from_slice(values)
     }
 }
 
@@ -62,6 +69,11 @@ impl CachedValue for f16 {
         scratch.resize(values.len(), 0.0);
         values.convert_to_f32_slice(scratch);
         scratch
+    }
+
+    fn store(values: &[f32], out: &mut [f16]) {
+        use half::slice::HalfFloatSliceExt;
+        out.convert_from_f32_slice(values)
     }
 }
 

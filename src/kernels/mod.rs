@@ -7,13 +7,14 @@ pub mod cached_values;
 pub mod matvec;
 pub mod q8;
 pub mod q8_format;
+pub(crate) mod q8_inputs;
 pub mod q8_prompt;
 pub mod simd;
 pub mod slices;
 
 pub use matvec::{add_matmul, matvec_in_out, matvec_rows, single_row_matmul, single_row_matmul_t};
 pub use simd::{axpy, axpy4, dot, dot4, has_avx2_fma, SyncPtr};
-pub use slices::{with_f32_slice, with_slice};
+pub use slices::{with_f32_slice, with_slice, with_slice_mut};
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -1,102 +1,93 @@
 //! Products of many input rows (a prompt) with q8_0 weights in 8-bit integer arithmetic.
 //!
-//! The inputs are quantized as for decoding (one scale per row and 32-value block, values
-//! rounded to [-127, 127]) and packed in tiles of 8 rows, so that one 256-bit register holds 4
-//! bytes of each of the 8 rows. Four bytes of a weight row, broadcast to every lane, then meet
-//! all 8 rows in one `maddubs`: 32 multiply-adds per instruction on AVX2, where an f32 FMA
-//! does 8. The weights stay the compact q8_0 blocks they are (no second, re-tiled copy), read
-//! four rows at a time; each block's partial sums are scaled by the two block scales and
-//! added up in f32.
+//! **Layout.** The weights stay the q8_0 blocks they are stored as (the decode kernel and the
+//! library read them so; a second, re-tiled copy would double the 8-bit model's memory). Each
+//! product copies 16 weight rows at a time, a *panel*, into a scratch layout made for the
+//! registers: per 32-value block and group of 4 values, the 4 bytes of 8 weight rows side by
+//! side (one 256-bit register for 8 rows, two for the panel), their magnitudes likewise, and
+//! the 16 scales in f32. The panel (100 KB at most for 3072 inputs) stays in cache while every
+//! input row passes over it, so the copy costs about one part in a hundred of the product.
 //!
-//! `maddubs` multiplies unsigned by signed bytes and adds pairs with saturation to 16 bits:
-//! with |x| on the unsigned side and the weight carrying x's sign, every pair sums to at most
-//! 2 * 127 * 127 = 32258, inside 16 bits, so nothing saturates.
+//! **Arithmetic.** The inputs are rounded to 8 bits per block as for decoding (`q8_inputs`).
+//! A tile of input rows meets the panel: 4 bytes of one row, broadcast to every lane, against
+//! a register of 8 weight rows. `maddubs` multiplies unsigned by signed bytes and adds pairs
+//! with saturation to 16 bits: with the weights' magnitudes on the unsigned side and the input
+//! carrying the weights' signs (`sign`), every pair sums to at most 2 * 127 * 127 = 32258, so
+//! nothing saturates; `madd` with ones adds those pairs to 32 bits. After each block the sums
+//! are turned to f32 and added times the two scales. That is 4 vector instructions per 32
+//! multiply-adds (without the sign, the unsigned side would need an offset of 128, and then
+//! pairs can saturate: AVX2 has no exact 3-instruction form); an f32 FMA does 8.
 
 use rayon::prelude::*;
 
 use super::q8_format::{Q8Matrix, BLOCK, BLOCK_BYTES};
+use super::q8_inputs::QuantizedRows;
 use super::SyncPtr;
 
-/// Input rows per tile: one register holds 4 bytes of each.
-const TILE_ROWS: usize = 8;
+/// Weight rows (outputs) per panel: two registers of 8.
+const PANEL: usize = 16;
 
-/// Bytes of one tile's block: 8 groups of 4 values for each of the 8 rows.
-const TILE_BLOCK_BYTES: usize = TILE_ROWS * BLOCK;
+/// Groups of 4 values per block.
+const GROUPS: usize = BLOCK / 4;
 
-/// Weight rows that pass over a tile together, each with its own accumulator.
-const WEIGHT_ROWS: usize = 4;
+/// Bytes of one block of a panel: 4 bytes of every panel row for each group.
+const PANEL_BLOCK_BYTES: usize = GROUPS * PANEL * 4;
 
-/// Packed input per chunk of tiles: small enough to stay in the L2 cache while every weight
-/// row passes over it.
-const CHUNK_BYTES: usize = 192 << 10;
+/// Bytes of the panels one task lays out and keeps in cache: half the L2 cache of a core.
+const GROUP_BYTES: usize = 256 << 10;
 
-/// Whether this CPU runs the kernel (AVX2 with its integer multiplies, FMA, F16C).
+/// Input rows per tile: with two registers of sums per row, for the block and for the whole
+/// row, 4 rows fill the 16 registers of AVX2 with what the compiler keeps beside them.
+const TILE_ROWS: usize = 4;
+
+/// Whether this CPU runs the kernel (AVX2 with its integer multiplies, and FMA).
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        super::has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::has_avx2_fma()
 }
 
-/// Input rows in 8 bits, packed by tiles: for tile t and block b, `values[(t * blocks + b) *
-/// 256..]` holds, for each group g of 4 values, the 4 values of rows 0..8 (32 bytes), and
-/// `scales[(t * blocks + b) * 8..]` the 8 rows' scales. Rows past the input are zero.
-struct PackedRows {
-    tiles: usize,
-    blocks: usize,
+/// 16 weight rows laid out for the kernel: for block b, group g and half h (rows 8h..8h+8),
+/// `values[b * 512 + g * 64 + h * 32..]` holds 4 bytes of each of the 8 rows, `magnitudes`
+/// the same bytes' absolute values, and `scales[b * 16..]` the 16 rows' scales. Rows past the
+/// matrix are zero.
+struct Panel {
     values: Vec<i8>,
+    magnitudes: Vec<u8>,
     scales: Vec<f32>,
 }
 
-impl PackedRows {
-    /// Quantizes like llama.cpp (scale = max |x| / 127 per block, values rounded to nearest),
-    /// so the products equal those of the decode path's 8-bit inputs.
-    fn new(xs: &[f32], k: usize) -> Self {
-        let m = xs.len() / k;
-        let blocks = k / BLOCK;
-        let tiles = m.div_ceil(TILE_ROWS);
-        let mut values = vec![0i8; tiles * blocks * TILE_BLOCK_BYTES];
-        let mut scales = vec![0f32; tiles * blocks * TILE_ROWS];
-        values
-            .par_chunks_mut(blocks * TILE_BLOCK_BYTES)
-            .zip(scales.par_chunks_mut(blocks * TILE_ROWS))
-            .enumerate()
-            .for_each(|(tile, (values, scales))| {
-                let first = tile * TILE_ROWS;
-                for r in 0..TILE_ROWS.min(m - first) {
-                    let row = &xs[(first + r) * k..(first + r + 1) * k];
-                    for (b, block) in row.chunks_exact(BLOCK).enumerate() {
-                        let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-                        let d = max / 127.0;
-                        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-                        scales[b * TILE_ROWS + r] = d;
-                        let out = &mut values[b * TILE_BLOCK_BYTES..(b + 1) * TILE_BLOCK_BYTES];
-                        for (i, v) in block.iter().enumerate() {
-                            out[(i / 4) * TILE_ROWS * 4 + r * 4 + i % 4] = (v * inv).round() as i8;
-                        }
-                    }
-                }
-            });
+impl Panel {
+    fn new(blocks: usize) -> Self {
         Self {
-            tiles,
-            blocks,
-            values,
-            scales,
+            values: vec![0; blocks * PANEL_BLOCK_BYTES],
+            magnitudes: vec![0; blocks * PANEL_BLOCK_BYTES],
+            scales: vec![0.0; blocks * PANEL],
         }
     }
 
-    fn tile_values(&self, tile: usize) -> &[i8] {
-        let len = self.blocks * TILE_BLOCK_BYTES;
-        &self.values[tile * len..(tile + 1) * len]
-    }
-
-    fn tile_scales(&self, tile: usize) -> &[f32] {
-        let len = self.blocks * TILE_ROWS;
-        &self.scales[tile * len..(tile + 1) * len]
+    /// Copies the q8_0 rows `rows` (at most 16 of them, `blocks` blocks each) in.
+    fn fill(&mut self, rows: &[u8], blocks: usize) {
+        let row_bytes = blocks * BLOCK_BYTES;
+        let count = rows.len() / row_bytes;
+        if count < PANEL {
+            self.values.fill(0);
+            self.scales.fill(0.0);
+        }
+        for (j, row) in rows.chunks_exact(row_bytes).enumerate() {
+            let (h, lane) = (j / 8, j % 8);
+            for (b, block) in row.chunks_exact(BLOCK_BYTES).enumerate() {
+                self.scales[b * PANEL + j] =
+                    half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+                for g in 0..GROUPS {
+                    let at = b * PANEL_BLOCK_BYTES + g * 64 + h * 32 + lane * 4;
+                    for (v, &q) in self.values[at..at + 4].iter_mut().zip(&block[2 + 4 * g..]) {
+                        *v = q as i8;
+                    }
+                }
+            }
+        }
+        for (m, v) in self.magnitudes.iter_mut().zip(&self.values) {
+            *m = v.unsigned_abs();
+        }
     }
 }
 
@@ -105,133 +96,148 @@ impl PackedRows {
 pub fn add_rows_times(xs: &[f32], w: Q8Matrix, y: &mut [f32]) {
     let Q8Matrix { blocks, n, k } = w;
     let m = xs.len() / k;
-    let packed = PackedRows::new(xs, k);
-    let row_bytes = packed.blocks * BLOCK_BYTES;
-    let tiles_per_chunk = (CHUNK_BYTES / (packed.blocks * TILE_BLOCK_BYTES)).max(1);
+    let inputs = QuantizedRows::new(xs, k, m.div_ceil(TILE_ROWS) * TILE_ROWS);
+    let (blocks_per_row, panels) = (k / BLOCK, n.div_ceil(PANEL));
+    let row_bytes = blocks_per_row * BLOCK_BYTES;
+    // Panels per task: as many as fill half the L2 cache, leaving tasks for every thread.
+    let panel_bytes = blocks_per_row * (2 * PANEL_BLOCK_BYTES + PANEL * 4);
+    let per_task = (GROUP_BYTES / panel_bytes)
+        .min(panels / (4 * rayon::current_num_threads()))
+        .max(1);
+    let tiles = m.div_ceil(TILE_ROWS);
     let out = SyncPtr(y.as_mut_ptr());
-    for chunk in (0..packed.tiles).step_by(tiles_per_chunk) {
-        let chunk = chunk..(chunk + tiles_per_chunk).min(packed.tiles);
-        (0..n.div_ceil(WEIGHT_ROWS))
-            .into_par_iter()
-            .with_min_len(4)
-            .for_each(|group| {
-                let first = group * WEIGHT_ROWS;
-                let rows = WEIGHT_ROWS.min(n - first);
-                let weights = &blocks[first * row_bytes..(first + rows) * row_bytes];
-                for tile in chunk.clone() {
-                    let mut sums = [[0f32; TILE_ROWS]; WEIGHT_ROWS];
-                    tile_product(&packed, tile, weights, rows, &mut sums);
-                    let first_row = tile * TILE_ROWS;
-                    for r in 0..TILE_ROWS.min(m - first_row) {
-                        // SAFETY: each group of weight rows is handed to one task, so these
-                        // columns of the output rows are written by it alone; y is m x n.
+    (0..panels.div_ceil(per_task))
+        .into_par_iter()
+        .for_each_init(Vec::new, |group: &mut Vec<Panel>, task| {
+            let panels = task * per_task..((task + 1) * per_task).min(panels);
+            group.resize_with(panels.len(), || Panel::new(blocks_per_row));
+            for (panel, p) in group.iter_mut().zip(panels.clone()) {
+                let rows = p * PANEL..((p + 1) * PANEL).min(n);
+                panel.fill(&blocks[rows.start * row_bytes..rows.end * row_bytes], blocks_per_row);
+            }
+            let first = panels.start * PANEL;
+            let columns = (panels.end * PANEL).min(n) - first;
+            for tile in 0..tiles {
+                // The outputs a task adds to are a few hundred bytes of rows 3 to 12 KB
+                // apart, seldom in cache: asking for the next tile's early saves waiting for
+                // them (an eighth of the time, one panel per task).
+                for row in (tile + 1) * TILE_ROWS..((tile + 2) * TILE_ROWS).min(m) {
+                    prefetch(out.get().wrapping_add(row * n + first), columns);
+                }
+                for (i, panel) in group.iter().enumerate() {
+                    let sums = tile_product(&inputs, tile * TILE_ROWS, panel);
+                    let columns = first + i * PANEL..(first + (i + 1) * PANEL).min(n);
+                    for (r, sums) in sums.iter().enumerate().take(m - tile * TILE_ROWS) {
+                        // SAFETY: each panel is handed to one task, so these columns of the
+                        // output rows are written by it alone; y is m x n.
                         let y = unsafe {
                             std::slice::from_raw_parts_mut(
-                                out.get().add((first_row + r) * n + first),
-                                rows,
+                                out.get().add((tile * TILE_ROWS + r) * n + columns.start),
+                                columns.len(),
                             )
                         };
-                        for (c, y) in y.iter_mut().enumerate() {
-                            *y += sums[c][r];
-                        }
+                        y.iter_mut().zip(sums).for_each(|(y, s)| *y += s);
                     }
                 }
-            });
+            }
+        });
+}
+
+/// Asks the cache for the `len` values from `p` (a hint: it reads nothing itself).
+fn prefetch(p: *const f32, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for offset in (0..len).step_by(16).chain([len - 1]) {
+        // SAFETY: prefetching never faults, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                p.wrapping_add(offset).cast(),
+            )
+        };
     }
 }
 
-/// `sums[c][r] = dot(input row r of the tile, weight row c)` for the first `rows` weight rows
-/// of `weights` (q8_0 rows, one after another).
-fn tile_product(
-    packed: &PackedRows,
-    tile: usize,
-    weights: &[u8],
-    rows: usize,
-    sums: &mut [[f32; TILE_ROWS]; WEIGHT_ROWS],
-) {
-    let (values, scales) = (packed.tile_values(tile), packed.tile_scales(tile));
+/// Dot products of input rows `first..first + 4` with the 16 panel rows.
+fn tile_product(inputs: &QuantizedRows, first: usize, panel: &Panel) -> [[f32; PANEL]; TILE_ROWS] {
     #[cfg(target_arch = "x86_64")]
     if available() {
-        // SAFETY: the features were just detected; the slices have the packed shapes.
-        unsafe {
-            match rows {
-                4 => tile_product_avx2::<4>(values, scales, weights, packed.blocks, sums),
-                3 => tile_product_avx2::<3>(values, scales, weights, packed.blocks, sums),
-                2 => tile_product_avx2::<2>(values, scales, weights, packed.blocks, sums),
-                _ => tile_product_avx2::<1>(values, scales, weights, packed.blocks, sums),
-            }
-        }
-        return;
+        // SAFETY: the features were just detected; the inputs hold whole tiles of rows and
+        // the panel matches their k.
+        return unsafe { tile_product_avx2(inputs, first, panel) };
     }
-    tile_product_portable(values, scales, weights, rows, packed.blocks, sums);
+    tile_product_portable(inputs, first, panel)
 }
 
 /// The same sums in plain loops: the reference the SIMD kernel is tested against.
 fn tile_product_portable(
-    values: &[i8],
-    scales: &[f32],
-    weights: &[u8],
-    rows: usize,
-    blocks: usize,
-    sums: &mut [[f32; TILE_ROWS]; WEIGHT_ROWS],
-) {
-    for (c, sums) in sums.iter_mut().enumerate().take(rows) {
-        let row = &weights[c * blocks * BLOCK_BYTES..(c + 1) * blocks * BLOCK_BYTES];
-        for (b, block) in row.chunks_exact(BLOCK_BYTES).enumerate() {
-            let dw = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
-            let x = &values[b * TILE_BLOCK_BYTES..(b + 1) * TILE_BLOCK_BYTES];
-            for (r, sum) in sums.iter_mut().enumerate() {
-                let dot: i32 = (0..BLOCK)
-                    .map(|i| block[2 + i] as i8 as i32 * x[(i / 4) * 32 + r * 4 + i % 4] as i32)
-                    .sum();
-                *sum += dot as f32 * dw * scales[b * TILE_ROWS + r];
-            }
-        }
-    }
+    inputs: &QuantizedRows,
+    first: usize,
+    panel: &Panel,
+) -> [[f32; PANEL]; TILE_ROWS] {
+    std::array::from_fn(|r| {
+        let (x, dx) = inputs.row(first + r);
+        std::array::from_fn(|j| {
+            let (h, lane) = (j / 8, j % 8);
+            (0..dx.len())
+                .map(|b| {
+                    let dot: i32 = (0..BLOCK)
+                        .map(|i| {
+                            let at = b * PANEL_BLOCK_BYTES + i / 4 * 64 + h * 32 + lane * 4 + i % 4;
+                            i32::from(panel.values[at]) * i32::from(x[b * BLOCK + i])
+                        })
+                        .sum();
+                    dot as f32 * panel.scales[b * PANEL + j] * dx[b]
+                })
+                .sum()
+        })
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_product_avx2<const ROWS: usize>(
-    values: &[i8],
-    scales: &[f32],
-    weights: &[u8],
-    blocks: usize,
-    sums: &mut [[f32; TILE_ROWS]; WEIGHT_ROWS],
-) {
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_product_avx2(
+    inputs: &QuantizedRows,
+    first: usize,
+    panel: &Panel,
+) -> [[f32; PANEL]; TILE_ROWS] {
     use std::arch::x86_64::*;
+    let k = inputs.k;
+    let blocks = k / BLOCK;
+    let x = inputs.values.as_ptr().add(first * k);
+    let dx = inputs.scales.as_ptr().add(first * blocks);
+    let (values, magnitudes) = (panel.values.as_ptr(), panel.magnitudes.as_ptr());
     let ones = _mm256_set1_epi16(1);
-    let row_bytes = blocks * BLOCK_BYTES;
-    let w = weights.as_ptr();
-    let mut acc = [_mm256_setzero_ps(); ROWS];
+    let mut acc = [[_mm256_setzero_ps(); 2]; TILE_ROWS];
     for b in 0..blocks {
-        let mut dots = [_mm256_setzero_si256(); ROWS];
-        let x = values.as_ptr().add(b * TILE_BLOCK_BYTES);
-        for g in 0..BLOCK / 4 {
-            let xv = _mm256_loadu_si256(x.add(g * 32).cast());
-            let magnitudes = _mm256_abs_epi8(xv);
-            for (c, dot) in dots.iter_mut().enumerate() {
-                let four = w.add(c * row_bytes + b * BLOCK_BYTES + 2 + g * 4);
-                let wv = _mm256_set1_epi32(four.cast::<i32>().read_unaligned());
-                // The weight with x's sign, against |x|: see the module doc.
-                let pairs = _mm256_maddubs_epi16(magnitudes, _mm256_sign_epi8(wv, xv));
-                *dot = _mm256_add_epi32(*dot, _mm256_madd_epi16(pairs, ones));
+        let mut dots = [[_mm256_setzero_si256(); 2]; TILE_ROWS];
+        for g in 0..GROUPS {
+            let at = b * PANEL_BLOCK_BYTES + g * 64;
+            let w = [0, 32].map(|h| _mm256_loadu_si256(values.add(at + h).cast()));
+            let m = [0, 32].map(|h| _mm256_loadu_si256(magnitudes.add(at + h).cast()));
+            for (r, dots) in dots.iter_mut().enumerate() {
+                let four = x.add(r * k + b * BLOCK + g * 4).cast::<i32>().read_unaligned();
+                let xb = _mm256_set1_epi32(four);
+                for h in 0..2 {
+                    // |w| * (x with w's sign) = w * x: see the module doc.
+                    let pairs = _mm256_maddubs_epi16(m[h], _mm256_sign_epi8(xb, w[h]));
+                    dots[h] = _mm256_add_epi32(dots[h], _mm256_madd_epi16(pairs, ones));
+                }
             }
         }
-        let dx = _mm256_loadu_ps(scales.as_ptr().add(b * TILE_ROWS));
-        for (c, acc) in acc.iter_mut().enumerate() {
-            let bits = w
-                .add(c * row_bytes + b * BLOCK_BYTES)
-                .cast::<u16>()
-                .read_unaligned();
-            let dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)));
-            let scale = _mm256_mul_ps(dx, _mm256_set1_ps(dw));
-            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots[c]), scale, *acc);
+        let dw = [0, 8].map(|h| _mm256_loadu_ps(panel.scales.as_ptr().add(b * PANEL + h)));
+        for (r, (acc, dots)) in acc.iter_mut().zip(&dots).enumerate() {
+            let dx = _mm256_set1_ps(*dx.add(r * blocks + b));
+            for h in 0..2 {
+                let scaled = _mm256_mul_ps(_mm256_cvtepi32_ps(dots[h]), dw[h]);
+                acc[h] = _mm256_fmadd_ps(scaled, dx, acc[h]);
+            }
         }
     }
-    for (c, acc) in acc.iter().enumerate() {
-        _mm256_storeu_ps(sums[c].as_mut_ptr(), *acc);
+    let mut sums = [[0f32; PANEL]; TILE_ROWS];
+    for (sums, acc) in sums.iter_mut().zip(&acc) {
+        _mm256_storeu_ps(sums.as_mut_ptr(), acc[0]);
+        _mm256_storeu_ps(sums.as_mut_ptr().add(8), acc[1]);
     }
+    sums
 }
 
 #[cfg(test)]
@@ -251,69 +257,77 @@ mod tests {
         QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()
     }
 
-    /// The packed inputs against a direct computation of every product, and the SIMD kernel
-    /// against the plain loops, for every count of weight rows and a partial last tile.
+    /// The panel and a tile against a direct computation of every product from the 8-bit
+    /// values, and the SIMD kernel against the plain loops, for a full panel and a partial
+    /// one (7 rows) and a partial tile.
     #[test]
     fn tiles_match_the_plain_product_of_the_8_bit_values() {
-        let (m, n, k) = (13, 7, 96);
+        let (m, n, k) = (6, PANEL + 7, 96);
         let q = q8(n, k);
         let w = Q8Matrix::of(&q).unwrap().unwrap();
         let xs: Vec<f32> = values(m * k, 3).iter().map(|v| v * 3.0).collect();
-        let packed = PackedRows::new(&xs, k);
-        assert_eq!((packed.tiles, packed.blocks), (2, 3));
+        let inputs = QuantizedRows::new(&xs, k, 2 * TILE_ROWS);
         let dense = q
             .dequantize(&Device::Cpu)
             .unwrap()
             .to_vec2::<f32>()
             .unwrap();
-        for tile in 0..packed.tiles {
-            for first in [0, 4] {
-                let rows = WEIGHT_ROWS.min(n - first);
-                let weights = &w.blocks[first * 3 * BLOCK_BYTES..(first + rows) * 3 * BLOCK_BYTES];
-                let mut fast = [[0f32; TILE_ROWS]; WEIGHT_ROWS];
-                tile_product(&packed, tile, weights, rows, &mut fast);
-                let mut plain = [[0f32; TILE_ROWS]; WEIGHT_ROWS];
-                let (v, s) = (packed.tile_values(tile), packed.tile_scales(tile));
-                tile_product_portable(v, s, weights, rows, 3, &mut plain);
-                for c in 0..rows {
-                    for r in 0..TILE_ROWS {
-                        let row = tile * TILE_ROWS + r;
+        let row_bytes = k / BLOCK * BLOCK_BYTES;
+        let mut panel = Panel::new(k / BLOCK);
+        for first in [0, PANEL] {
+            let columns = PANEL.min(n - first);
+            panel.fill(&w.blocks[first * row_bytes..(first + columns) * row_bytes], k / BLOCK);
+            for tile in 0..2 {
+                let fast = tile_product(&inputs, tile * TILE_ROWS, &panel);
+                let plain = tile_product_portable(&inputs, tile * TILE_ROWS, &panel);
+                for r in 0..TILE_ROWS {
+                    let row = tile * TILE_ROWS + r;
+                    for j in 0..PANEL {
                         // Direct: each input value rounded to its block's 8-bit step.
-                        let want: f32 = if row < m {
+                        let want: f32 = if row < m && j < columns {
                             (0..k)
                                 .map(|i| {
                                     let block = &xs[row * k + i / 32 * 32..][..32];
                                     let d = block.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
-                                    (xs[row * k + i] / d).round() * d * dense[first + c][i]
+                                    (xs[row * k + i] / d).round() * d * dense[first + j][i]
                                 })
                                 .sum()
                         } else {
                             0.0
                         };
-                        assert!((plain[c][r] - want).abs() < 1e-4, "plain {c} {r}");
-                        assert!((fast[c][r] - plain[c][r]).abs() < 1e-4, "fast {c} {r}");
+                        let (p, f) = (plain[r][j], fast[r][j]);
+                        assert!((p - want).abs() < 1e-4, "plain {row} {j}: {p} vs {want}");
+                        assert!((f - p).abs() < 1e-4, "fast {row} {j}: {f} vs {p}");
                     }
                 }
             }
         }
     }
 
-    /// The whole product, over several chunks of tiles and a weight-row count that is not a
-    /// multiple of four, adds to y and equals the decode path's 8-bit product.
+    /// The whole product, over several panels (the last partial) and a partial last tile, adds
+    /// to y and equals the decode path's 8-bit product; also with tasks of two panels each and
+    /// a last task of one, with the largest inputs (k = 3072, the MLP's) and a single block
+    /// (k = 32).
     #[test]
-    fn products_over_chunks_equal_the_decode_path() {
-        let (n, k) = (10, 4096);
-        let m = CHUNK_BYTES / (k / BLOCK * TILE_BLOCK_BYTES) * TILE_ROWS * 2 + 5;
-        let q = q8(n, k);
-        let w = Q8Matrix::of(&q).unwrap().unwrap();
-        let xs: Vec<f32> = values(m * k, 11).iter().map(|v| v * 0.5).collect();
-        let mut got = vec![1f32; m * n];
-        add_rows_times(&xs, w, &mut got);
-        // One row at a time takes the decode path (8-bit inputs, dot products per row).
-        for (row, got) in xs.chunks_exact(k).zip(got.chunks_exact(n)) {
-            let want = crate::kernels::q8::rows_times(row, w).unwrap();
-            for (g, w) in got.iter().zip(&want) {
-                assert!((g - 1.0 - w).abs() < 1e-3, "{g} - 1 vs {w}");
+    fn products_equal_the_decode_path() {
+        let two_per_task = PANEL * 8 * rayon::current_num_threads() + 5;
+        for (m, n, k) in [
+            (37, 3 * PANEL + 5, 256),
+            (6, two_per_task, 64),
+            (9, PANEL + 1, 3072),
+            (5, 3, 32),
+        ] {
+            let q = q8(n, k);
+            let w = Q8Matrix::of(&q).unwrap().unwrap();
+            let xs: Vec<f32> = values(m * k, 11).iter().map(|v| v * 0.5).collect();
+            let mut got = vec![1f32; m * n];
+            add_rows_times(&xs, w, &mut got);
+            // One row at a time takes the decode path (8-bit inputs, dot products per row).
+            for (row, got) in xs.chunks_exact(k).zip(got.chunks_exact(n)) {
+                let want = crate::kernels::q8::rows_times(row, w).unwrap();
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g - 1.0 - w).abs() < 1e-3, "({m}, {n}, {k}): {g} - 1 vs {w}");
+                }
             }
         }
     }

@@ -4,7 +4,7 @@
 //! decode step never copies or reallocates the cache. The cache also remembers which tokens it
 //! holds: that is what lets a new request reuse the longest shared prefix.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 
 #[derive(Debug)]
 pub struct KvCache {
@@ -62,7 +62,28 @@ impl KvCache {
         v: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
         let (b, heads, new, head_dim) = k.dims4()?;
-        if start + new > self.capacity {
+        let shape = (b, heads, self.capacity, head_dim);
+        let (k_buf, v_buf) = self.reserve(layer, start..start + new, shape, k.dtype(), k.device())?;
+        k_buf.slice_set(&k.contiguous()?, 2, start)?;
+        v_buf.slice_set(&v.contiguous()?, 2, start)?;
+        Ok((
+            k_buf.narrow(2, 0, start + new)?,
+            v_buf.narrow(2, 0, start + new)?,
+        ))
+    }
+
+    /// The key and value buffers of `layer`, allocated first in `shape` (1, heads, capacity,
+    /// head_dim) if they are not yet, for writing `positions` into: an error past the window.
+    pub(crate) fn reserve(
+        &mut self,
+        layer: usize,
+        positions: std::ops::Range<usize>,
+        shape: (usize, usize, usize, usize),
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(&Tensor, &Tensor)> {
+        let (start, new) = (positions.start, positions.len());
+        if positions.end > self.capacity {
             candle_core::bail!(
                 "kv cache overflow: {} + {} tokens exceed the window of {}",
                 start,
@@ -72,19 +93,13 @@ impl KvCache {
         }
         let slot = &mut self.layers[layer];
         if slot.is_none() {
-            let shape = (b, heads, self.capacity, head_dim);
             *slot = Some((
-                Tensor::zeros(shape, k.dtype(), k.device())?,
-                Tensor::zeros(shape, v.dtype(), v.device())?,
+                Tensor::zeros(shape, dtype, device)?,
+                Tensor::zeros(shape, dtype, device)?,
             ));
         }
         let (k_buf, v_buf) = slot.as_ref().expect("allocated above");
-        k_buf.slice_set(&k.contiguous()?, 2, start)?;
-        v_buf.slice_set(&v.contiguous()?, 2, start)?;
-        Ok((
-            k_buf.narrow(2, 0, start + new)?,
-            v_buf.narrow(2, 0, start + new)?,
-        ))
+        Ok((k_buf, v_buf))
     }
 
     /// The key and value buffers of `layer`, (1, heads, capacity, head_dim), once allocated.

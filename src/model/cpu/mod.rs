@@ -1,6 +1,6 @@
 //! The CPU backend: the decode step (`decode.rs`) and the prompt pass (`prefill.rs`) as loops
-//! and matrix products on host slices, and the attention of one token over the KV cache
-//! (`attention.rs`). They read the weights through [`CpuWeights`], laid out once at load
+//! and matrix products on host slices, the attention of one token over the KV cache
+//! (`attention.rs`) and that of a prompt's queries (`prompt_attention.rs`). They read the weights through [`CpuWeights`], laid out once at load
 //! (`weights.rs`, which also says why that costs no memory); [`super::Gpt2::forward`] decides
 //! when they apply. The tensor path in `layers.rs` stays the reference: the two are compared
 //! in the tests of `prefill.rs` and in `tests/`.
@@ -9,6 +9,7 @@ mod attention;
 mod decode;
 mod every_row;
 mod prefill;
+mod prompt_attention;
 mod weights;
 
 use candle_core::{Device, Result, Tensor};

@@ -1,6 +1,6 @@
 //! A prompt through the model on the CPU, with f32 or q8_0 weights: one matrix product per
 //! projection, written into buffers that every layer reuses, and causal attention in blocks of
-//! queries.
+//! queries (`prompt_attention.rs`).
 //!
 //! Through the tensor library, each layer of a 512-token prompt allocated and zeroed a dozen
 //! activation buffers, made separate passes for biases, residual sums and the attention mask,
@@ -9,22 +9,14 @@
 //! attention skips the masked half of the scores, and all threads come from one pool (rayon,
 //! which the matmul crate uses too).
 
-use candle_core::{DType, Result, Tensor};
-use gemm::{gemm, Parallelism};
-use half::f16;
+use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
-use super::weights::{CpuAttention, CpuBlock, CpuLayerNorm, CpuLinear, CpuMlp, CpuWeights, Matrix};
+use super::weights::{CpuBlock, CpuLayerNorm, CpuLinear, CpuMlp, CpuWeights, Matrix};
 use super::{activate_on_this_thread, layer_norm_row};
-use crate::kernels::activations::softmax_row;
-use crate::kernels::cached_values::CachedValue;
+use crate::kernels::add_matmul;
 use crate::kernels::q8::add_rows_times;
-use crate::kernels::{add_matmul, with_slice, SyncPtr};
 use crate::model::kv_cache::KvCache;
-
-/// Queries per attention task: enough rows for the products to run at full speed, few enough
-/// that a 512-token prompt makes a hundred tasks to share between threads.
-const QUERY_BLOCK: usize = 64;
 
 /// Rows of activations per task in the row-wise passes (layer norm, activation).
 const ROWS_PER_TASK: usize = 16;
@@ -163,173 +155,12 @@ impl CpuMlp {
     }
 }
 
-impl CpuAttention {
-    /// Stores the new keys and values from `qkv` in the cache at `start`, and writes each new
-    /// query's attention over the cache into `out` (tokens x n_embd, heads side by side).
-    fn prefill(
-        &self,
-        qkv: &[f32],
-        cache: &mut KvCache,
-        layer: usize,
-        start: usize,
-        out: &mut [f32],
-    ) -> Result<()> {
-        let (heads, d) = (self.n_head, self.head_dim);
-        let e = heads * d;
-        let tokens = qkv.len() / (3 * e);
-        // Keys and values head after head, as the cache stores them.
-        let by_head = |part: usize| {
-            let values = (0..heads).flat_map(|h| {
-                let columns = part * e + h * d..part * e + (h + 1) * d;
-                qkv.chunks_exact(3 * e)
-                    .flat_map(move |row| &row[columns.clone()])
-            });
-            self.cached(values, tokens)
-        };
-        cache.append(layer, start, &by_head(1)?, &by_head(2)?)?;
-        let not_on_cpu =
-            || candle_core::Error::Msg("expected an f32 or f16 key/value cache on the CPU".into());
-        let (keys, values) = cache.buffers(layer).ok_or_else(not_on_cpu)?;
-        let layout = CausalLayout {
-            heads,
-            d,
-            positions: keys.dim(2)?,
-            start,
-            tokens,
-        };
-        let attended = match keys.dtype() {
-            DType::F16 => layout.attend_in::<f16>(keys, values, qkv, out),
-            _ => layout.attend_in::<f32>(keys, values, qkv, out),
-        };
-        attended.ok_or_else(not_on_cpu)
-    }
-}
-
-/// Where the new queries sit among the cached positions.
-struct CausalLayout {
-    heads: usize,
-    d: usize,
-    /// Positions per head in the cache buffers, (heads, positions, head_dim).
-    positions: usize,
-    /// Cached positions before the first new query.
-    start: usize,
-    /// New queries.
-    tokens: usize,
-}
-
-impl CausalLayout {
-    /// [`Self::attend`] on the cache buffers as slices of `K`, or `None` when they are not.
-    fn attend_in<K: CachedValue>(
-        &self,
-        keys: &Tensor,
-        values: &Tensor,
-        qkv: &[f32],
-        out: &mut [f32],
-    ) -> Option<()> {
-        with_slice::<K, _>(keys, |keys| {
-            with_slice::<K, _>(values, |values| self.attend(qkv, keys, values, out))
-        })
-        .flatten()
-    }
-
-    /// Every (head, block of queries) as one task on the pool, the longest (last) blocks first.
-    fn attend<K: CachedValue>(&self, qkv: &[f32], keys: &[K], values: &[K], out: &mut [f32]) {
-        let blocks = self.tokens.div_ceil(QUERY_BLOCK);
-        let out = SyncPtr(out.as_mut_ptr());
-        (0..self.heads * blocks).into_par_iter().for_each(|task| {
-            let (block, head) = (blocks - 1 - task / self.heads, task % self.heads);
-            self.attend_block(qkv, keys, values, head, block, out);
-        });
-    }
-
-    /// Attention of queries `block * QUERY_BLOCK..` of `head` over the cached positions up to
-    /// the last of them, written to their rows of `out` in the head's columns.
-    fn attend_block<K: CachedValue>(
-        &self,
-        qkv: &[f32],
-        keys: &[K],
-        values: &[K],
-        head: usize,
-        block: usize,
-        out: SyncPtr,
-    ) {
-        let (d, e) = (self.d, self.heads * self.d);
-        let first = block * QUERY_BLOCK;
-        let rows = QUERY_BLOCK.min(self.tokens - first);
-        // Positions the last query of the block sees.
-        let seen = self.start + first + rows;
-        let cached = head * self.positions * d..(head * self.positions + seen) * d;
-        let (mut key_scratch, mut value_scratch) = (Vec::new(), Vec::new());
-        let keys = K::as_f32(&keys[cached.clone()], &mut key_scratch);
-        let values = K::as_f32(&values[cached], &mut value_scratch);
-        let mut scores = vec![0f32; rows * seen];
-        let scale = 1.0 / (d as f32).sqrt();
-        // SAFETY for both products: the strides describe `rows` queries of width d, `seen`
-        // cached positions of width d, and the (rows x seen) scores, all inside their slices;
-        // this task alone writes its rows x d block of `out`.
-        unsafe {
-            // scores = scale * Q K^T
-            gemm(
-                rows,
-                seen,
-                d,
-                scores.as_mut_ptr(),
-                1,
-                seen as isize,
-                false,
-                qkv.as_ptr().add(first * 3 * e + head * d),
-                1,
-                3 * e as isize,
-                keys.as_ptr(),
-                d as isize,
-                1,
-                0.0,
-                scale,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-        }
-        for (r, row) in scores.chunks_exact_mut(seen).enumerate() {
-            // Query `first + r` sees positions up to its own; the rest of the row is masked.
-            let visible = self.start + first + r + 1;
-            softmax_row(&mut row[..visible]);
-            row[visible..].fill(0.0);
-        }
-        unsafe {
-            // out = P V
-            gemm(
-                rows,
-                d,
-                seen,
-                out.get().add(first * e + head * d),
-                1,
-                e as isize,
-                false,
-                scores.as_ptr(),
-                1,
-                seen as isize,
-                values.as_ptr(),
-                1,
-                d as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use candle_core::{DType, Device, IndexOp, Tensor};
     use candle_nn::{VarBuilder, VarMap};
 
-    use super::QUERY_BLOCK;
+    use super::super::prompt_attention::QUERY_BLOCK;
     use crate::model::{Gpt2, Gpt2Config, KvCache, Mode};
 
     fn config() -> Gpt2Config {
