@@ -347,6 +347,8 @@ fn read_model(
     if let Some(problem) = size_problem(content, actual) {
         return Err(problem);
     }
+    // The metadata (100,000 strings of vocabulary for llama.cpp) is not needed any more.
+    file.content.metadata = Default::default();
     let (model, kept_f32) = std::thread::scope(|scope| {
         scope.spawn(meanwhile);
         read_weights(&mut file, &expected, config, kind, tied, crc)
