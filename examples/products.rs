@@ -58,7 +58,9 @@ fn main() -> anyhow::Result<()> {
             // SAFETY: xs is m x k, dense k x n, y m x n, all row-major.
             unsafe { add_matmul((m, n, k), y.as_mut_ptr(), n, &xs, dense.as_ptr(), (n, 1)) }
         });
-        let q8_s = best_of(args.runs, || q8::add_rows_times(&xs, blocks, &mut y).unwrap());
+        let q8_s = best_of(args.runs, || {
+            q8::add_rows_times(&xs, blocks, &mut y).unwrap()
+        });
         let gmacs = |s: f64| ((m * n * k) as f64 / s / 1e9 * 10.0).round() / 10.0;
         report.insert(
             name.into(),

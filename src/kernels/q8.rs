@@ -201,12 +201,7 @@ fn dot_rows(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sums: &mut [f32
 /// accumulators stay in registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_rows_avx2(
-    x: (&[i8], &[f32]),
-    w: &[u8],
-    blocks_per_row: usize,
-    sums: &mut [f32],
-) {
+unsafe fn dot_rows_avx2(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
     let row_bytes = blocks_per_row * BLOCK_BYTES;
     if sums.len() == 4 {
         let four = dot_rows_fixed::<4>(x, w.as_ptr(), row_bytes, blocks_per_row);

@@ -30,7 +30,9 @@ impl QuantizedRows {
             quantize_row(x, values, scales)
         };
         let rows_in = xs.chunks_exact(k);
-        let rows_out = values.chunks_exact_mut(k).zip(scales.chunks_exact_mut(k / BLOCK));
+        let rows_out = values
+            .chunks_exact_mut(k)
+            .zip(scales.chunks_exact_mut(k / BLOCK));
         if xs.len() / k >= PARALLEL_FROM_ROWS {
             let rows_out = values
                 .par_chunks_exact_mut(k)

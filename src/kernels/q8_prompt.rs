@@ -18,6 +18,8 @@
 //! multiply-adds (without the sign, the unsigned side would need an offset of 128, and then
 //! pairs can saturate: AVX2 has no exact 3-instruction form); an f32 FMA does 8.
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 use super::q8_format::{Q8Matrix, BLOCK, BLOCK_BYTES};
@@ -49,23 +51,25 @@ pub fn available() -> bool {
 /// `values[b * 512 + g * 64 + h * 32..]` holds 4 bytes of each of the 8 rows, `magnitudes`
 /// the same bytes' absolute values, and `scales[b * 16..]` the 16 rows' scales. Rows past the
 /// matrix are zero.
+#[derive(Default)]
 struct Panel {
     values: Vec<i8>,
     magnitudes: Vec<u8>,
     scales: Vec<f32>,
 }
 
-impl Panel {
-    fn new(blocks: usize) -> Self {
-        Self {
-            values: vec![0; blocks * PANEL_BLOCK_BYTES],
-            magnitudes: vec![0; blocks * PANEL_BLOCK_BYTES],
-            scales: vec![0.0; blocks * PANEL],
-        }
-    }
+thread_local! {
+    /// Each thread's panels, kept from product to product: allocating them per task cost
+    /// more than laying them out.
+    static PANELS: RefCell<Vec<Panel>> = const { RefCell::new(Vec::new()) };
+}
 
+impl Panel {
     /// Copies the q8_0 rows `rows` (at most 16 of them, `blocks` blocks each) in.
     fn fill(&mut self, rows: &[u8], blocks: usize) {
+        self.values.resize(blocks * PANEL_BLOCK_BYTES, 0);
+        self.magnitudes.resize(blocks * PANEL_BLOCK_BYTES, 0);
+        self.scales.resize(blocks * PANEL, 0.0);
         let row_bytes = blocks * BLOCK_BYTES;
         let count = rows.len() / row_bytes;
         if count < PANEL {
@@ -108,38 +112,43 @@ pub fn add_rows_times(xs: &[f32], w: Q8Matrix, y: &mut [f32]) {
     let out = SyncPtr(y.as_mut_ptr());
     (0..panels.div_ceil(per_task))
         .into_par_iter()
-        .for_each_init(Vec::new, |group: &mut Vec<Panel>, task| {
-            let panels = task * per_task..((task + 1) * per_task).min(panels);
-            group.resize_with(panels.len(), || Panel::new(blocks_per_row));
-            for (panel, p) in group.iter_mut().zip(panels.clone()) {
-                let rows = p * PANEL..((p + 1) * PANEL).min(n);
-                panel.fill(&blocks[rows.start * row_bytes..rows.end * row_bytes], blocks_per_row);
-            }
-            let first = panels.start * PANEL;
-            let columns = (panels.end * PANEL).min(n) - first;
-            for tile in 0..tiles {
-                // The outputs a task adds to are a few hundred bytes of rows 3 to 12 KB
-                // apart, seldom in cache: asking for the next tile's early saves waiting for
-                // them (an eighth of the time, one panel per task).
-                for row in (tile + 1) * TILE_ROWS..((tile + 2) * TILE_ROWS).min(m) {
-                    prefetch(out.get().wrapping_add(row * n + first), columns);
+        .for_each(|task| {
+            PANELS.with_borrow_mut(|group| {
+                let panels = task * per_task..((task + 1) * per_task).min(panels);
+                group.resize_with(panels.len(), Panel::default);
+                for (panel, p) in group.iter_mut().zip(panels.clone()) {
+                    let rows = p * PANEL..((p + 1) * PANEL).min(n);
+                    panel.fill(
+                        &blocks[rows.start * row_bytes..rows.end * row_bytes],
+                        blocks_per_row,
+                    );
                 }
-                for (i, panel) in group.iter().enumerate() {
-                    let sums = tile_product(&inputs, tile * TILE_ROWS, panel);
-                    let columns = first + i * PANEL..(first + (i + 1) * PANEL).min(n);
-                    for (r, sums) in sums.iter().enumerate().take(m - tile * TILE_ROWS) {
-                        // SAFETY: each panel is handed to one task, so these columns of the
-                        // output rows are written by it alone; y is m x n.
-                        let y = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                out.get().add((tile * TILE_ROWS + r) * n + columns.start),
-                                columns.len(),
-                            )
-                        };
-                        y.iter_mut().zip(sums).for_each(|(y, s)| *y += s);
+                let first = panels.start * PANEL;
+                let columns = (panels.end * PANEL).min(n) - first;
+                for tile in 0..tiles {
+                    // The outputs a task adds to are a few hundred bytes of rows 3 to 12 KB
+                    // apart, seldom in cache: asking for the next tile's early saves waiting for
+                    // them (an eighth of the time, one panel per task).
+                    for row in (tile + 1) * TILE_ROWS..((tile + 2) * TILE_ROWS).min(m) {
+                        prefetch(out.get().wrapping_add(row * n + first), columns);
+                    }
+                    for (i, panel) in group.iter().enumerate() {
+                        let sums = tile_product(&inputs, tile * TILE_ROWS, panel);
+                        let columns = first + i * PANEL..(first + (i + 1) * PANEL).min(n);
+                        for (r, sums) in sums.iter().enumerate().take(m - tile * TILE_ROWS) {
+                            // SAFETY: each panel is handed to one task, so these columns of the
+                            // output rows are written by it alone; y is m x n.
+                            let y = unsafe {
+                                std::slice::from_raw_parts_mut(
+                                    out.get().add((tile * TILE_ROWS + r) * n + columns.start),
+                                    columns.len(),
+                                )
+                            };
+                            y.iter_mut().zip(sums).for_each(|(y, s)| *y += s);
+                        }
                     }
                 }
-            }
+            })
         });
 }
 
@@ -214,7 +223,10 @@ unsafe fn tile_product_avx2(
             let w = [0, 32].map(|h| _mm256_loadu_si256(values.add(at + h).cast()));
             let m = [0, 32].map(|h| _mm256_loadu_si256(magnitudes.add(at + h).cast()));
             for (r, dots) in dots.iter_mut().enumerate() {
-                let four = x.add(r * k + b * BLOCK + g * 4).cast::<i32>().read_unaligned();
+                let four = x
+                    .add(r * k + b * BLOCK + g * 4)
+                    .cast::<i32>()
+                    .read_unaligned();
                 let xb = _mm256_set1_epi32(four);
                 for h in 0..2 {
                     // |w| * (x with w's sign) = w * x: see the module doc.
@@ -273,10 +285,13 @@ mod tests {
             .to_vec2::<f32>()
             .unwrap();
         let row_bytes = k / BLOCK * BLOCK_BYTES;
-        let mut panel = Panel::new(k / BLOCK);
+        let mut panel = Panel::default();
         for first in [0, PANEL] {
             let columns = PANEL.min(n - first);
-            panel.fill(&w.blocks[first * row_bytes..(first + columns) * row_bytes], k / BLOCK);
+            panel.fill(
+                &w.blocks[first * row_bytes..(first + columns) * row_bytes],
+                k / BLOCK,
+            );
             for tile in 0..2 {
                 let fast = tile_product(&inputs, tile * TILE_ROWS, &panel);
                 let plain = tile_product_portable(&inputs, tile * TILE_ROWS, &panel);
@@ -326,7 +341,10 @@ mod tests {
             for (row, got) in xs.chunks_exact(k).zip(got.chunks_exact(n)) {
                 let want = crate::kernels::q8::rows_times(row, w).unwrap();
                 for (g, w) in got.iter().zip(&want) {
-                    assert!((g - 1.0 - w).abs() < 1e-3, "({m}, {n}, {k}): {g} - 1 vs {w}");
+                    assert!(
+                        (g - 1.0 - w).abs() < 1e-3,
+                        "({m}, {n}, {k}): {g} - 1 vs {w}"
+                    );
                 }
             }
         }

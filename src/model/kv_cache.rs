@@ -63,7 +63,8 @@ impl KvCache {
     ) -> Result<(Tensor, Tensor)> {
         let (b, heads, new, head_dim) = k.dims4()?;
         let shape = (b, heads, self.capacity, head_dim);
-        let (k_buf, v_buf) = self.reserve(layer, start..start + new, shape, k.dtype(), k.device())?;
+        let (k_buf, v_buf) =
+            self.reserve(layer, start..start + new, shape, k.dtype(), k.device())?;
         k_buf.slice_set(&k.contiguous()?, 2, start)?;
         v_buf.slice_set(&v.contiguous()?, 2, start)?;
         Ok((
