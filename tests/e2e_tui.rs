@@ -284,7 +284,11 @@ fn copying_reaches_tmux_as_an_osc_52_escape() {
     tmux.keys(&["/copy all", "Enter"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !buffer().starts_with("# Conversation with tiny-gpt2") {
-        assert!(Instant::now() < deadline, "no Markdown copy: {:?}", buffer());
+        assert!(
+            Instant::now() < deadline,
+            "no Markdown copy: {:?}",
+            buffer()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(buffer().contains("**You**: Hello there"), "{}", buffer());

@@ -285,7 +285,13 @@ fn saved(store: &Store, id: &str, updated: u64, model: &str, messages: &[&str]) 
 fn snapshot_sessions_picker_with_an_unreadable_file_and_a_delete_question() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::new(dir.path());
-    saved(&store, "20261201-101500-00aa01", 1_796_120_100, "gpt2", &["Hello there", "Hi!"]);
+    saved(
+        &store,
+        "20261201-101500-00aa01",
+        1_796_120_100,
+        "gpt2",
+        &["Hello there", "Hi!"],
+    );
     saved(
         &store,
         "20261202-083000-00bb02",
@@ -293,7 +299,11 @@ fn snapshot_sessions_picker_with_an_unreadable_file_and_a_delete_question() {
         "bundled",
         &["Shall I compare thee to a summer's day?"],
     );
-    std::fs::write(dir.path().join("20261130-000000-badbad.json"), b"{\"version\": 1,").unwrap();
+    std::fs::write(
+        dir.path().join("20261130-000000-badbad.json"),
+        b"{\"version\": 1,",
+    )
+    .unwrap();
     let mut app = app();
     app.attach_sessions(Some(store.clone()), true, "bundled");
     type_text(&mut app, "/sessions");
@@ -304,7 +314,10 @@ fn snapshot_sessions_picker_with_an_unreadable_file_and_a_delete_question() {
     key(&mut app, KeyCode::Char('d'));
     insta::assert_snapshot!(render(&mut app, 100, 12).backend());
     key(&mut app, KeyCode::Char('y'));
-    assert!(store.open("20261201-101500-00aa01").is_err(), "y deleted it");
+    assert!(
+        store.open("20261201-101500-00aa01").is_err(),
+        "y deleted it"
+    );
     assert_eq!(app.overlay.sessions.as_ref().unwrap().list.len(), 1);
     key(&mut app, KeyCode::Esc);
     assert!(app.overlay.sessions.is_none());

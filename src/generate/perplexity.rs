@@ -123,7 +123,14 @@ pub fn score(session: &Session, text: &str, stride: Option<usize>) -> Result<Sco
         nll_sum = nlls.iter().fold(nll_sum, |sum, nll| sum + nll);
         Ok(())
     })?;
-    Ok(summary(&ids, text.len(), nll_sum, session.window(), stride, work))
+    Ok(summary(
+        &ids,
+        text.len(),
+        nll_sum,
+        session.window(),
+        stride,
+        work,
+    ))
 }
 
 /// Scores every token of `text`: `visit(i, id, score)` is called for each token in order, with
@@ -139,7 +146,14 @@ pub fn score_tokens(
 ) -> Result<Score> {
     let (ids, stride) = prepare(session, text, stride)?;
     let (nll_sum, work) = visit_scores(session, &ids, stride, top, visit)?;
-    Ok(summary(&ids, text.len(), nll_sum, session.window(), stride, work))
+    Ok(summary(
+        &ids,
+        text.len(),
+        nll_sum,
+        session.window(),
+        stride,
+        work,
+    ))
 }
 
 /// [`score_tokens`] for a text already in tokens (a prompt sent as token ids): the same

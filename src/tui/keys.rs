@@ -382,10 +382,12 @@ const PICKER_COMMAND: &str = "/sessions";
 
 /// The help rows of one scope's bindings, indented.
 fn scope_rows(scope: Scope) -> impl Iterator<Item = (String, String)> {
-    KEYS.iter().filter(move |b| b.scope == scope).filter_map(|b| match b.help {
-        Row(keys, what) => Some((format!("  {keys}"), what.to_string())),
-        _ => None,
-    })
+    KEYS.iter()
+        .filter(move |b| b.scope == scope)
+        .filter_map(|b| match b.help {
+            Row(keys, what) => Some((format!("  {keys}"), what.to_string())),
+            _ => None,
+        })
 }
 
 /// The help overlay's rows (keys, what they do): each key row in the table's order (the token

@@ -166,10 +166,16 @@ fn new_rename_and_delete() {
     app.command("delete");
     assert!(app.message.as_deref().unwrap().contains("y deletes it"));
     press(&mut app, KeyCode::Char('n'));
-    assert_eq!(app.message.as_deref(), Some(format!("kept {second}").as_str()));
+    assert_eq!(
+        app.message.as_deref(),
+        Some(format!("kept {second}").as_str())
+    );
     assert!(store.open(&second).is_ok(), "any key but y keeps it");
     press(&mut app, KeyCode::Char('y'));
-    assert!(store.open(&second).is_ok(), "the question was answered already");
+    assert!(
+        store.open(&second).is_ok(),
+        "the question was answered already"
+    );
     app.command("delete");
     press(&mut app, KeyCode::Char('y'));
     assert_eq!(
@@ -239,7 +245,11 @@ fn the_picker_opens_deletes_after_a_yes_and_names_unreadable_files() {
     for _ in 0..3 {
         press(&mut app, KeyCode::Down);
     }
-    assert_eq!(app.overlay.sessions.as_ref().unwrap().selected, 1, "stops at the end");
+    assert_eq!(
+        app.overlay.sessions.as_ref().unwrap().selected,
+        1,
+        "stops at the end"
+    );
     if picker_id(&app) != older {
         press(&mut app, KeyCode::Up);
     }
@@ -251,11 +261,17 @@ fn the_picker_opens_deletes_after_a_yes_and_names_unreadable_files() {
     press(&mut app, KeyCode::Char('d'));
     press(&mut app, KeyCode::Char('y'));
     assert!(store.open(&older).is_err());
-    assert_eq!(app.message.as_deref(), Some(format!("deleted {older}").as_str()));
+    assert_eq!(
+        app.message.as_deref(),
+        Some(format!("deleted {older}").as_str())
+    );
     let picker = app.overlay.sessions.as_ref().unwrap();
     assert_eq!(picker.list.len(), 1);
     assert_eq!(picker.selected, 0);
-    assert_eq!(app.sessions.id, newer, "another session's deletion leaves this one");
+    assert_eq!(
+        app.sessions.id, newer,
+        "another session's deletion leaves this one"
+    );
 
     // Enter opens the selected one (here the one open already) and closes the picker.
     app.command("new");

@@ -45,8 +45,8 @@ pub use look::Look;
 pub use outside::{Effect, READ_LIMIT};
 pub use overlay::Overlay;
 pub use panes::{BodyLayout, Focus, Panes};
-pub use session_picker::SessionPicker;
 use replies::Piece;
+pub use session_picker::SessionPicker;
 pub use stats::Stats;
 pub use transcript::Transcript;
 

@@ -38,9 +38,16 @@ pub fn draw(frame: &mut Frame, app: &App, picker: &SessionPicker, area: Rect) {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let here = if s.id == app.sessions.id { " (this one)" } else { "" };
+            let here = if s.id == app.sessions.id {
+                " (this one)"
+            } else {
+                ""
+            };
             let text = if i == picker.selected && picker.confirm_delete {
-                format!("delete {} ({})? y deletes it, any other key keeps it", s.id, s.title)
+                format!(
+                    "delete {} ({})? y deletes it, any other key keeps it",
+                    s.id, s.title
+                )
             } else {
                 let turns = if s.turns == 1 { "turn" } else { "turns" };
                 format!(
@@ -52,7 +59,11 @@ pub fn draw(frame: &mut Frame, app: &App, picker: &SessionPicker, area: Rect) {
                     s.title
                 )
             };
-            let style = if i == picker.selected { selected } else { plain };
+            let style = if i == picker.selected {
+                selected
+            } else {
+                plain
+            };
             Line::styled(clip(&text, width), style)
         })
         .collect();
@@ -68,7 +79,11 @@ pub fn draw(frame: &mut Frame, app: &App, picker: &SessionPicker, area: Rect) {
         ));
         // The folder is the same for all: the file's name says which.
         for problem in picker.problems.iter().take(SHOWN_PROBLEMS) {
-            let name = problem.file.file_name().unwrap_or_default().to_string_lossy();
+            let name = problem
+                .file
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy();
             lines.push(Line::styled(
                 clip(&format!("{name}: {}", problem.error), width),
                 Style::default().fg(t.warning),
