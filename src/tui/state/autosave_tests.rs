@@ -281,3 +281,16 @@ fn the_picker_opens_deletes_after_a_yes_and_names_unreadable_files() {
     assert_eq!(app.sessions.id, newer);
     assert_eq!(app.conversation.turns[0].text, "newer chat");
 }
+
+#[test]
+fn deleting_the_last_listed_session_closes_the_picker() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let mut app = app(&store);
+    say(&mut app, Role::User, "only chat");
+    app.command("sessions");
+    press(&mut app, KeyCode::Char('d'));
+    press(&mut app, KeyCode::Char('y'));
+    assert!(store.list().unwrap().0.is_empty());
+    assert!(app.overlay.sessions.is_none(), "nothing left to list");
+}

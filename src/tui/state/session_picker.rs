@@ -102,15 +102,11 @@ impl App {
             self.refuse_while_writing()?;
             self.store()?.delete(id).map(|()| format!("deleted {id}"))
         };
-        let selected = self.overlay.sessions.as_ref().map_or(0, |p| p.selected);
-        let reopened = self.open_session_picker();
-        match (&mut self.overlay.sessions, reopened) {
-            (Some(picker), Ok(_)) => picker.step(selected as isize - picker.selected as isize),
-            (_, Err(e)) => {
-                self.overlay.sessions = None;
-                return Err(e);
-            }
-            _ => {}
+        // Listed again from the folder; an empty list closes the picker.
+        let selected = self.overlay.sessions.take().map_or(0, |p| p.selected);
+        self.open_session_picker()?;
+        if let Some(picker) = self.overlay.sessions.as_mut() {
+            picker.selected = selected.min(picker.list.len().saturating_sub(1));
         }
         result
     }
