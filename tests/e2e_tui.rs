@@ -520,3 +520,30 @@ fn resume_of_an_unknown_id_names_it_and_exits_2() {
     assert!(screen.contains("EXITED 2"), "{screen}");
     assert!(screen.contains("no saved session \"nope\""), "{screen}");
 }
+
+/// The interface says where an 8-bit model came from (stderr would draw over its screen): the
+/// first start that it quantized and cached the model, the second that it read the cache.
+#[test]
+fn the_status_bar_says_whether_the_quantized_cache_was_used() {
+    if !have_tmux() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let command = format!(
+        "XDG_CONFIG_HOME={0} XDG_DATA_HOME={0} GPT2_TUI_CACHE_DIR={0}/q {1} --model {2} --dtype q8_0; echo EXITED $?; sleep 30",
+        home.path().display(),
+        env!("CARGO_BIN_EXE_gpt2-tui"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/model").display()
+    );
+    for (start, said) in [
+        ("first", "quantized to q8_0"),
+        ("second", "loaded cached q8_0"),
+    ] {
+        let tmux = Tmux::start(&format!("cache-{start}"), &command);
+        tmux.wait_for(&format!("the {start} start to say {said:?}"), |s| {
+            s.contains("idle") && s.contains(said)
+        });
+        tmux.keys(&["C-c"]);
+        tmux.wait_for("the program to exit", |s| s.contains("EXITED 0"));
+    }
+}

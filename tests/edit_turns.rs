@@ -58,7 +58,7 @@ fn type_text(app: &mut App, text: &str) {
 /// An app on the engine with three exchanges of four greedy tokens each.
 fn three_turns() -> (Engine, App) {
     let engine = Engine::start(Box::new(|_: &dyn Fn(String)| {
-        Ok(common::load_session("tiny-gpt2"))
+        Ok((common::load_session("tiny-gpt2"), Vec::new()))
     }));
     loop {
         if let Reply::Loaded = next(&engine.replies) {

@@ -262,6 +262,20 @@ fn every_type_gives_the_logits_of_its_dequantized_weights() {
     }
 }
 
+/// The status bar, `--stats` and `info` name the formats the matrices are in, the largest share
+/// first: llama.cpp's Q4_K_M mix puts the fused query-key-value matrix, the MLP's output and
+/// the head in q6_k (589,824 parameters in the wide fixture) and the rest in q4_k (327,680).
+#[test]
+fn the_weight_format_names_every_type_the_file_holds() {
+    let format =
+        |name: &str| gpt2_tui::generate::session::Session::new(load(&gguf(name))).weight_format();
+    assert_eq!(format("tiny-gpt2-f32.gguf"), "f32");
+    assert_eq!(format("wide-q8_0.gguf"), "q8_0");
+    assert_eq!(format("wide-q4_0.gguf"), "q4_0");
+    assert_eq!(format("wide-q4_k_m.gguf"), "q6_k+q4_k");
+    assert_eq!(format("wide-q6_k.gguf"), "q6_k");
+}
+
 #[test]
 fn a_folder_holding_a_gguf_file_loads_it() {
     let dir = tempfile::tempdir().unwrap();

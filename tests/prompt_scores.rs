@@ -103,7 +103,7 @@ fn with_the_views_off_the_prefill_scores_nothing() {
 
 fn engine() -> Engine {
     let engine = Engine::start(Box::new(|_: &dyn Fn(String)| {
-        Ok(common::load_session("tiny-gpt2"))
+        Ok((common::load_session("tiny-gpt2"), Vec::new()))
     }));
     while !matches!(next(&engine), Reply::Loaded) {}
     engine

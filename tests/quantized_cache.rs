@@ -119,6 +119,35 @@ fn a_type_that_keeps_some_matrices_f32_comes_back_the_same() {
     assert!(matches!(q8.cache, CacheUse::Written(_)), "{q8:?}");
 }
 
+/// A checkpoint with an output head of its own (as DialoGPT's): the head is cached as its own
+/// tensor and read back as such, not confused with the token embeddings.
+#[test]
+fn an_untied_head_is_cached_and_read_back_as_its_own() {
+    let (dir, folder) = copied_source();
+    let weights = folder.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&weights, &Device::Cpu).unwrap();
+    let wte = tensors
+        .iter()
+        .find(|(name, _)| name.ends_with("wte.weight"))
+        .map(|(_, t)| t.clone())
+        .unwrap();
+    // Another matrix of the same shape: the embeddings' rows in reverse order, halved.
+    let rows = wte.dim(0).unwrap() as u32;
+    let reversed: Vec<u32> = (0..rows).rev().collect();
+    let reversed = candle_core::Tensor::new(reversed.as_slice(), &Device::Cpu).unwrap();
+    let head = (wte.index_select(&reversed, 0).unwrap() * 0.5).unwrap();
+    tensors.insert("lm_head.weight".into(), head);
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+
+    let cache = tempfile::tempdir().unwrap();
+    let (_, first) = first_and_second(&folder, QuantType::Q8_0, cache.path());
+    assert!(!first.model.has_tied_head());
+    // The head is in use: the tied model's logits differ.
+    let (tied, _) = load(&source(), QuantType::Q8_0, cache.path());
+    assert_ne!(logits(&tied.model), logits(&first.model));
+    drop(dir);
+}
+
 /// Damages the cache file with `damage`, then loads: the damage is found (the warning names
 /// `reason`), the model is quantized again and the file replaced, and the next load reads it.
 fn damaged_is_rebuilt(damage: impl FnOnce(&Path), reason: &str) {
@@ -314,6 +343,20 @@ fn the_binary_says_where_the_model_came_from_and_lists_the_file() {
     assert!(stderr.contains("read from the cache"), "{stderr}");
     assert_eq!(first, off);
     assert_eq!(second, first);
+    let info = std::process::Command::new(env!("CARGO_BIN_EXE_gpt2-tui"))
+        .args(["info", "--format", "json", "--dtype", "q8_0", "--model"])
+        .arg(&folder)
+        .env("GPT2_TUI_CACHE_DIR", cache.path())
+        .env("XDG_CONFIG_HOME", cache.path().join("no-config"))
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["weights"], "q8_0");
+    assert_eq!(info["quantized_cache"]["state"], "read from the cache");
+    assert!(info["quantized_cache"]["path"]
+        .as_str()
+        .unwrap()
+        .starts_with(cache.path().to_str().unwrap()));
     let models = std::process::Command::new(env!("CARGO_BIN_EXE_gpt2-tui"))
         .args(["models", "--format", "json"])
         .env("GPT2_TUI_CACHE_DIR", cache.path())

@@ -34,6 +34,7 @@ fn app() -> App {
         device: "cpu".into(),
         dtype: "f32".into(),
         window: 256,
+        load_notes: vec![],
     }));
     app
 }
@@ -528,6 +529,7 @@ fn a_message_sent_while_loading_is_queued_and_sent_when_the_model_is_ready() {
         device: "cpu".into(),
         dtype: "f32".into(),
         window: 1024,
+        load_notes: vec![],
     }));
     assert!(
         matches!(requests.as_slice(), [Request::Generate { prompt: Prompt::Chat { turns, .. }, .. }] if turns.len() == 1)

@@ -30,6 +30,7 @@ fn app() -> App {
         device: "cpu".into(),
         dtype: "f32".into(),
         window: 256,
+        load_notes: vec![],
     }));
     app
 }

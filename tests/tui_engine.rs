@@ -17,7 +17,7 @@ use gpt2_tui::tui::theme::load_themes;
 fn engine() -> Engine {
     let engine = Engine::start(Box::new(|progress: &dyn Fn(String)| {
         progress("loading the fixture".into());
-        Ok(common::load_session("tiny-gpt2"))
+        Ok((common::load_session("tiny-gpt2"), Vec::new()))
     }));
     assert!(matches!(next(&engine.replies), Reply::Progress(_)));
     assert!(matches!(next(&engine.replies), Reply::Loaded));

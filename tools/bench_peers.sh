@@ -34,10 +34,10 @@ if [ -z "$src" ]; then
   [ -n "$src" ] || { echo "bench_peers: $sdist holds no vendor/llama.cpp" >&2; exit 1; }
 fi
 bench="$src/build/bin/llama-bench"
-if [ ! -x "$bench" ]; then
+if [ ! -x "$bench" ] || [ ! -x "$src/build/bin/llama-quantize" ]; then
   cmake -S "$src" -B "$src/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >&2
-  cmake --build "$src/build" --target llama-bench -j"$(nproc)" >&2
+  cmake --build "$src/build" --target llama-bench llama-quantize -j"$(nproc)" >&2
 fi
 # llama.cpp's converter still reads GPT-2's old `n_ctx` key, which transformers 5 no longer writes.
 python3 -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); c.setdefault('n_ctx', c['n_positions']); json.dump(c, open(p, 'w'), indent=2)" "$model/config.json"
@@ -47,6 +47,11 @@ for type in f32 f16 q8_0; do
     # convert_hf_to_gguf.py writes f32/f16/q8_0 directly.
     PYTHONPATH="$src/gguf-py" python3 "$src/convert_hf_to_gguf.py" "$model" --outtype "$type" --outfile "$gguf" >&2
   fi
+done
+# The 4-bit types people download: made by llama.cpp's own quantizer from the f32 file.
+for type in q4_0:Q4_0 q4_k_m:Q4_K_M; do
+  gguf="$model/model-${type%%:*}.gguf"
+  [ -f "$gguf" ] || "$src/build/bin/llama-quantize" "$model/model-f32.gguf" "$gguf" "${type##*:}" >&2
 done
 
 cargo build --release --example bench --bin gpt2-tui >&2
@@ -67,7 +72,12 @@ for type in f32 q8_0; do
   # A 16-token prompt: decoding from a nearly empty context, as llama-bench's tg128.
   ./target/release/examples/bench "$model" --threads "$threads" --dtype "$type" --prompt-tokens 16
 done
-for type in f32 f16 q8_0; do
+for type in q8_0 q4_0 q4_k_m; do
+  # The same GGUF files in gpt2-tui (pipe mode, a fresh process, as above).
+  ./target/release/gpt2-tui --model "$model/model-$type.gguf" --threads "$threads" --prompt "$prompt" \
+    --max-tokens 128 --ignore-eos --temperature 0 --stats 2>&1 >/dev/null | grep -E '^\{' | sed "s/^/gpt2-tui gguf $type /"
+done
+for type in f32 f16 q8_0 q4_0 q4_k_m; do
   # pp512: prefill of a 512-token prompt; tg128: decode of 128 tokens from an empty context.
   # /usr/bin/time gives peak memory.
   /usr/bin/time -f '{"llama_bench_peak_rss_kb": %M}' "$bench" -m "$model/model-$type.gguf" -t "$threads" \

@@ -6,10 +6,15 @@ use super::stdout_error;
 use crate::cli::{CommonArgs, ReportFormat};
 use crate::config::Config;
 use crate::error::Result;
-use crate::load::load_session;
+use crate::load::{load_session_with, LoadReport, StderrProgress};
+use crate::weights::quantized_cache::CacheUse;
 
 pub(super) fn run(common: &CommonArgs, config: &Config, format: ReportFormat) -> Result<()> {
-    let session = load_session(common, config)?;
+    let mut progress = StderrProgress::new();
+    let (session, report) = load_session_with(common, config, &mut |e| progress.event(e))?;
+    report.notes().iter().for_each(|note| eprintln!("{note}"));
+    let weights = session.weight_format();
+    let cache = cache_report(&report);
     let anatomy =
         crate::engine::inspect::Anatomy::of(session.config(), session.model().has_tied_head());
     let bytes_per = session.dtype().size_in_bytes();
@@ -21,6 +26,11 @@ pub(super) fn run(common: &CommonArgs, config: &Config, format: ReportFormat) ->
                 "config": session.config(),
                 "device": crate::runtime::device::device_name(session.device()),
                 "dtype": session.dtype().as_str(),
+                "weights": weights,
+                "quantized_cache": cache.as_ref().map(|(state, path)| serde_json::json!({
+                    "state": state,
+                    "path": path,
+                })),
                 "parameters": anatomy.total,
                 "checkpoint_parameters": session.parameter_count(),
                 "memory_bytes": anatomy.total * bytes_per,
@@ -32,8 +42,12 @@ pub(super) fn run(common: &CommonArgs, config: &Config, format: ReportFormat) ->
         }
         ReportFormat::Text => {
             let c = session.config();
+            let weights = match &cache {
+                Some((state, path)) => format!("weights: {weights} ({state}: {path})\n"),
+                None => format!("weights: {weights}\n"),
+            };
             let mut text = format!(
-                "model: {}\nlayers {}, heads {} (head size {}), width {}, MLP width {}, window {}, vocabulary {}\n\n",
+                "model: {}\n{weights}layers {}, heads {} (head size {}), width {}, MLP width {}, window {}, vocabulary {}\n\n",
                 session.name,
                 c.n_layer,
                 c.n_head,
@@ -70,6 +84,16 @@ pub(super) fn run(common: &CommonArgs, config: &Config, format: ReportFormat) ->
             out.write_all(text.as_bytes()).map_err(stdout_error)
         }
     }
+}
+
+/// For an 8- or 4-bit `--dtype`: what the quantized-model cache did (`read`, `written`, `not
+/// cached`) and the file, or why there is none.
+fn cache_report(report: &LoadReport) -> Option<(&'static str, String)> {
+    Some(match &report.quantized.as_ref()?.cache {
+        CacheUse::Read(path) => ("read from the cache", path.display().to_string()),
+        CacheUse::Written(path) => ("quantized and cached", path.display().to_string()),
+        CacheUse::NotCached(why) => ("quantized in memory", why.clone()),
+    })
 }
 
 /// 124439808 -> "124,439,808".

@@ -61,6 +61,8 @@ pub struct ModelInfo {
     pub device: String,
     pub dtype: String,
     pub window: usize,
+    /// What the load had to say (see [`super::Loader`]).
+    pub load_notes: Vec<String>,
     pub tokenizer: Arc<Tokenizer>,
     /// Where the parameters sit, for the anatomy panel.
     pub anatomy: crate::engine::inspect::Anatomy,

@@ -27,8 +27,11 @@ pub use messages::{
 };
 use user_text::user_parts;
 
-/// Something that loads the model on the inference thread (so the interface starts at once).
-pub type Loader = Box<dyn FnOnce(&dyn Fn(String)) -> crate::Result<Session> + Send>;
+/// Something that loads the model on the inference thread (so the interface starts at once):
+/// the session, and what the load has to tell the user (where an 8- or 4-bit model came from,
+/// a cache file that could not be used), which the interface shows in its status bar since
+/// stderr would draw over the screen.
+pub type Loader = Box<dyn FnOnce(&dyn Fn(String)) -> crate::Result<(Session, Vec<String>)> + Send>;
 
 pub struct Engine {
     pub requests: Sender<Request>,
@@ -104,8 +107,8 @@ fn run(
     let progress = |stage: String| {
         let _ = outbox.send(Reply::Progress(stage));
     };
-    let mut session = match load(&progress) {
-        Ok(session) => session,
+    let (mut session, load_notes) = match load(&progress) {
+        Ok(loaded) => loaded,
         Err(e) => {
             let _ = outbox.send(Reply::Error(format!("cannot load the model: {e}")));
             return;
@@ -118,6 +121,7 @@ fn run(
         device: crate::runtime::device::device_name(session.device()),
         dtype: session.weight_format().to_string(),
         window: session.window(),
+        load_notes,
         tokenizer,
         anatomy: crate::engine::inspect::Anatomy::of(
             session.config(),

@@ -163,13 +163,9 @@ impl Session {
         self.model.dtype()
     }
 
-    /// The weight format for display: `q8_0` when quantized, else the dtype.
-    pub fn weight_format(&self) -> &'static str {
-        if self.model.is_quantized() {
-            "q8_0"
-        } else {
-            self.dtype().as_str()
-        }
+    /// The weight format for display: see [`crate::model::Gpt2::weight_format`].
+    pub fn weight_format(&self) -> String {
+        self.model.weight_format()
     }
 
     pub fn parameter_count(&self) -> usize {

@@ -191,6 +191,38 @@ impl Gpt2 {
         self.head.is_quantized()
     }
 
+    /// The formats the weight matrices are stored in, the one holding most parameters first:
+    /// `f32`, `q8_0`, `q6_k+q4_k` for llama.cpp's Q4_K_M mix of a small model, `q4_k+f32` where a type's block
+    /// does not divide some widths. Embeddings and norms, always dense, are not counted.
+    pub fn weight_format(&self) -> String {
+        let Ok(weights) = self.stored_weights() else {
+            return self.dtype().as_str().to_string();
+        };
+        let mut formats: Vec<(&'static str, usize)> = Vec::new();
+        for (name, weight) in &weights {
+            let (format, count) = match weight {
+                StoredWeight::Dense(w) if w.rank() == 2 && !name.starts_with("w") => {
+                    (w.dtype().as_str(), w.elem_count())
+                }
+                StoredWeight::Quantized(q) => (ggml_name(q.dtype()), q.shape().elem_count()),
+                StoredWeight::Dense(_) => continue,
+            };
+            match formats.iter_mut().find(|(f, _)| *f == format) {
+                Some((_, n)) => *n += count,
+                None => formats.push((format, count)),
+            }
+        }
+        formats.sort_by(|a, b| b.1.cmp(&a.1));
+        match formats.is_empty() {
+            true => self.dtype().as_str().to_string(),
+            false => formats
+                .iter()
+                .map(|(f, _)| *f)
+                .collect::<Vec<_>>()
+                .join("+"),
+        }
+    }
+
     /// Whether the output head is the token embedding matrix (no `lm_head.weight` of its own).
     pub fn has_tied_head(&self) -> bool {
         self.head.parts().0.id() == self.wte.id()
@@ -218,10 +250,10 @@ impl Gpt2 {
     ///
     /// The backend, first match wins:
     /// 1. **CPU decode step** (`cpu::decode_step`): one token, and the weights are laid out for
-    ///    the CPU backend (host memory, f32 or q8_0, no trained variables) so that prompts run
-    ///    there too (one kind of cache for both).
-    /// 2. **CPU prompt pass** (`cpu::prefill`): any number of tokens, with that layout, when
-    ///    every projection is f32 or q8_0 proper (not one candle dequantized on request).
+    ///    the CPU backend (host memory, f32 or GGML blocks, no trained variables).
+    /// 2. **CPU prompt pass** (`cpu::prefill`): any number of tokens, with that layout (so
+    ///    prompts and decoding share one kind of cache). f32 and q8_0 products are our own
+    ///    kernels; other block formats (4-, 5-, 6-bit) are the library's product.
     /// 3. **Tensor path, in slices** (the layers' `forward`, one slice after another): an 8-bit
     ///    model off the CPU with more than `QUANTIZED_PREFILL_SLICE` (128) tokens, so the
     ///    attention scores (which grow with the square of the slice) stay small next to the
@@ -232,14 +264,9 @@ impl Gpt2 {
         let start = cache.len();
         self.check_input(ids, start)?;
         match &self.cpu {
-            // One cache, one layout: when prompts cannot run on the CPU backend (weights in a
-            // format only the library multiplies, e.g. 4-bit), decoding takes the tensor path
-            // too, whose cache holds f32 where the CPU backend's 8-bit path keeps f16.
-            Some(cpu) if ids.len() == 1 && cpu.can_prefill() => {
-                return cpu.decode_step(ids[0], cache)
-            }
-            Some(cpu) if cpu.can_prefill() => return cpu.prefill(ids, cache),
-            _ => {}
+            Some(cpu) if ids.len() == 1 => return cpu.decode_step(ids[0], cache),
+            Some(cpu) => return cpu.prefill(ids, cache),
+            None => {}
         }
         let slice = match self.is_quantized() {
             true => QUANTIZED_PREFILL_SLICE,
@@ -281,7 +308,7 @@ impl Gpt2 {
         if rows.start > rows.end || rows.end > ids.len() {
             candle_core::bail!("rows {rows:?} of a {}-token input", ids.len());
         }
-        if let Some(cpu) = self.cpu.as_ref().filter(|cpu| cpu.can_prefill()) {
+        if let Some(cpu) = &self.cpu {
             return cpu.prefill_every_row(ids, cache, rows, &per_row);
         }
         let x = self.blocks_forward(ids, cache)?; // (1, t, e)
@@ -370,7 +397,7 @@ impl Gpt2 {
 impl Gpt2 {
     /// Whether a prompt goes through the CPU prompt pass.
     pub(crate) fn prefills_on_cpu(&self) -> bool {
-        self.cpu.as_ref().is_some_and(CpuWeights::can_prefill)
+        self.cpu.is_some()
     }
 
     /// The output head back to its stored dense weights.
@@ -392,5 +419,27 @@ impl Gpt2 {
 impl Module for Gpt2 {
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         self.forward_all(ids, Mode::Inference)
+    }
+}
+
+/// llama.cpp's lowercase name of a GGML type (`Q4K` is `q4_k`).
+fn ggml_name(dtype: candle_core::quantized::GgmlDType) -> &'static str {
+    use candle_core::quantized::GgmlDType as T;
+    match dtype {
+        T::F32 => "f32",
+        T::F16 => "f16",
+        T::BF16 => "bf16",
+        T::Q4_0 => "q4_0",
+        T::Q4_1 => "q4_1",
+        T::Q5_0 => "q5_0",
+        T::Q5_1 => "q5_1",
+        T::Q8_0 => "q8_0",
+        T::Q8_1 => "q8_1",
+        T::Q2K => "q2_k",
+        T::Q3K => "q3_k",
+        T::Q4K => "q4_k",
+        T::Q5K => "q5_k",
+        T::Q6K => "q6_k",
+        T::Q8K => "q8_k",
     }
 }

@@ -111,6 +111,32 @@ pub(super) fn quantized_matmul(q: &QMatMul, x: &Tensor) -> Result<Tensor> {
     q.forward(x)
 }
 
+/// `y += xs @ W^T` for the f32 rows `xs` (m x k values, row after row) and quantized `W`
+/// (n, k): the CPU backend's product for the block formats it has no kernel of its own for.
+pub(crate) fn add_quantized_rows(q: &QMatMul, xs: &[f32], y: &mut [f32]) -> Result<()> {
+    let n = match q {
+        QMatMul::QTensor(w) => w.shape().dims2()?.0,
+        QMatMul::Tensor(w) | QMatMul::TensorF16(w) => w.dims2()?.0,
+    };
+    let m = y.len() / n;
+    if m == 0 || y.len() != m * n || !xs.len().is_multiple_of(m) {
+        candle_core::bail!(
+            "quantized product of {} inputs into {} outputs",
+            xs.len(),
+            y.len()
+        );
+    }
+    if let QMatMul::QTensor(w) = q {
+        if crate::kernels::q4_0::add_rows_times_t(xs, w, y)? {
+            return Ok(());
+        }
+    }
+    let x = Tensor::from_slice(xs, (m, xs.len() / m), &Device::Cpu)?;
+    let product = quantized_matmul(q, &x)?.flatten_all()?.to_vec1::<f32>()?;
+    y.iter_mut().zip(&product).for_each(|(y, p)| *y += p);
+    Ok(())
+}
+
 /// [`quantized_matmul`] for one row given as a slice, without tensors on the CPU path.
 pub(super) fn quantized_matvec(q: &QMatMul, x: &[f32]) -> Result<Vec<f32>> {
     if let QMatMul::QTensor(w) = q {

@@ -72,8 +72,16 @@ pub fn run(cli: &Cli, config: &Config) -> Result<()> {
             };
             progress(stage);
         };
-        crate::load::load_session_with(&common, &load_config, &mut report)
-            .map(|(session, _)| session)
+        crate::load::load_session_with(&common, &load_config, &mut report).map(
+            |(session, report)| {
+                let notes = report
+                    .notes()
+                    .iter()
+                    .map(|n| n.trim_start_matches("gpt2-tui: ").to_string())
+                    .collect();
+                (session, notes)
+            },
+        )
     }));
 
     let mut tui = terminal::Tui::enter()?;

@@ -12,7 +12,7 @@ use super::weights::{CpuHead, CpuWeights};
 use crate::kernels::add_matmul;
 use crate::kernels::q8::add_rows_times;
 use crate::model::kv_cache::KvCache;
-use crate::model::q8::quantized_matvec;
+use crate::model::q8::add_quantized_rows;
 
 /// Rows of logits held at once: 32 x 50257 f32 is 6.4 MB, enough rows for the product to run
 /// at full speed.
@@ -73,12 +73,7 @@ impl CpuWeights {
                 Ok(())
             }
             CpuHead::Q8(w) => add_rows_times(normed, w.get(), logits),
-            CpuHead::Other(q) => {
-                for (x, y) in normed.chunks_exact(e).zip(logits.chunks_exact_mut(v)) {
-                    y.copy_from_slice(&quantized_matvec(q, x)?);
-                }
-                Ok(())
-            }
+            CpuHead::Other(q) => add_quantized_rows(q, normed, logits),
         }
     }
 }

@@ -17,6 +17,7 @@ use super::{activate_on_this_thread, layer_norm_row};
 use crate::kernels::add_matmul;
 use crate::kernels::q8::add_rows_times;
 use crate::model::kv_cache::KvCache;
+use crate::model::q8::add_quantized_rows;
 
 /// Rows of activations per task in the row-wise passes (layer norm, activation).
 const ROWS_PER_TASK: usize = 16;
@@ -126,7 +127,7 @@ impl CpuLinear {
         let (w, k, n) = match &self.weight {
             Matrix::Dense { w, k, n } => (w.get(), *k, *n),
             Matrix::Q8(w) => return add_rows_times(x, w.get(), y),
-            Matrix::Other(_) => candle_core::bail!("the CPU prefill needs f32 or q8_0 weights"),
+            Matrix::Other(q) => return add_quantized_rows(q, x, y),
         };
         let m = x.len() / k;
         if x.len() != m * k || y.len() != m * n {

@@ -102,8 +102,8 @@ pub(super) enum Matrix {
     Dense { w: HostF32, k: usize, n: usize },
     /// q8_0 (out, in): `y = x @ W^T`.
     Q8(HostQ8),
-    /// Another quantized form (candle dequantized it on request): the library's product. The
-    /// decode step takes it; the prompt pass does not.
+    /// Another quantized form (4-, 5- or 6-bit blocks, or one candle dequantized on request):
+    /// the library's product.
     Other(QMatMul),
 }
 
@@ -219,15 +219,6 @@ impl CpuBlock {
             },
         })
     }
-
-    fn linears(&self) -> [&CpuLinear; 4] {
-        [
-            &self.attn.c_attn,
-            &self.attn.c_proj,
-            &self.mlp.c_fc,
-            &self.mlp.c_proj,
-        ]
-    }
 }
 
 /// The output head, (v, e): `logits = x @ W^T`.
@@ -250,15 +241,12 @@ pub(crate) struct CpuWeights {
     pub(super) head: CpuHead,
     pub(super) n_embd: usize,
     pub(super) vocab: usize,
-    /// Whether the prompt pass applies: every projection f32 or q8_0 (none [`Matrix::Other`]).
-    prefill: bool,
 }
 
 impl std::fmt::Debug for CpuWeights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CpuWeights")
             .field("layers", &self.blocks.len())
-            .field("prefill", &self.prefill)
             .finish_non_exhaustive()
     }
 }
@@ -288,11 +276,6 @@ impl CpuWeights {
             .iter()
             .map(CpuBlock::new)
             .collect::<Option<Vec<_>>>()?;
-        let prefill = blocks.iter().all(|b| {
-            b.linears()
-                .iter()
-                .all(|l| !matches!(l.weight, Matrix::Other(_)))
-        });
         Some(Self {
             wte: HostF32::new(wte)?,
             wpe: HostF32::new(wpe)?,
@@ -301,12 +284,6 @@ impl CpuWeights {
             head,
             n_embd,
             vocab,
-            prefill,
         })
-    }
-
-    /// Whether [`Self::prefill`] applies to prompts.
-    pub(crate) fn can_prefill(&self) -> bool {
-        self.prefill
     }
 }

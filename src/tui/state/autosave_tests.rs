@@ -211,6 +211,7 @@ fn a_session_of_another_model_says_so_and_goes_on_with_the_loaded_one() {
             device: "cpu".into(),
             dtype: "f32".into(),
             window: 64,
+            load_notes: vec![],
         },
     ));
     assert_eq!(

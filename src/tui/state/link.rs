@@ -22,6 +22,8 @@ pub struct ModelSummary {
     pub device: String,
     pub dtype: String,
     pub window: usize,
+    /// What the load had to say: shown in the status bar once the model is ready.
+    pub load_notes: Vec<String>,
 }
 
 impl From<&ModelInfo> for ModelSummary {
@@ -32,6 +34,7 @@ impl From<&ModelInfo> for ModelSummary {
             device: info.device.clone(),
             dtype: info.dtype.clone(),
             window: info.window,
+            load_notes: info.load_notes.clone(),
         }
     }
 }

@@ -186,10 +186,16 @@ impl App {
                 vec![]
             }
             Action::Loaded(summary) => {
-                if self.engine.loaded(summary) {
-                    return self.generate();
+                let notes = summary.load_notes.join("; ");
+                let requests = match self.engine.loaded(summary) {
+                    true => self.generate(),
+                    false => vec![],
+                };
+                // After a waiting message has started (which clears the status bar).
+                if !notes.is_empty() {
+                    self.message = Some(notes);
                 }
-                vec![]
+                requests
             }
             Action::Reply(reply) => {
                 self.on_reply(reply);
