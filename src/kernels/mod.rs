@@ -5,7 +5,7 @@
 pub mod activations;
 pub mod cached_values;
 pub mod matvec;
-pub mod q4_0;
+pub mod q4_q5;
 pub mod q8;
 pub mod q8_format;
 pub(crate) mod q8_inputs;

@@ -64,7 +64,14 @@ pub fn add_rows_times(xs: &[f32], w: Q8Matrix, y: &mut [f32]) -> Result<()> {
         return Ok(());
     }
     let m = xs.len() / k;
-    matmul_rows(&QuantizedRows::new(xs, k, m), blocks, n, y);
+    let blocks_per_row = k / BLOCK;
+    matmul_rows(
+        &QuantizedRows::new(xs, k, m),
+        blocks,
+        (n, blocks_per_row * BLOCK_BYTES),
+        |x, w, sums| dot_rows(x, w, blocks_per_row, sums),
+        y,
+    );
     Ok(())
 }
 
@@ -140,12 +147,18 @@ fn scale(block: &[u8]) -> f32 {
 /// group of weight rows is read once per pass.
 const INPUT_ROWS_PER_PASS: usize = 64;
 
-/// `y[i][r] += dot(x[i], w[r])` for the quantized input rows and the `n` rows of `w`; the
-/// weight rows are split between threads, four at a time.
-fn matmul_rows(x: &QuantizedRows, w: &[u8], n: usize, y: &mut [f32]) {
+/// `y[i][r] += dot(x[i], w[r])` for the quantized input rows and the `n` rows of `w`, each
+/// `row_bytes` long in a block format that `dot_rows` reads (`dot_rows(x, w, sums)` writes the
+/// dot products of input x with `sums.len()` consecutive rows starting at w); the weight rows
+/// are split between threads, four at a time.
+pub(crate) fn matmul_rows(
+    x: &QuantizedRows,
+    w: &[u8],
+    (n, row_bytes): (usize, usize),
+    dot_rows: impl Fn((&[i8], &[f32]), &[u8], &mut [f32]) + Sync,
+    y: &mut [f32],
+) {
     let rows = x.values.len() / x.k;
-    let blocks_per_row = x.k / BLOCK;
-    let row_bytes = blocks_per_row * BLOCK_BYTES;
     debug_assert_eq!(w.len(), n * row_bytes);
     let out = SyncPtr(y.as_mut_ptr());
     let groups = n.div_ceil(4);
@@ -158,7 +171,7 @@ fn matmul_rows(x: &QuantizedRows, w: &[u8], n: usize, y: &mut [f32]) {
                 let w = &w[first * row_bytes..(first + rows) * row_bytes];
                 for input in inputs.clone() {
                     let mut sums = [0f32; 4];
-                    dot_rows(x.row(input), w, blocks_per_row, &mut sums[..rows]);
+                    dot_rows(x.row(input), w, &mut sums[..rows]);
                     // SAFETY: each group of weight rows is handed to exactly one worker, so
                     // these columns of the output row are written by it alone.
                     let y = unsafe {

@@ -127,7 +127,7 @@ pub(crate) fn add_quantized_rows(q: &QMatMul, xs: &[f32], y: &mut [f32]) -> Resu
         );
     }
     if let QMatMul::QTensor(w) = q {
-        if crate::kernels::q4_0::add_rows_times_t(xs, w, y)? {
+        if crate::kernels::q4_q5::add_rows_times_t(xs, w, y)? {
             return Ok(());
         }
     }
@@ -141,6 +141,10 @@ pub(crate) fn add_quantized_rows(q: &QMatMul, xs: &[f32], y: &mut [f32]) -> Resu
 pub(super) fn quantized_matvec(q: &QMatMul, x: &[f32]) -> Result<Vec<f32>> {
     if let QMatMul::QTensor(w) = q {
         if let Some(y) = crate::kernels::q8::rows_times_t(x, w)? {
+            return Ok(y);
+        }
+        let mut y = vec![0f32; w.shape().dims2()?.0];
+        if crate::kernels::q4_q5::add_rows_times_t(x, w, &mut y)? {
             return Ok(y);
         }
     }
