@@ -183,6 +183,41 @@ fn info_command_reports_the_parts_and_total() {
     assert_eq!(parts_sum, 607_236);
 }
 
+/// `info` names the CPU kernels that run, and the variables that lower them take effect.
+#[test]
+fn info_names_the_cpu_kernels_and_the_variables_lower_them() {
+    let model = common::fixtures().join("tiny-gpt2-noprefix");
+    let kernels = |env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_gpt2-tui"));
+        command.args([
+            "info",
+            "--format",
+            "json",
+            "--model",
+            model.to_str().unwrap(),
+        ]);
+        command.env_remove("GPT2_TUI_PORTABLE_KERNELS");
+        command.env_remove("GPT2_TUI_KERNELS");
+        command.envs(env.iter().copied());
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        info["cpu_kernels"].as_str().unwrap().to_string()
+    };
+    let detected = kernels(&[]);
+    assert_eq!(detected, gpt2_tui::kernels::level().name());
+    assert_eq!(kernels(&[("GPT2_TUI_PORTABLE_KERNELS", "1")]), "portable");
+    let capped = kernels(&[("GPT2_TUI_KERNELS", "avx2")]);
+    match detected.as_str() {
+        "portable" => assert_eq!(capped, "portable"),
+        _ => assert_eq!(capped, "avx2"),
+    }
+}
+
 /// Choosing the second-best candidate at step k and continuing must give what greedy decoding
 /// gives from that forced prefix in a fresh session.
 #[test]

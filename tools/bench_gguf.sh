@@ -39,22 +39,7 @@ cargo build --release --bin gpt2-tui >&2
 # The same 512 tokens as examples/bench.rs and tools/bench_ct2.py.
 prompt=$(python3 -c "print(' The quick brown fox jumps over the lazy dog, and the dog sleeps on.' * 32, end='')")
 
-# llama-bench's JSON lines as "pp512=... tg128=... tg128_d512=...".
-summarize() {
-  python3 -c '
-import json, sys
-out = []
-for line in sys.stdin:
-    if line.startswith("peak_kb"):
-        out.append(line.strip())
-    elif line.startswith("{"):
-        d = json.loads(line)
-        name = "pp%d" % d["n_prompt"] if d["n_prompt"] else "tg%d" % d["n_gen"]
-        if d.get("n_depth"):
-            name += "_d%d" % d["n_depth"]
-        out.append("%s=%.1f" % (name, d["avg_ts"]))
-print(" ".join(out))'
-}
+summarize() { python3 tools/llama_bench_summary.py; }
 
 for round in $(seq "$rounds"); do
   for type in $types; do

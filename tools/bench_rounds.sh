@@ -20,20 +20,7 @@ cargo build --release --example bench --bin gpt2-tui >&2
 prompt=$(python3 -c "print(' The quick brown fox jumps over the lazy dog, and the dog sleeps on.' * 32, end='')")
 declare -A ct2_type=([f32]=float32 [q8_0]=int8)
 
-# llama-bench's JSON lines as "pp=... tg=..." (or "tg_d512=..."), with GNU time's peak memory.
-summarize() {
-  python3 -c '
-import json, sys
-out = []
-for line in sys.stdin:
-    if line.startswith("peak_kb"):
-        out.append(line.strip())
-    elif line.startswith("{"):
-        d = json.loads(line)
-        name = "pp" if d["n_prompt"] else ("tg_d%d" % d["n_depth"] if d.get("n_depth") else "tg")
-        out.append("%s=%.1f" % (name, d["avg_ts"]))
-print(" ".join(out))'
-}
+summarize() { python3 tools/llama_bench_summary.py; }
 
 for round in $(seq "$rounds"); do
   for type in f32 q8_0; do

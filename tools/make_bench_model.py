@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Write a randomly initialised GPT-2 124M (the real gpt2 config, random weights) for benchmarks.
 
-    python3 tools/make_bench_model.py [OUTDIR] [--shape 124m|xl]   # default: tools/out/gpt2-124m-random
+    python3 tools/make_bench_model.py [OUTDIR] [--shape 124m|medium|xl]   # default: tools/out/gpt2-124m-random
 
-`--shape xl` writes the GPT-2 XL shape instead (1.5B: 48 layers, 25 heads, width 1600; ~6.2 GB).
+`--shape medium` writes the GPT-2 medium shape instead (355M: 24 layers, 16 heads, width 1024;
+~1.4 GB), `--shape xl` the GPT-2 XL shape (1.5B: 48 layers, 25 heads, width 1600; ~6.2 GB); the
+default folders are tools/out/gpt2-medium-random and tools/out/gpt2-xl-random.
 
 OUTDIR gets config.json, generation_config.json, model.safetensors (~498 MB, float32, keys with the
 "transformer." prefix, tied lm_head not stored) and tokenizer.json (copied from
@@ -27,14 +29,29 @@ TOK_SRC = Path(os.environ.get("GPT2_TOKENIZER_DIR", "/work/shared/gpt2-tokenizer
 
 
 def main() -> int:
-    args = [a for a in sys.argv[1:] if not a.startswith("--shape")]
-    xl = "--shape=xl" in sys.argv or ("--shape" in sys.argv and sys.argv[sys.argv.index("--shape") + 1] == "xl")
-    args = [a for a in args if a != "xl"]
-    out = Path(args[0]) if args else ROOT / "tools" / "out" / ("gpt2-xl-random" if xl else "gpt2-124m-random")
+    argv = sys.argv[1:]
+    shape = "124m"
+    if "--shape" in argv:
+        at = argv.index("--shape")
+        shape = argv[at + 1] if at + 1 < len(argv) else ""
+        del argv[at : at + 2]
+    for a in list(argv):
+        if a.startswith("--shape="):
+            shape = a.split("=", 1)[1]
+            argv.remove(a)
+    # n_positions is 1024 for all three.
+    configs = {
+        "124m": GPT2Config(),
+        "medium": GPT2Config(n_layer=24, n_head=16, n_embd=1024),
+        "xl": GPT2Config(n_layer=48, n_head=25, n_embd=1600),
+    }
+    if shape not in configs:
+        print(f"make_bench_model: unknown --shape {shape!r} (124m, medium or xl)", file=sys.stderr)
+        return 2
+    out = Path(argv[0]) if argv else ROOT / "tools" / "out" / f"gpt2-{shape}-random"
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    # 124M: n_layer 12, n_head 12, n_embd 768; XL: 48, 25, 1600; both n_positions 1024.
-    config = GPT2Config(n_layer=48, n_head=25, n_embd=1600) if xl else GPT2Config()
+    config = configs[shape]
     model = GPT2LMHeadModel(config).eval()
     try:
         model.save_pretrained(out, safe_serialization=True)

@@ -27,6 +27,7 @@ pub(super) fn run(common: &CommonArgs, config: &Config, format: ReportFormat) ->
                 "device": crate::runtime::device::device_name(session.device()),
                 "dtype": session.dtype().as_str(),
                 "weights": weights,
+                "cpu_kernels": crate::kernels::level().name(),
                 "quantized_cache": cache.as_ref().map(|(state, path)| serde_json::json!({
                     "state": state,
                     "path": path,
@@ -46,8 +47,9 @@ pub(super) fn run(common: &CommonArgs, config: &Config, format: ReportFormat) ->
                 Some((state, path)) => format!("weights: {weights} ({state}: {path})\n"),
                 None => format!("weights: {weights}\n"),
             };
+            let kernels = crate::kernels::level().name();
             let mut text = format!(
-                "model: {}\n{weights}layers {}, heads {} (head size {}), width {}, MLP width {}, window {}, vocabulary {}\n\n",
+                "model: {}\n{weights}CPU kernels: {kernels}\nlayers {}, heads {} (head size {}), width {}, MLP width {}, window {}, vocabulary {}\n\n",
                 session.name,
                 c.n_layer,
                 c.n_head,

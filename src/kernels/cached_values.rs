@@ -80,7 +80,7 @@ impl CachedValue for f16 {
 fn has_f16c() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c")
+        has_avx2_fma()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

@@ -22,6 +22,9 @@ use rayon::prelude::*;
 use super::q8::{matmul_rows, Q8Matrix};
 use super::q8_format::{BLOCK, BLOCK_BYTES as Q8_BLOCK_BYTES};
 use super::q8_inputs::QuantizedRows;
+use super::simd::four_or_each;
+#[cfg(target_arch = "x86_64")]
+use super::simd::{f16_at, lane_sums};
 
 /// One of the two formats, as a type so each gets its own compiled loops.
 trait Format: Sync {
@@ -170,20 +173,28 @@ fn scale(block: &[u8]) -> f32 {
 fn dot_rows<F: Format>(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
     let row_bytes = blocks_per_row * F::BLOCK_BYTES;
     #[cfg(target_arch = "x86_64")]
-    if super::has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c") {
+    if super::has_avx512_vnni() {
         // SAFETY: the features were just detected; `w` holds `sums.len()` rows.
-        unsafe {
-            if sums.len() == 4 {
-                let four = dot_rows_avx2::<F, 4>(x, w.as_ptr(), row_bytes, blocks_per_row);
-                sums.copy_from_slice(&four);
-            } else {
-                for (r, sum) in sums.iter_mut().enumerate() {
-                    let row = w.as_ptr().add(r * row_bytes);
-                    *sum = dot_rows_avx2::<F, 1>(x, row, row_bytes, blocks_per_row)[0];
-                }
-            }
-        }
-        return;
+        let w = w.as_ptr();
+        return four_or_each(
+            sums,
+            || unsafe { dot_rows_vnni::<F, 4>(x, w, row_bytes, blocks_per_row) },
+            |r| unsafe {
+                dot_rows_vnni::<F, 1>(x, w.add(r * row_bytes), row_bytes, blocks_per_row)[0]
+            },
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2_fma() {
+        // SAFETY: the features were just detected; `w` holds `sums.len()` rows.
+        let w = w.as_ptr();
+        return four_or_each(
+            sums,
+            || unsafe { dot_rows_avx2::<F, 4>(x, w, row_bytes, blocks_per_row) },
+            |r| unsafe {
+                dot_rows_avx2::<F, 1>(x, w.add(r * row_bytes), row_bytes, blocks_per_row)[0]
+            },
+        );
     }
     dot_rows_portable::<F>(x, w, blocks_per_row, sums)
 }
@@ -261,16 +272,50 @@ unsafe fn dot_rows_avx2<F: Format, const ROWS: usize>(
             // maddubs multiplies unsigned by signed bytes: move w's sign onto x.
             let products = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
             let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(products, ones));
-            let bits = block.cast::<u16>().read_unaligned();
-            let dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)));
-            *acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), dot, *acc);
+            *acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(block) * dx), dot, *acc);
         }
     }
-    acc.map(|a| {
-        let mut lanes = [0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), a);
-        lanes.iter().sum()
-    })
+    lane_sums(acc)
+}
+
+/// [`dot_rows_avx2`] with VNNI's `vpdpbusd` (unsigned times signed bytes, each 4 products
+/// added into 32 bits): the stored values are unsigned already (offset by 8 or 16), so they
+/// multiply as they are, and each block's sums start at `-offset * sum(x)`, computed once per
+/// block for all rows. The fifth bits of q5_0 add 16 under a mask.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot_rows_vnni<F: Format, const ROWS: usize>(
+    (values, scales): (&[i8], &[f32]),
+    w: *const u8,
+    row_bytes: usize,
+    blocks_per_row: usize,
+) -> [f32; ROWS] {
+    use std::arch::x86_64::*;
+    let low_half = _mm256_set1_epi8(0x0f);
+    let offset = _mm256_set1_epi8(F::OFFSET);
+    let sixteen = _mm256_set1_epi8(16);
+    let zero = _mm256_setzero_si256();
+    let mut acc = [_mm256_setzero_ps(); ROWS];
+    for b in 0..blocks_per_row {
+        let xv = _mm256_loadu_si256(values.as_ptr().add(b * BLOCK).cast());
+        let dx = *scales.get_unchecked(b);
+        let start = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, offset, xv));
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let block = w.add(r * row_bytes + b * F::BLOCK_BYTES);
+            _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(ROWS * row_bytes).cast());
+            let packed = _mm_loadu_si128(block.add(F::LOW_BITS_AT).cast());
+            // Values 0..15 in the low halves of the bytes, 16..31 in the high halves.
+            let both = _mm256_set_m128i(_mm_srli_epi16::<4>(packed), packed);
+            let mut stored = _mm256_and_si256(both, low_half);
+            if F::BLOCK_BYTES == Q5_0::BLOCK_BYTES {
+                let fifth = block.add(2).cast::<u32>().read_unaligned();
+                stored = _mm256_mask_add_epi8(stored, fifth, stored, sixteen);
+            }
+            let dot = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, stored, xv));
+            *acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(block) * dx), dot, *acc);
+        }
+    }
+    lane_sums(acc)
 }
 
 #[cfg(test)]
@@ -380,6 +425,23 @@ mod tests {
                 );
             }
             assert_eq!(three, simd[..3], "{dtype:?}");
+            // The AVX2 form too, which the dispatch skips on a CPU with VNNI.
+            #[cfg(target_arch = "x86_64")]
+            if crate::kernels::has_avx2_fma() {
+                let rows = data.as_ptr();
+                let avx2 = unsafe {
+                    match dtype {
+                        GgmlDType::Q4_0 => dot_rows_avx2::<Q4_0, 4>(x.row(0), rows, 72, 4),
+                        _ => dot_rows_avx2::<Q5_0, 4>(x.row(0), rows, 88, 4),
+                    }
+                };
+                for (got, want) in avx2.iter().zip(plain) {
+                    assert!(
+                        (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "avx2 {dtype:?}"
+                    );
+                }
+            }
         }
     }
 }

@@ -16,6 +16,9 @@ use rayon::prelude::*;
 pub use super::q8_format::Q8Matrix;
 use super::q8_format::{BLOCK, BLOCK_BYTES};
 use super::q8_inputs::QuantizedRows;
+use super::simd::four_or_each;
+#[cfg(target_arch = "x86_64")]
+use super::simd::{f16_at, lane_sums};
 use super::{add_matmul, SyncPtr};
 
 /// `x @ w^T` for `x` (m, k) in f32 and `w` (n, k) in q8_0, both on the CPU; `None` when the
@@ -188,10 +191,20 @@ pub(crate) fn matmul_rows(
 /// rows.
 fn dot_rows(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if super::has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c") {
+    if super::has_avx512_vnni() {
+        // SAFETY: the features were just detected.
+        return unsafe { dot_rows_vnni(x, w, blocks_per_row, sums) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2_fma() {
         // SAFETY: the features were just detected.
         return unsafe { dot_rows_avx2(x, w, blocks_per_row, sums) };
     }
+    dot_rows_portable(x, w, blocks_per_row, sums)
+}
+
+/// [`dot_rows`] in plain loops: the reference the SIMD kernels are tested against.
+fn dot_rows_portable(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
     for (r, sum) in sums.iter_mut().enumerate() {
         let row = &w[r * blocks_per_row * BLOCK_BYTES..(r + 1) * blocks_per_row * BLOCK_BYTES];
         *sum = row
@@ -210,21 +223,60 @@ fn dot_rows(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sums: &mut [f32
     }
 }
 
+/// [`dot_rows`] with VNNI's `vpdpbusd`, which multiplies unsigned by signed bytes and adds
+/// each 4 products into 32 bits in one instruction: the weights are offset by 128 (their top
+/// bit flipped) to make them unsigned, and each block's sums start at `-128 * sum(x)`, computed
+/// once per block for all rows, which cancels the offset exactly.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+unsafe fn dot_rows_vnni(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
+    let (row_bytes, w) = (blocks_per_row * BLOCK_BYTES, w.as_ptr());
+    four_or_each(
+        sums,
+        || dot_rows_fixed_vnni::<4>(x, w, row_bytes, blocks_per_row),
+        |r| dot_rows_fixed_vnni::<1>(x, w.add(r * row_bytes), row_bytes, blocks_per_row)[0],
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+unsafe fn dot_rows_fixed_vnni<const ROWS: usize>(
+    (values, scales): (&[i8], &[f32]),
+    w: *const u8,
+    row_bytes: usize,
+    blocks_per_row: usize,
+) -> [f32; ROWS] {
+    use std::arch::x86_64::*;
+    let offset = _mm256_set1_epi8(-128);
+    let zero = _mm256_setzero_si256();
+    let mut acc = [_mm256_setzero_ps(); ROWS];
+    for b in 0..blocks_per_row {
+        let xv = _mm256_loadu_si256(values.as_ptr().add(b * BLOCK).cast());
+        let dx = *scales.get_unchecked(b);
+        let start = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, offset, xv));
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let block = w.add(r * row_bytes + b * BLOCK_BYTES);
+            // As in the AVX2 kernel: the next group's rows, which the prefetcher misses.
+            _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(ROWS * row_bytes).cast());
+            let wv = _mm256_xor_si256(_mm256_loadu_si256(block.add(2).cast()), offset);
+            let dot = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, wv, xv));
+            *acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(block) * dx), dot, *acc);
+        }
+    }
+    lane_sums(acc)
+}
+
 /// Four rows at a time share each load of the input; the row count is a constant so the
 /// accumulators stay in registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_rows_avx2(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
-    let row_bytes = blocks_per_row * BLOCK_BYTES;
-    if sums.len() == 4 {
-        let four = dot_rows_fixed::<4>(x, w.as_ptr(), row_bytes, blocks_per_row);
-        sums.copy_from_slice(&four);
-    } else {
-        for (r, sum) in sums.iter_mut().enumerate() {
-            let ptr = w.as_ptr().add(r * row_bytes);
-            *sum = dot_rows_fixed::<1>(x, ptr, row_bytes, blocks_per_row)[0];
-        }
-    }
+    let (row_bytes, w) = (blocks_per_row * BLOCK_BYTES, w.as_ptr());
+    four_or_each(
+        sums,
+        || dot_rows_fixed::<4>(x, w, row_bytes, blocks_per_row),
+        |r| dot_rows_fixed::<1>(x, w.add(r * row_bytes), row_bytes, blocks_per_row)[0],
+    )
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -250,16 +302,10 @@ unsafe fn dot_rows_fixed<const ROWS: usize>(
             // maddubs multiplies unsigned by signed bytes: move w's sign onto x.
             let products = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
             let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(products, ones));
-            let bits = block.cast::<u16>().read_unaligned();
-            let dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)));
-            *acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), dot, *acc);
+            *acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(block) * dx), dot, *acc);
         }
     }
-    acc.map(|a| {
-        let mut lanes = [0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), a);
-        lanes.iter().sum()
-    })
+    lane_sums(acc)
 }
 
 #[cfg(test)]
@@ -322,6 +368,48 @@ mod tests {
         let got = Tensor::from_vec(y, (m, n), &Device::Cpu).unwrap();
         let diff = max_abs_diff(&got, &want);
         assert!(diff < 1e-3, "{diff}");
+    }
+
+    /// Each SIMD form of the decode dot products this CPU has equals the plain loops, for 4
+    /// rows and for fewer, with inputs at the largest magnitudes (where VNNI's offset must
+    /// cancel exactly).
+    #[test]
+    fn every_decode_kernel_equals_the_plain_loops() {
+        let (n, k) = (4, 256);
+        let q = QTensor::quantize(&matrix(n, k), GgmlDType::Q8_0).unwrap();
+        let w = Q8Matrix::of(&q).unwrap().unwrap();
+        let mut xs = (matrix(1, k) * 3.0)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap()
+            .remove(0);
+        xs[..32].iter_mut().for_each(|v| *v = v.signum() * 3.0);
+        let x = QuantizedRows::new(&xs, k, 1);
+        let blocks = k / BLOCK;
+        for rows in [4, 3] {
+            let w = &w.blocks[..rows * blocks * BLOCK_BYTES];
+            let mut plain = vec![0f32; rows];
+            dot_rows_portable(x.row(0), w, blocks, &mut plain);
+            let mut kernels: Vec<(&str, Vec<f32>)> = vec![];
+            #[cfg(target_arch = "x86_64")]
+            {
+                if crate::kernels::has_avx512_vnni() {
+                    let mut sums = vec![0f32; rows];
+                    unsafe { dot_rows_vnni(x.row(0), w, blocks, &mut sums) };
+                    kernels.push(("vnni", sums));
+                }
+                if crate::kernels::has_avx2_fma() {
+                    let mut sums = vec![0f32; rows];
+                    unsafe { dot_rows_avx2(x.row(0), w, blocks, &mut sums) };
+                    kernels.push(("avx2", sums));
+                }
+            }
+            for (name, sums) in kernels {
+                for (s, p) in sums.iter().zip(&plain) {
+                    assert!((s - p).abs() < 1e-3, "{name}, {rows} rows: {s} vs {p}");
+                }
+            }
+        }
     }
 
     #[test]

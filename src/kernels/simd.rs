@@ -13,26 +13,115 @@ impl SyncPtr {
     }
 }
 
-/// Whether the AVX2 kernels run: the CPU has AVX2 and FMA, and `GPT2_TUI_PORTABLE_KERNELS`
-/// is not set to `1`. That variable forces the portable loops everywhere (this crate's
-/// kernels, not the matmul library's), as on a CPU without these features: how the tests
-/// check that path on a machine that has them.
-pub fn has_avx2_fma() -> bool {
+/// The instruction sets this crate's kernels use, from least to most: detected once, and the
+/// one place that decides which kernel runs.
+///
+/// - `Avx512Vnni`: AVX-512 (F, BW, VL) with VNNI's 8-bit dot products, for the 8-bit
+///   products (`q8_prompt`, `q8`, `q4_q5`); every other kernel takes its AVX2 form.
+/// - `Avx2`: AVX2, FMA and F16C, for every kernel.
+/// - `Portable`: plain loops.
+///
+/// Two variables lower the level, as on an older CPU, so that a machine with the newest
+/// features can run and test the others: `GPT2_TUI_PORTABLE_KERNELS=1` forces `Portable`, and
+/// `GPT2_TUI_KERNELS=avx2` caps at `Avx2`. (The matmul library's f32 kernels choose their own.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Portable,
+    Avx2,
+    Avx512Vnni,
+}
+
+impl Level {
+    /// The name `gpt2-tui info` reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Portable => "portable",
+            Self::Avx2 => "avx2",
+            Self::Avx512Vnni => "avx512-vnni",
+        }
+    }
+}
+
+/// This CPU's [`Level`], lowered by the variables above.
+pub fn level() -> Level {
+    static DETECTED: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        let set = |name: &str, value: &str| std::env::var_os(name).is_some_and(|v| v == value);
+        let cap = match (
+            set("GPT2_TUI_PORTABLE_KERNELS", "1"),
+            set("GPT2_TUI_KERNELS", "avx2"),
+        ) {
+            (true, _) => Level::Portable,
+            (false, true) => Level::Avx2,
+            (false, false) => Level::Avx512Vnni,
+        };
+        detected().min(cap)
+    })
+}
+
+/// What the CPU itself offers.
+fn detected() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
-        static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *DETECTED.get_or_init(|| {
-            let forced_portable =
-                std::env::var_os("GPT2_TUI_PORTABLE_KERNELS").is_some_and(|v| v == "1");
-            !forced_portable
-                && std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-        })
+        use std::arch::is_x86_feature_detected as has;
+        if !(has!("avx2") && has!("fma") && has!("f16c")) {
+            Level::Portable
+        } else if has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni") {
+            Level::Avx512Vnni
+        } else {
+            Level::Avx2
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        false
+        Level::Portable
     }
+}
+
+/// Whether the AVX2 kernels run (AVX2, FMA and F16C, not forced portable): see [`level`].
+pub fn has_avx2_fma() -> bool {
+    level() >= Level::Avx2
+}
+
+/// Whether the AVX-512 VNNI kernels of the 8-bit products run: see [`level`].
+pub fn has_avx512_vnni() -> bool {
+    level() >= Level::Avx512Vnni
+}
+
+/// `sums` from a kernel of a constant row count (so its accumulators stay in registers): all
+/// four rows at once when there are four, the usual group, else each row alone.
+pub(crate) fn four_or_each(
+    sums: &mut [f32],
+    four: impl FnOnce() -> [f32; 4],
+    one: impl Fn(usize) -> f32,
+) {
+    match sums.len() {
+        4 => sums.copy_from_slice(&four()),
+        _ => sums
+            .iter_mut()
+            .enumerate()
+            .for_each(|(r, sum)| *sum = one(r)),
+    }
+}
+
+/// The sum of each register's 8 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn lane_sums<const R: usize>(acc: [std::arch::x86_64::__m256; R]) -> [f32; R] {
+    acc.map(|a| {
+        let mut lanes = [0f32; 8];
+        std::arch::x86_64::_mm256_storeu_ps(lanes.as_mut_ptr(), a);
+        lanes.iter().sum()
+    })
+}
+
+/// The f16 at `p` (a GGML block's scale), as f32.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
+    use std::arch::x86_64::*;
+    let bits = p.cast::<u16>().read_unaligned();
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
 /// `y += a * x`.
