@@ -1,7 +1,6 @@
 //! The 8-bit weight path (q8_0) stays close to f32.
 
 use candle_core::{DType, Device};
-use candle_nn::{VarBuilder, VarMap};
 use gpt2_tui::model::{Gpt2, Gpt2Config, KvCache};
 
 fn config() -> Gpt2Config {
@@ -18,19 +17,7 @@ fn config() -> Gpt2Config {
 
 /// A model with fresh GPT-2-initialised weights, detached from training.
 fn fresh_model(config: &Gpt2Config) -> Gpt2 {
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let trained = Gpt2::load(vb, config).unwrap();
-    let tensors = varmap
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-        .collect();
-    drop(trained);
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-    Gpt2::load(vb, config).unwrap()
+    Gpt2::initialised(config).unwrap()
 }
 
 #[test]
@@ -204,12 +191,15 @@ fn the_portable_kernels_give_the_simd_kernels_perplexity() {
     };
     for dtype in ["f32", "q8_0", "q4_0"] {
         let fastest = perplexity(dtype, None);
-        let mut others = vec![(
-            "AVX2",
-            perplexity(dtype, Some(("GPT2_TUI_KERNELS", "avx2"))),
-        )];
-        // q4_0 prompts without AVX2 multiply f32 inputs by the widened weights, not 8-bit
-        // inputs: 0.15% apart on this text, so only the integer kernels are compared there.
+        // The bounds: the 8-bit kernels' integer sums are exact, but each adds its blocks' f32
+        // products in its own order, and the next layer rounds its inputs to 8 bits again, so
+        // a last-bit difference sometimes lands on the other side of a rounding step (1.2e-4
+        // apart here between VNNI and AVX2). Without AVX2, q8_0 prompts multiply f32 inputs by
+        // the dequantized weights, not 8-bit ones (1.1e-3 apart here).
+        let avx2 = perplexity(dtype, Some(("GPT2_TUI_KERNELS", "avx2")));
+        let mut others = vec![("AVX2", avx2, 3e-4)];
+        // q4_0 prompts without AVX2 multiply f32 inputs by the widened weights: 0.15% apart
+        // on this text, so only the integer kernels are compared there.
         if dtype != "q4_0" {
             let portable = perplexity(dtype, Some(("GPT2_TUI_PORTABLE_KERNELS", "1")));
             if dtype == "q8_0" && gpt2_tui::kernels::q8_prompt::available() {
@@ -220,13 +210,46 @@ fn the_portable_kernels_give_the_simd_kernels_perplexity() {
                     "GPT2_TUI_PORTABLE_KERNELS changed nothing"
                 );
             }
-            others.push(("portable", portable));
+            let bound = if dtype == "f32" { 1e-6 } else { 2e-3 };
+            others.push(("portable", portable, bound));
         }
-        for (name, other) in others {
+        for (name, other, bound) in others {
             assert!(
-                (fastest / other - 1.0).abs() < 1e-4,
+                (fastest / other - 1.0).abs() < bound,
                 "{dtype}: {fastest} with the fastest kernels, {other} with the {name} ones"
             );
         }
     }
+}
+
+/// A quantized tied head's blocks serve the token lookups too: the 8-bit model keeps no f32
+/// copy of the token embeddings (the largest matrix: 154 MB of GPT-2 124M's 500) and holds
+/// them as llama.cpp stores them, `wte.weight` in blocks and no `lm_head.weight`. (That the
+/// rows looked up from the blocks are right is checked in `tests/gguf.rs`, against the same
+/// model with every weight dequantized to f32.)
+#[test]
+fn a_quantized_tied_head_serves_the_token_lookups() {
+    use gpt2_tui::model::gpt2::StoredWeight;
+    let mut model = fresh_model(&config());
+    assert!(model.has_tied_head());
+    model.quantize_q8_0().unwrap();
+    assert!(model.has_tied_head(), "still tied once quantized");
+    let stored = model.stored_weights().unwrap();
+    let wte = stored.iter().find(|(name, _)| name == "wte.weight");
+    assert!(
+        matches!(wte, Some((_, StoredWeight::Quantized(q))) if q.shape().dims() == [4200, 64]),
+        "wte.weight is held as the head's blocks"
+    );
+    assert!(stored.iter().all(|(name, _)| name != "lm_head.weight"));
+    let dense: usize = stored
+        .iter()
+        .filter_map(|(_, w)| match w {
+            StoredWeight::Dense(t) => Some(t.elem_count()),
+            StoredWeight::Quantized(_) => None,
+        })
+        .sum();
+    assert!(
+        dense < 4200 * 64,
+        "{dense} dense values: no f32 copy of the 4200 x 64 embeddings"
+    );
 }

@@ -1,8 +1,9 @@
-//! CPU kernels below the model: matrix-vector products, q8_0 products, element-wise functions
+//! CPU kernels below the model: matrix-vector products, q8_0 products, rows of block formats, element-wise functions
 //! (exp, GELU, softmax), reads of f16 cached values and SIMD detection. They work on slices
 //! and tensors and know nothing about GPT-2.
 
 pub mod activations;
+pub mod block_rows;
 pub mod cached_values;
 pub mod matvec;
 pub mod q4_q5;

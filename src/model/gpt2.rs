@@ -11,9 +11,10 @@ use candle_nn::VarBuilder;
 
 use super::config::Gpt2Config;
 use super::cpu::{CpuWeights, HEAD_ROWS};
+use super::head::{HeadProduct, LmHead};
 use super::init::init;
 use super::kv_cache::KvCache;
-use super::layers::{Block, HeadProduct, LayerNorm, LmHead, Weight};
+use super::layers::{Block, LayerNorm, Weight};
 use super::q8::{QuantType, QuantizedWeights};
 
 pub use super::layers::Mode;
@@ -25,7 +26,9 @@ const QUANTIZED_PREFILL_SLICE: usize = 128;
 /// A GPT-2 language model.
 #[derive(Debug, Clone)]
 pub struct Gpt2 {
-    wte: Tensor, // (v, e)
+    /// The token embeddings (v, e); `None` where the quantized tied head's blocks serve the
+    /// lookups (`head.rs`), so no f32 copy of the largest matrix is kept.
+    wte: Option<Tensor>,
     wpe: Tensor, // (n_positions, e)
     blocks: Vec<Block>,
     ln_f: LayerNorm,
@@ -53,16 +56,52 @@ impl Gpt2 {
         Self::load_with_quantized(vb, config, QuantizedWeights::new())
     }
 
+    /// A model with fresh GPT-2-initialised weights on the CPU that are not variables (not
+    /// being trained), as a checkpoint's would be: for tests and benchmarks.
+    pub fn initialised(config: &Gpt2Config) -> Result<Self> {
+        let varmap = candle_nn::VarMap::new();
+        drop(Self::load(
+            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+            config,
+        )?);
+        let tensors = varmap
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("the variables' lock is poisoned".into()))?
+            .iter()
+            .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+            .collect();
+        Self::load(
+            VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
+            config,
+        )
+    }
+
     /// Like [`Gpt2::load`], with some projections already quantized (q8_0, or any GGML type
     /// from a GGUF file); `vb` need not hold those. A quantized `lm_head.weight` is the output
-    /// head's product, with the dense `lm_head.weight` (or `wte`) kept for lookups.
+    /// head's product; with neither `wte.weight` nor `lm_head.weight` in `vb` it is a tied
+    /// head, whose blocks also serve the token lookups. Otherwise the dense rows are kept for
+    /// the lookups, and let go where the blocks in host memory can serve them.
     pub fn load_with_quantized(
         vb: VarBuilder,
         config: &Gpt2Config,
         mut quantized: QuantizedWeights,
     ) -> Result<Self> {
         let (v, e) = (config.vocab_size, config.n_embd);
-        let wte = vb.get_with_hints((v, e), "wte.weight", init("wte.weight", config))?;
+        let quantized_head = quantized.remove("lm_head.weight");
+        let tied_blocks = quantized_head.is_some()
+            && !vb.contains_tensor("wte.weight")
+            && !vb.contains_tensor("lm_head.weight");
+        let wte = match (tied_blocks, &quantized_head) {
+            // Blocks off the host cannot serve lookups row by row: dense rows once.
+            (true, Some(QMatMul::QTensor(q))) if !q.device().is_cpu() => {
+                Some(q.dequantize(&q.device())?)
+            }
+            (true, _) => None,
+            (false, _) => {
+                Some(vb.get_with_hints((v, e), "wte.weight", init("wte.weight", config))?)
+            }
+        };
         let wpe = vb.get_with_hints(
             (config.n_positions, e),
             "wpe.weight",
@@ -71,19 +110,18 @@ impl Gpt2 {
         let blocks = (0..config.n_layer)
             .map(|i| Block::load(vb.pp(format!("h.{i}")), config, &mut quantized))
             .collect::<Result<Vec<_>>>()?;
-        let quantized_head = quantized.remove("lm_head.weight");
         if let Some(name) = quantized.keys().next() {
             candle_core::bail!("quantized weight `{name}` is not a projection of this model");
         }
         let ln_f = LayerNorm::load(vb.pp("ln_f"), e, config)?;
-        let stored_head = if vb.contains_tensor("lm_head.weight") {
-            vb.get((v, e), "lm_head.weight")?
-        } else {
-            wte.clone()
+        let stored_head = match vb.contains_tensor("lm_head.weight") {
+            true => Some(vb.get((v, e), "lm_head.weight")?),
+            false => wte.clone(),
         };
-        let head = match quantized_head {
-            Some(q) => LmHead::quantized(stored_head, q),
-            None => LmHead::new(stored_head)?,
+        let head = match (quantized_head, stored_head) {
+            (Some(q), stored) => LmHead::quantized(stored, q),
+            (None, Some(stored)) => LmHead::new(stored)?,
+            (None, None) => unreachable!("rows are only left out beside a quantized head"),
         };
         let mut model = Self {
             wte,
@@ -94,13 +132,30 @@ impl Gpt2 {
             config: config.clone(),
             cpu: None,
         };
+        model.share_head_blocks_for_lookups();
         model.lay_out_for_cpu();
         Ok(model)
     }
 
+    /// Lets the dense token embeddings go where a quantized tied head's blocks, in host memory
+    /// and not being trained, can serve the lookups instead.
+    fn share_head_blocks_for_lookups(&mut self) {
+        let tied = self.has_tied_head();
+        let trained = self.wte.as_ref().is_some_and(|w| w.is_variable());
+        if tied && !trained && self.head.drop_dense_rows() {
+            self.wte = None;
+        }
+    }
+
     /// (Re)builds the CPU backend's view of the weights after they changed.
     fn lay_out_for_cpu(&mut self) {
-        self.cpu = CpuWeights::new(&self.wte, &self.wpe, &self.blocks, &self.ln_f, &self.head);
+        self.cpu = CpuWeights::new(
+            self.wte.as_ref(),
+            &self.wpe,
+            &self.blocks,
+            &self.ln_f,
+            &self.head,
+        );
     }
 
     pub fn config(&self) -> &Gpt2Config {
@@ -126,14 +181,16 @@ impl Gpt2 {
         if !self.head.quantize(kind)? {
             skipped += 1;
         }
+        self.share_head_blocks_for_lookups();
         self.lay_out_for_cpu();
         Ok(skipped)
     }
 
     /// Every weight the model holds, by our names (`wte.weight`, `h.0.attn.c_attn.weight`,
     /// ...), as it sits in memory: what a file must keep for [`Gpt2::load_with_quantized`] to
-    /// build this very model again. `lm_head.weight` is the head's product when that is
-    /// quantized or a matrix of its own, and absent for a dense tied head.
+    /// build this very model again. `lm_head.weight` is a head of its own (dense or blocks),
+    /// absent for a tied head; a quantized tied head's blocks are `wte.weight`, as llama.cpp
+    /// stores them (they serve the lookups too).
     pub fn stored_weights(&self) -> Result<Vec<(String, StoredWeight<'_>)>> {
         fn matrix(name: String, weight: &Weight) -> Result<(String, StoredWeight<'_>)> {
             match weight {
@@ -152,8 +209,14 @@ impl Gpt2 {
             out.push((format!("{name}.weight"), StoredWeight::Dense(weight)));
             out.push((format!("{name}.bias"), StoredWeight::Dense(bias)));
         }
+        let tied = self.has_tied_head();
+        let wte = match (&self.wte, self.head.parts()) {
+            (_, (_, HeadProduct::Q8(q))) if tied => blocks(q, "head")?,
+            (Some(wte), _) => StoredWeight::Dense(wte),
+            (None, _) => candle_core::bail!("token embeddings without rows or blocks"),
+        };
         let mut out = vec![
-            ("wte.weight".to_string(), StoredWeight::Dense(&self.wte)),
+            ("wte.weight".to_string(), wte),
             ("wpe.weight".to_string(), StoredWeight::Dense(&self.wpe)),
         ];
         for (i, block) in self.blocks.iter().enumerate() {
@@ -180,9 +243,10 @@ impl Gpt2 {
         norm(&mut out, "ln_f", &self.ln_f);
         let head = "lm_head.weight".to_string();
         match self.head.parts() {
+            _ if tied => {}
             (_, HeadProduct::Q8(q)) => out.push((head, blocks(q, "head")?)),
-            (stored, _) if !self.has_tied_head() => out.push((head, StoredWeight::Dense(stored))),
-            _ => {}
+            (Some(stored), _) => out.push((head, StoredWeight::Dense(stored))),
+            (None, _) => candle_core::bail!("a head of its own without rows or blocks"),
         }
         Ok(out)
     }
@@ -225,21 +289,29 @@ impl Gpt2 {
 
     /// Whether the output head is the token embedding matrix (no `lm_head.weight` of its own).
     pub fn has_tied_head(&self) -> bool {
-        self.head.parts().0.id() == self.wte.id()
+        match (&self.wte, self.head.parts().0) {
+            (None, _) => true,
+            (Some(wte), Some(head)) => head.id() == wte.id(),
+            (Some(_), None) => false,
+        }
     }
 
     pub fn device(&self) -> &Device {
-        self.wte.device()
+        self.wpe.device()
     }
 
     pub fn dtype(&self) -> DType {
-        self.wte.dtype()
+        self.wpe.dtype()
     }
 
     /// ids (b, t) placed from `start` -> token plus position embeddings (b, t, e).
     fn embed(&self, ids: &Tensor, start: usize) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let tokens = self.wte.embedding(&ids.flatten_all()?)?; // (b t, e)
+        let ids = ids.flatten_all()?;
+        let tokens = match &self.wte {
+            Some(wte) => wte.embedding(&ids)?,
+            None => self.head.lookup(&ids)?,
+        }; // (b t, e)
         let tokens = tokens.reshape((b, t, self.config.n_embd))?; // (b, t, e)
         let positions = self.wpe.narrow(0, start, t)?; // (t, e)
         tokens.broadcast_add(&positions)
@@ -402,7 +474,24 @@ impl Gpt2 {
 
     /// The output head back to its stored dense weights.
     pub(crate) fn with_dense_head(mut self) -> Self {
-        self.head = LmHead::new(self.head.parts().0.clone()).unwrap();
+        let rows = self.head.dense_rows().unwrap();
+        if self.wte.is_none() {
+            self.wte = Some(rows.clone());
+        }
+        self.head = LmHead::new(rows).unwrap();
+        self.lay_out_for_cpu();
+        self
+    }
+
+    /// The token lookups back on dense f32 rows (the head's blocks dequantized), the head's
+    /// product unchanged.
+    pub(crate) fn with_dense_lookups(mut self) -> Self {
+        let rows = self.head.dense_rows().unwrap();
+        let HeadProduct::Q8(q) = self.head.parts().1.clone() else {
+            panic!("a quantized head");
+        };
+        self.wte = Some(rows.clone());
+        self.head = LmHead::quantized(Some(rows), q);
         self.lay_out_for_cpu();
         self
     }
@@ -441,5 +530,58 @@ fn ggml_name(dtype: candle_core::quantized::GgmlDType) -> &'static str {
         T::Q5K => "q5_k",
         T::Q6K => "q6_k",
         T::Q8K => "q8_k",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Token rows read from the quantized tied head's blocks (the CPU backend and the tensor
+    /// path) equal dense rows holding those blocks' values: the same logits, prompt and
+    /// decode step, in every block format the lookups read.
+    #[test]
+    fn lookups_from_the_head_blocks_equal_dense_rows() {
+        let config = Gpt2Config {
+            vocab_size: 300,
+            n_positions: 32,
+            n_embd: 256,
+            n_layer: 1,
+            n_head: 4,
+            ..Gpt2Config::gpt2_small()
+        };
+        let dense = Gpt2::initialised(&config).unwrap();
+        for kind in [QuantType::Q8_0, QuantType::Q4_0, QuantType::Q4K] {
+            let mut blocks = dense.clone();
+            blocks.quantize(kind).unwrap();
+            assert!(
+                blocks.wte.is_none(),
+                "{kind:?}: the head's blocks serve the lookups"
+            );
+            let rows = blocks.clone().with_dense_lookups();
+            let ids = [5u32, 17, 299, 0, 42];
+            let run = |model: &Gpt2| {
+                let mut cache = KvCache::new(config.n_layer, config.n_positions);
+                let prompt = model
+                    .forward(&ids, &mut cache)
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                let step = model
+                    .forward(&[7], &mut cache)
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                let embedded = model
+                    .embed(&Tensor::new(&[ids], &Device::Cpu).unwrap(), 0)
+                    .unwrap();
+                (
+                    prompt,
+                    step,
+                    embedded.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                )
+            };
+            assert_eq!(run(&blocks), run(&rows), "{kind:?}");
+        }
     }
 }

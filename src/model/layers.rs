@@ -1,5 +1,5 @@
 //! The layers of GPT-2, bottom-up as in nanoGPT's `model.py`: `Linear`, `LayerNorm`,
-//! `Attention`, `Mlp`, `Block` and the output head, each with `load` (names and shapes of a
+//! `Attention`, `Mlp` and `Block` (the output head is `head.rs`), each with `load` (names and shapes of a
 //! Hugging Face checkpoint, fresh weights from [`super::init`]) and the tensor `forward` that
 //! every device runs and the CPU backend is tested against.
 //!
@@ -17,7 +17,7 @@ use candle_nn::VarBuilder;
 use super::config::{Activation, Gpt2Config};
 use super::init::init;
 use super::kv_cache::KvCache;
-use super::q8::{quantize_rows, quantize_weight, quantized_matmul};
+use super::q8::{quantize_weight, quantized_matmul};
 use super::q8::{QuantType, QuantizedWeights};
 use crate::kernels;
 use crate::kernels::activations;
@@ -383,87 +383,5 @@ impl Block {
     /// `ln_1`, `attn`, `ln_2`, `mlp`, in the order the block applies them.
     pub(super) fn parts(&self) -> (&LayerNorm, &Attention, &LayerNorm, &Mlp) {
         (&self.ln_1, &self.attn, &self.ln_2, &self.mlp)
-    }
-}
-
-/// The language-model head: logits = x @ W^T for W (v, e), usually the token embeddings.
-#[derive(Debug, Clone)]
-pub(super) struct LmHead {
-    /// (v, e) as stored: the same tensor as `wte` unless the checkpoint has `lm_head.weight`.
-    weight: Tensor,
-    /// What the product reads.
-    product: HeadProduct,
-}
-
-#[derive(Debug, Clone)]
-pub(super) enum HeadProduct {
-    /// `weight` itself.
-    Stored,
-    /// An f32 copy of `weight`, which is stored in f16 or bf16: half precision would round the
-    /// logits (to 1/16 at |x| near 10 in bf16).
-    F32(Tensor),
-    /// `weight` in q8_0, or another GGML type from a GGUF file (`weight` then only serves
-    /// lookups).
-    Q8(QMatMul),
-}
-
-impl LmHead {
-    /// The head of `weight` (v, e).
-    pub(super) fn new(weight: Tensor) -> Result<Self> {
-        let product = match weight.dtype() {
-            DType::F16 | DType::BF16 => HeadProduct::F32(weight.to_dtype(DType::F32)?),
-            _ => HeadProduct::Stored,
-        };
-        Ok(Self { weight, product })
-    }
-
-    /// The head of `weight` (v, e) whose product reads `q`, the same matrix in a GGML type.
-    pub(super) fn quantized(weight: Tensor, q: QMatMul) -> Self {
-        Self {
-            weight,
-            product: HeadProduct::Q8(q),
-        }
-    }
-
-    /// (b, t, e) -> f32 logits (b, t, v).
-    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, e) = x.dims3()?;
-        let vocab = self.weight.dim(0)?;
-        let x = x.reshape((b * t, e))?; // (b t, e)
-        let (x, head) = match &self.product {
-            HeadProduct::Q8(q) => {
-                return quantized_matmul(q, &x.to_dtype(DType::F32)?)?.reshape((b, t, vocab));
-            }
-            HeadProduct::F32(head) => (x.to_dtype(DType::F32)?, head),
-            HeadProduct::Stored => (x, &self.weight),
-        };
-        let fast = if b * t == 1 {
-            kernels::single_row_matmul_t(&x, head)?
-        } else {
-            None
-        };
-        let logits = match fast {
-            Some(logits) => logits,
-            None => x.matmul(&head.t()?)?, // (b t, v)
-        };
-        logits.reshape((b, t, vocab))?.to_dtype(DType::F32)
-    }
-
-    /// Stores the head in `kind` when its width allows it; `false` when it does not.
-    pub(super) fn quantize(&mut self, kind: QuantType) -> Result<bool> {
-        if self.weight.dim(1)? % kind.block() != 0 {
-            return Ok(false);
-        }
-        self.product = HeadProduct::Q8(QMatMul::from_qtensor(quantize_rows(&self.weight, kind)?)?);
-        Ok(true)
-    }
-
-    pub(super) fn is_quantized(&self) -> bool {
-        matches!(self.product, HeadProduct::Q8(_))
-    }
-
-    /// The stored (v, e) matrix and what the product reads.
-    pub(super) fn parts(&self) -> (&Tensor, &HeadProduct) {
-        (&self.weight, &self.product)
     }
 }

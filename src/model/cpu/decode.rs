@@ -20,7 +20,7 @@ impl CpuWeights {
     /// its keys and values, and returns the logits, shape (vocab,).
     pub(crate) fn decode_step(&self, id: u32, cache: &mut KvCache) -> Result<Tensor> {
         let position = cache.len();
-        let mut x = self.embed_rows(&[id], position); // (e)
+        let mut x = self.embed_rows(&[id], position)?; // (e)
         for (layer, block) in self.blocks.iter().enumerate() {
             block.decode_step(&mut x, cache, layer, position)?;
         }

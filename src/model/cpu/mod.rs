@@ -16,27 +16,34 @@ use candle_core::{Device, Result, Tensor};
 
 pub(crate) use every_row::HEAD_ROWS;
 pub(crate) use weights::CpuWeights;
-use weights::{CpuHead, CpuLayerNorm};
+use weights::{CpuHead, CpuLayerNorm, TokenRows};
 
 use crate::kernels::activations::{
     gelu_erf_on_this_thread, gelu_tanh_on_this_thread, relu_on_this_thread,
 };
-use crate::kernels::{matvec_rows, q8};
+use crate::kernels::{block_rows, matvec_rows, q8};
 use crate::model::config::Activation;
 use crate::model::q8::quantized_matvec;
 
 impl CpuWeights {
     /// Token plus position embeddings of `ids` placed from `start`, (tokens x n_embd).
-    fn embed_rows(&self, ids: &[u32], start: usize) -> Vec<f32> {
+    fn embed_rows(&self, ids: &[u32], start: usize) -> Result<Vec<f32>> {
         let e = self.n_embd;
-        let (tokens, places) = (self.wte.get(), self.wpe.get());
-        let mut x = Vec::with_capacity(ids.len() * e);
-        for (i, &id) in ids.iter().enumerate() {
-            let token = &tokens[id as usize * e..(id as usize + 1) * e];
+        let places = self.wpe.get();
+        let mut x = vec![0f32; ids.len() * e];
+        for (i, (&id, x)) in ids.iter().zip(x.chunks_exact_mut(e)).enumerate() {
+            match &self.wte {
+                TokenRows::Dense(rows) => {
+                    x.copy_from_slice(&rows.get()[id as usize * e..(id as usize + 1) * e])
+                }
+                TokenRows::Blocks(blocks) => {
+                    block_rows::dequantize_row(blocks.dtype, blocks.get(), id as usize, x)?
+                }
+            }
             let place = &places[(start + i) * e..(start + i + 1) * e];
-            x.extend(token.iter().zip(place).map(|(a, b)| a + b));
+            x.iter_mut().zip(place).for_each(|(a, b)| *a += b);
         }
-        x
+        Ok(x)
     }
 
     /// The logits, shape (vocab,), of the residual stream `x` of one token.

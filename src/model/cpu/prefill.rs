@@ -36,7 +36,7 @@ impl CpuWeights {
     pub(super) fn prefill_stream(&self, ids: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
         let start = cache.len();
         let e = self.n_embd;
-        let mut x = self.embed_rows(ids, start); // (t x e)
+        let mut x = self.embed_rows(ids, start)?; // (t x e)
         let inner = self.blocks.iter().map(|b| b.mlp.c_fc.out_dim).max();
         let mut buffers = Buffers::new(ids.len(), e, inner.unwrap_or(0));
         for (layer, block) in self.blocks.iter().enumerate() {

@@ -13,13 +13,14 @@
 //! weights, it drops this view first so each dense matrix is freed as its layer is quantized,
 //! as before.
 
-use candle_core::quantized::QMatMul;
+use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Tensor};
 
 use crate::kernels::q8::Q8Matrix;
 use crate::kernels::with_f32_slice;
 use crate::model::config::Activation;
-use crate::model::layers::{Block, HeadProduct, LayerNorm, Linear, LmHead, Weight};
+use crate::model::head::{HeadProduct, LmHead};
+use crate::model::layers::{Block, LayerNorm, Linear, Weight};
 
 /// The f32 data of a contiguous CPU tensor, resolved once.
 #[derive(Clone)]
@@ -51,6 +52,52 @@ impl HostF32 {
     pub(super) fn get(&self) -> &[f32] {
         // SAFETY: see the module doc: `_tensor` keeps the buffer alive and unmoved, and
         // nothing writes it.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// The token embeddings as the backend reads them.
+#[derive(Clone)]
+pub(super) enum TokenRows {
+    /// f32 rows (v, e).
+    Dense(HostF32),
+    /// The quantized tied head's blocks, of any GGML type: a row is dequantized per lookup.
+    Blocks(HostBlocks),
+}
+
+/// The blocks of a matrix in any GGML type in host memory, resolved once.
+#[derive(Clone)]
+pub(super) struct HostBlocks {
+    /// Keeps the blocks `ptr` points into alive; a `QTensor` is never changed.
+    _weights: QMatMul,
+    ptr: *const u8,
+    len: usize,
+    pub(super) dtype: GgmlDType,
+}
+
+// SAFETY: as for `HostF32`.
+unsafe impl Send for HostBlocks {}
+unsafe impl Sync for HostBlocks {}
+
+impl HostBlocks {
+    /// `None` unless `q` holds its blocks in host memory.
+    fn new(q: &QMatMul) -> Option<Self> {
+        let QMatMul::QTensor(w) = q else {
+            return None;
+        };
+        match w.data().ok()? {
+            std::borrow::Cow::Borrowed(blocks) => Some(Self {
+                _weights: q.clone(),
+                ptr: blocks.as_ptr(),
+                len: blocks.len(),
+                dtype: w.dtype(),
+            }),
+            std::borrow::Cow::Owned(_) => None,
+        }
+    }
+
+    pub(super) fn get(&self) -> &[u8] {
+        // SAFETY: as for `HostF32::get`: `_weights` keeps the blocks alive and unchanged.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
@@ -234,8 +281,8 @@ pub(super) enum CpuHead {
 /// Every weight of the model as the CPU backend reads it.
 #[derive(Clone)]
 pub(crate) struct CpuWeights {
-    pub(super) wte: HostF32, // (v, e)
-    pub(super) wpe: HostF32, // (n_positions, e)
+    pub(super) wte: TokenRows, // (v, e)
+    pub(super) wpe: HostF32,   // (n_positions, e)
     pub(super) blocks: Vec<CpuBlock>,
     pub(super) ln_f: CpuLayerNorm,
     pub(super) head: CpuHead,
@@ -256,16 +303,21 @@ impl CpuWeights {
     /// weights on another device, in another dtype than f32 (q8_0 projections and head aside),
     /// strided, or variables being trained.
     pub(crate) fn new(
-        wte: &Tensor,
+        wte: Option<&Tensor>,
         wpe: &Tensor,
         blocks: &[Block],
         ln_f: &LayerNorm,
         head: &LmHead,
     ) -> Option<Self> {
         let (stored, product) = head.parts();
-        let (vocab, n_embd) = stored.dims2().ok()?;
+        let wte = match (wte, product) {
+            (Some(wte), _) => TokenRows::Dense(HostF32::new(wte)?),
+            (None, HeadProduct::Q8(q)) => TokenRows::Blocks(HostBlocks::new(q)?),
+            (None, _) => return None,
+        };
+        let (vocab, n_embd) = (head_vocab(stored, product)?, wpe.dim(1).ok()?);
         let head = match product {
-            HeadProduct::Stored => CpuHead::Rows(HostF32::new(stored)?),
+            HeadProduct::Stored => CpuHead::Rows(HostF32::new(stored?)?),
             HeadProduct::Q8(q) => match HostQ8::new(q).ok()? {
                 Some(q8) => CpuHead::Q8(q8),
                 None => CpuHead::Other(q.clone()),
@@ -277,7 +329,7 @@ impl CpuWeights {
             .map(CpuBlock::new)
             .collect::<Option<Vec<_>>>()?;
         Some(Self {
-            wte: HostF32::new(wte)?,
+            wte,
             wpe: HostF32::new(wpe)?,
             blocks,
             ln_f: CpuLayerNorm::new(ln_f)?,
@@ -285,5 +337,17 @@ impl CpuWeights {
             n_embd,
             vocab,
         })
+    }
+}
+
+/// The vocabulary: the rows of the stored head, or of its blocks.
+fn head_vocab(stored: Option<&Tensor>, product: &HeadProduct) -> Option<usize> {
+    match (stored, product) {
+        (Some(w), _) => w.dim(0).ok(),
+        (None, HeadProduct::Q8(q)) => match q {
+            QMatMul::QTensor(q) => q.shape().dims2().ok().map(|(v, _)| v),
+            QMatMul::Tensor(w) | QMatMul::TensorF16(w) => w.dim(0).ok(),
+        },
+        (None, _) => None,
     }
 }

@@ -327,9 +327,12 @@ fn read_tensors(
                 );
             }
         } else if quantized_head {
-            // The head's product reads the stored blocks; lookups need dense rows.
+            // The head's product reads the stored blocks. A tied head's blocks in host memory
+            // serve the lookups too (model/head.rs); a head of its own keeps its dense rows.
             let q = file.quantized(&stored_name, device)?;
-            dense.insert(name.clone(), q.dequantize(device)?.to_dtype(dtype)?);
+            if !(name == "wte.weight" && device.is_cpu()) {
+                dense.insert(name.clone(), q.dequantize(device)?.to_dtype(dtype)?);
+            }
             quantized.insert("lm_head.weight".into(), QMatMul::from_qtensor(q)?);
         } else {
             dense.insert(name, file.dense(&stored_name, device, dtype)?);

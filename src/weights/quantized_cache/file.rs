@@ -5,9 +5,9 @@
 //! file against what the checkpoint and the type lead one to expect, then builds that very
 //! model again without quantizing anything.
 //!
-//! A tied head that is quantized is stored as llama.cpp's `output.weight` (the blocks its
-//! product reads) beside the f32 `token_embd.weight` (the rows lookups read); the
-//! `gpt2_tui.cache.tied_head` key says that it is the same matrix.
+//! A tied head that is quantized is stored as llama.cpp stores it: its blocks are
+//! `token_embd.weight`, which serve the lookups and the product, with no `output.weight`; the
+//! `gpt2_tui.cache.tied_head` key says that the head is tied.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,7 +28,8 @@ use crate::weights::layout::{expected_shapes, is_projection, LoadedModel};
 use crate::weights::loader::{self, ModelFiles};
 
 /// The layout version: a file of another version is rebuilt, never read.
-pub const FORMAT: u32 = 1;
+/// 2: a quantized tied head is `token_embd.weight` alone (1 kept an f32 copy beside it).
+pub const FORMAT: u32 = 2;
 
 /// Writes `loaded`, quantized to `kind` from the files `fingerprint` describes, to `path`
 /// (atomically: a temporary file in the same folder, renamed when whole). Returns the
@@ -172,10 +173,16 @@ fn expected_tensors(config: &Gpt2Config, kind: QuantType, tied: bool) -> Vec<Exp
             }
         })
         .collect();
+    if tied && in_blocks(config.n_embd) {
+        // The tied head's blocks are the token embeddings.
+        if let Some(wte) = out.iter_mut().find(|t| t.ours == "wte.weight") {
+            wte.dtype = kind.ggml();
+        }
+    }
     let head_dtype = match (in_blocks(config.n_embd), tied) {
-        (true, _) => Some(kind.ggml()),
+        (_, true) => None,
+        (true, false) => Some(kind.ggml()),
         (false, false) => Some(GgmlDType::F32),
-        (false, true) => None,
     };
     if let Some(dtype) = head_dtype {
         out.push(Expected {
@@ -391,7 +398,12 @@ fn read_weights(
             // A head of its own keeps dense rows too, as when it was loaded.
             dense.insert(t.ours.clone(), q.dequantize(&device).map_err(candle)?);
         }
-        quantized.insert(t.ours.clone(), QMatMul::from_qtensor(q).map_err(candle)?);
+        // A tied head's blocks, stored as the token embeddings, are the head's product.
+        let name = match t.ours.as_str() {
+            "wte.weight" => "lm_head.weight".to_string(),
+            _ => t.ours.clone(),
+        };
+        quantized.insert(name, QMatMul::from_qtensor(q).map_err(candle)?);
     }
     // A tied head too narrow for the blocks is the f32 embeddings themselves.
     if tied && !config.n_embd.is_multiple_of(kind.block()) {
