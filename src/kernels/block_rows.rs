@@ -6,7 +6,6 @@ use std::borrow::Cow;
 use candle_core::quantized::GgmlDType;
 use candle_core::{CpuStorage, Result};
 
-use super::q8_format::{BLOCK, BLOCK_BYTES};
 
 /// Writes row `row` of the matrix whose blocks are `blocks` (rows of `out.len()` values, each
 /// a whole number of blocks of `dtype`) to `out`.
@@ -24,15 +23,7 @@ pub fn dequantize_row(dtype: GgmlDType, blocks: &[u8], row: usize, out: &mut [f3
     };
     if dtype == GgmlDType::Q8_0 {
         // The common case, without the library's copy of the row.
-        for (block, out) in bytes
-            .chunks_exact(BLOCK_BYTES)
-            .zip(out.chunks_exact_mut(BLOCK))
-        {
-            let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
-            for (o, &q) in out.iter_mut().zip(&block[2..]) {
-                *o = d * f32::from(q as i8);
-            }
-        }
+        super::q8::dequantize(bytes, out);
         return Ok(());
     }
     match dtype.from_data(Cow::Borrowed(bytes)).dequantize(k)? {

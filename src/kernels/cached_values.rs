@@ -45,7 +45,7 @@ impl CachedValue for f16 {
     fn dot(query: &[f32], key: &[f16]) -> f32 {
         debug_assert_eq!(query.len(), key.len());
         #[cfg(target_arch = "x86_64")]
-        if has_f16c() {
+        if has_avx2_fma() {
             // SAFETY: the features were just detected.
             return unsafe { f16c::dot(query, key) };
         }
@@ -55,7 +55,7 @@ impl CachedValue for f16 {
     fn axpy(a: f32, value: &[f16], y: &mut [f32]) {
         debug_assert_eq!(value.len(), y.len());
         #[cfg(target_arch = "x86_64")]
-        if has_f16c() {
+        if has_avx2_fma() {
             // SAFETY: the features were just detected.
             return unsafe { f16c::axpy(a, value, y) };
         }
@@ -77,16 +77,6 @@ impl CachedValue for f16 {
     }
 }
 
-fn has_f16c() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        has_avx2_fma()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
 
 #[cfg(target_arch = "x86_64")]
 mod f16c {

@@ -130,7 +130,7 @@ fn add_dequantized_product(xs: &[f32], w: &[u8], n: usize, k: usize, y: &mut [f3
 }
 
 /// The f32 values of consecutive q8_0 blocks.
-fn dequantize(blocks: &[u8], out: &mut [f32]) {
+pub(crate) fn dequantize(blocks: &[u8], out: &mut [f32]) {
     for (block, out) in blocks
         .chunks_exact(BLOCK_BYTES)
         .zip(out.chunks_exact_mut(BLOCK))

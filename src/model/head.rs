@@ -93,6 +93,16 @@ impl LmHead {
         Ok(true)
     }
 
+    /// The vocabulary: the rows of the stored matrix, or of the product's.
+    pub(super) fn vocab(&self) -> Result<usize> {
+        match (&self.weight, &self.product) {
+            (Some(w), _) => w.dim(0),
+            (None, HeadProduct::Q8(QMatMul::QTensor(q))) => Ok(q.shape().dims2()?.0),
+            (None, HeadProduct::Q8(QMatMul::Tensor(w) | QMatMul::TensorF16(w))) => w.dim(0),
+            (None, _) => candle_core::bail!("a dense head without weights"),
+        }
+    }
+
     pub(super) fn is_quantized(&self) -> bool {
         matches!(self.product, HeadProduct::Q8(_))
     }

@@ -315,7 +315,7 @@ impl CpuWeights {
             (None, HeadProduct::Q8(q)) => TokenRows::Blocks(HostBlocks::new(q)?),
             (None, _) => return None,
         };
-        let (vocab, n_embd) = (head_vocab(stored, product)?, wpe.dim(1).ok()?);
+        let (vocab, n_embd) = (head.vocab().ok()?, wpe.dim(1).ok()?);
         let head = match product {
             HeadProduct::Stored => CpuHead::Rows(HostF32::new(stored?)?),
             HeadProduct::Q8(q) => match HostQ8::new(q).ok()? {
@@ -337,17 +337,5 @@ impl CpuWeights {
             n_embd,
             vocab,
         })
-    }
-}
-
-/// The vocabulary: the rows of the stored head, or of its blocks.
-fn head_vocab(stored: Option<&Tensor>, product: &HeadProduct) -> Option<usize> {
-    match (stored, product) {
-        (Some(w), _) => w.dim(0).ok(),
-        (None, HeadProduct::Q8(q)) => match q {
-            QMatMul::QTensor(q) => q.shape().dims2().ok().map(|(v, _)| v),
-            QMatMul::Tensor(w) | QMatMul::TensorF16(w) => w.dim(0).ok(),
-        },
-        (None, _) => None,
     }
 }
