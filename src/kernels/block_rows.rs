@@ -6,7 +6,6 @@ use std::borrow::Cow;
 use candle_core::quantized::GgmlDType;
 use candle_core::{CpuStorage, Result};
 
-
 /// Writes row `row` of the matrix whose blocks are `blocks` (rows of `out.len()` values, each
 /// a whole number of blocks of `dtype`) to `out`.
 pub fn dequantize_row(dtype: GgmlDType, blocks: &[u8], row: usize, out: &mut [f32]) -> Result<()> {

@@ -77,7 +77,6 @@ impl CachedValue for f16 {
     }
 }
 
-
 #[cfg(target_arch = "x86_64")]
 mod f16c {
     use std::arch::x86_64::*;

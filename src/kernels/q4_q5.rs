@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use super::q8::{matmul_rows, Q8Matrix};
 use super::q8_format::{BLOCK, BLOCK_BYTES as Q8_BLOCK_BYTES};
-use super::q8_inputs::QuantizedRows;
+use super::q8_inputs::{InputRow, QuantizedRows};
 use super::simd::four_or_each;
 #[cfg(target_arch = "x86_64")]
 use super::simd::{f16_at, lane_sums};
@@ -168,9 +168,9 @@ fn scale(block: &[u8]) -> f32 {
     half::f16::from_le_bytes([block[0], block[1]]).to_f32()
 }
 
-/// Dot products of the quantized input (values, scales) with `sums.len()` consecutive weight
+/// Dot products of the quantized input (values, scales, block sums) with `sums.len()` consecutive weight
 /// rows of format `F`.
-fn dot_rows<F: Format>(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
+fn dot_rows<F: Format>(x: InputRow, w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
     let row_bytes = blocks_per_row * F::BLOCK_BYTES;
     #[cfg(target_arch = "x86_64")]
     if super::has_avx512_vnni() {
@@ -200,12 +200,7 @@ fn dot_rows<F: Format>(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sums
 }
 
 /// [`dot_rows`] in plain loops.
-fn dot_rows_portable<F: Format>(
-    x: (&[i8], &[f32]),
-    w: &[u8],
-    blocks_per_row: usize,
-    sums: &mut [f32],
-) {
+fn dot_rows_portable<F: Format>(x: InputRow, w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
     let row_bytes = blocks_per_row * F::BLOCK_BYTES;
     for (r, sum) in sums.iter_mut().enumerate() {
         let row = &w[r * row_bytes..(r + 1) * row_bytes];
@@ -230,7 +225,7 @@ fn dot_rows_portable<F: Format>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_rows_avx2<F: Format, const ROWS: usize>(
-    (values, scales): (&[i8], &[f32]),
+    (values, scales, _): InputRow,
     w: *const u8,
     row_bytes: usize,
     blocks_per_row: usize,
@@ -280,26 +275,26 @@ unsafe fn dot_rows_avx2<F: Format, const ROWS: usize>(
 
 /// [`dot_rows_avx2`] with VNNI's `vpdpbusd` (unsigned times signed bytes, each 4 products
 /// added into 32 bits): the stored values are unsigned already (offset by 8 or 16), so they
-/// multiply as they are, and each block's sums start at `-offset * sum(x)`, computed once per
-/// block for all rows. The fifth bits of q5_0 add 16 under a mask.
+/// multiply as they are, and each block's sums start at `-offset * sum(x)` (the input's block
+/// sums, computed once when it was quantized). The fifth bits of q5_0 add 16 under a mask.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn dot_rows_vnni<F: Format, const ROWS: usize>(
-    (values, scales): (&[i8], &[f32]),
+    (values, scales, block_sums): InputRow,
     w: *const u8,
     row_bytes: usize,
     blocks_per_row: usize,
 ) -> [f32; ROWS] {
     use std::arch::x86_64::*;
     let low_half = _mm256_set1_epi8(0x0f);
-    let offset = _mm256_set1_epi8(F::OFFSET);
+    let offset = i32::from(F::OFFSET);
     let sixteen = _mm256_set1_epi8(16);
-    let zero = _mm256_setzero_si256();
     let mut acc = [_mm256_setzero_ps(); ROWS];
     for b in 0..blocks_per_row {
         let xv = _mm256_loadu_si256(values.as_ptr().add(b * BLOCK).cast());
         let dx = *scales.get_unchecked(b);
-        let start = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, offset, xv));
+        // The lanes are added at the end, so the correction can sit in one of them.
+        let start = _mm256_setr_epi32(-offset * block_sums.get_unchecked(b), 0, 0, 0, 0, 0, 0, 0);
         for (r, acc) in acc.iter_mut().enumerate() {
             let block = w.add(r * row_bytes + b * F::BLOCK_BYTES);
             _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(ROWS * row_bytes).cast());

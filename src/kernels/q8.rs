@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 pub use super::q8_format::Q8Matrix;
 use super::q8_format::{BLOCK, BLOCK_BYTES};
-use super::q8_inputs::QuantizedRows;
+use super::q8_inputs::{InputRow, QuantizedRows};
 use super::simd::four_or_each;
 #[cfg(target_arch = "x86_64")]
 use super::simd::{f16_at, lane_sums};
@@ -158,7 +158,7 @@ pub(crate) fn matmul_rows(
     x: &QuantizedRows,
     w: &[u8],
     (n, row_bytes): (usize, usize),
-    dot_rows: impl Fn((&[i8], &[f32]), &[u8], &mut [f32]) + Sync,
+    dot_rows: impl Fn(InputRow, &[u8], &mut [f32]) + Sync,
     y: &mut [f32],
 ) {
     let rows = x.values.len() / x.k;
@@ -187,9 +187,9 @@ pub(crate) fn matmul_rows(
     }
 }
 
-/// Dot products of the quantized input (values, scales) with `sums.len()` consecutive weight
+/// Dot products of the quantized input (values, scales, block sums) with `sums.len()` consecutive weight
 /// rows.
-fn dot_rows(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
+fn dot_rows(x: InputRow, w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if super::has_avx512_vnni() {
         // SAFETY: the features were just detected.
@@ -204,7 +204,7 @@ fn dot_rows(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sums: &mut [f32
 }
 
 /// [`dot_rows`] in plain loops: the reference the SIMD kernels are tested against.
-fn dot_rows_portable(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
+fn dot_rows_portable(x: InputRow, w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
     for (r, sum) in sums.iter_mut().enumerate() {
         let row = &w[r * blocks_per_row * BLOCK_BYTES..(r + 1) * blocks_per_row * BLOCK_BYTES];
         *sum = row
@@ -225,11 +225,11 @@ fn dot_rows_portable(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sums: 
 
 /// [`dot_rows`] with VNNI's `vpdpbusd`, which multiplies unsigned by signed bytes and adds
 /// each 4 products into 32 bits in one instruction: the weights are offset by 128 (their top
-/// bit flipped) to make them unsigned, and each block's sums start at `-128 * sum(x)`, computed
-/// once per block for all rows, which cancels the offset exactly.
+/// bit flipped) to make them unsigned, and each block's sums start at `-128 * sum(x)` (the
+/// input's block sums, computed once when it was quantized), which cancels the offset exactly.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-unsafe fn dot_rows_vnni(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
+unsafe fn dot_rows_vnni(x: InputRow, w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
     let (row_bytes, w) = (blocks_per_row * BLOCK_BYTES, w.as_ptr());
     four_or_each(
         sums,
@@ -241,19 +241,19 @@ unsafe fn dot_rows_vnni(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sum
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
 unsafe fn dot_rows_fixed_vnni<const ROWS: usize>(
-    (values, scales): (&[i8], &[f32]),
+    (values, scales, block_sums): InputRow,
     w: *const u8,
     row_bytes: usize,
     blocks_per_row: usize,
 ) -> [f32; ROWS] {
     use std::arch::x86_64::*;
     let offset = _mm256_set1_epi8(-128);
-    let zero = _mm256_setzero_si256();
     let mut acc = [_mm256_setzero_ps(); ROWS];
     for b in 0..blocks_per_row {
         let xv = _mm256_loadu_si256(values.as_ptr().add(b * BLOCK).cast());
         let dx = *scales.get_unchecked(b);
-        let start = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, offset, xv));
+        // The lanes are added at the end, so the correction can sit in one of them.
+        let start = _mm256_setr_epi32(-128 * block_sums.get_unchecked(b), 0, 0, 0, 0, 0, 0, 0);
         for (r, acc) in acc.iter_mut().enumerate() {
             let block = w.add(r * row_bytes + b * BLOCK_BYTES);
             // As in the AVX2 kernel: the next group's rows, which the prefetcher misses.
@@ -270,7 +270,7 @@ unsafe fn dot_rows_fixed_vnni<const ROWS: usize>(
 /// accumulators stay in registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_rows_avx2(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
+unsafe fn dot_rows_avx2(x: InputRow, w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
     let (row_bytes, w) = (blocks_per_row * BLOCK_BYTES, w.as_ptr());
     four_or_each(
         sums,
@@ -282,7 +282,7 @@ unsafe fn dot_rows_avx2(x: (&[i8], &[f32]), w: &[u8], blocks_per_row: usize, sum
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_rows_fixed<const ROWS: usize>(
-    (values, scales): (&[i8], &[f32]),
+    (values, scales, _): InputRow,
     w: *const u8,
     row_bytes: usize,
     blocks_per_row: usize,

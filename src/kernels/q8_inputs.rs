@@ -10,12 +10,18 @@ use super::q8_format::BLOCK;
 /// Rows from which quantizing is shared between threads.
 const PARALLEL_FROM_ROWS: usize = 16;
 
+/// One quantized input row: its values, block scales and block sums.
+pub(crate) type InputRow<'a> = (&'a [i8], &'a [f32], &'a [i32]);
+
 /// Input rows in 8 bits, row after row, and their block scales.
 pub(crate) struct QuantizedRows {
     /// k values per row.
     pub(crate) values: Vec<i8>,
     /// k / 32 scales per row.
     pub(crate) scales: Vec<f32>,
+    /// The sum of each block's 8-bit values, k / 32 per row: the VNNI kernels multiply
+    /// unsigned by signed bytes and take an offset of the weights back out with them.
+    pub(crate) sums: Vec<i32>,
     pub(crate) k: usize,
 }
 
@@ -41,15 +47,25 @@ impl QuantizedRows {
         } else {
             rows_in.zip(rows_out).for_each(quantize);
         }
-        Self { values, scales, k }
+        let sums = values
+            .chunks_exact(BLOCK)
+            .map(|block| block.iter().map(|&v| i32::from(v)).sum())
+            .collect();
+        Self {
+            values,
+            scales,
+            sums,
+            k,
+        }
     }
 
-    /// The values and scales of row `r`.
-    pub(crate) fn row(&self, r: usize) -> (&[i8], &[f32]) {
+    /// The values, scales and block sums of row `r`.
+    pub(crate) fn row(&self, r: usize) -> InputRow<'_> {
         let blocks = self.k / BLOCK;
         (
             &self.values[r * self.k..(r + 1) * self.k],
             &self.scales[r * blocks..(r + 1) * blocks],
+            &self.sums[r * blocks..(r + 1) * blocks],
         )
     }
 }
@@ -147,7 +163,13 @@ mod tests {
         assert_eq!(plain.0[BLOCK + 1], -15, "-14.5 rounds away from zero");
         assert_eq!(plain.0[BLOCK + 31], 16, "15.5 rounds away from zero");
         let rows = QuantizedRows::new(&x, k, 2);
-        assert_eq!(rows.row(0), (&plain.0[..], &plain.1[..]));
+        let (values, scales, sums) = rows.row(0);
+        assert_eq!((values, scales), (&plain.0[..], &plain.1[..]));
+        let block_sum: i32 = plain.0[BLOCK..2 * BLOCK]
+            .iter()
+            .map(|&v| i32::from(v))
+            .sum();
+        assert_eq!(sums[1], block_sum);
         assert!(rows.row(1).0.iter().all(|&v| v == 0), "the padding row");
     }
 

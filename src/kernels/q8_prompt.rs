@@ -204,12 +204,10 @@ fn add_rows_times_with(kernel: Kernel, xs: &[f32], w: Q8Matrix, y: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         Kernel::Vnni => {
             let inputs = QuantizedRows::new(xs, w.k, m.div_ceil(VNNI_TILE_ROWS) * VNNI_TILE_ROWS);
-            let starts = offset_cancelling_sums(&inputs);
             add_tiles::<VNNI_TILE_ROWS, 2>(kernel, w, y, |first, panels| {
                 // SAFETY: `Kernel::Vnni` is only chosen where the CPU has the features; the
-                // inputs hold whole tiles of rows, `starts` one value per block of each, and
-                // the panels match their k.
-                unsafe { tile_product_vnni(&inputs, &starts, first, panels) }
+                // inputs hold whole tiles of rows and the panels match their k.
+                unsafe { tile_product_vnni(&inputs, first, panels) }
             })
         }
         #[cfg(target_arch = "x86_64")]
@@ -227,16 +225,6 @@ fn add_rows_times_with(kernel: Kernel, xs: &[f32], w: Q8Matrix, y: &mut [f32]) {
             })
         }
     }
-}
-
-/// Where the VNNI kernel's sums of each input block start: `-128 * sum(x)`, cancelling the
-/// offset of the weights (see the module doc). One per block of every row, row after row.
-fn offset_cancelling_sums(inputs: &QuantizedRows) -> Vec<i32> {
-    inputs
-        .values
-        .chunks_exact(BLOCK)
-        .map(|block| -128 * block.iter().map(|&v| i32::from(v)).sum::<i32>())
-        .collect()
 }
 
 /// The product in tiles of `R` input rows against panels of 16 weight rows, laid out for
@@ -329,7 +317,7 @@ fn tile_product_portable(
     panel: &Panel,
 ) -> [[f32; PANEL]; TILE_ROWS] {
     std::array::from_fn(|r| {
-        let (x, dx) = inputs.row(first + r);
+        let (x, dx, _) = inputs.row(first + r);
         std::array::from_fn(|j| {
             let (h, lane) = (j / 8, j % 8);
             (0..dx.len())
@@ -399,14 +387,13 @@ unsafe fn tile_product_avx2(
 }
 
 /// The sums of input rows `first..first + 7` with the rows of two panels, in VNNI's dot
-/// products; `starts` as [`offset_cancelling_sums`] makes them. Each broadcast of an input's 4
+/// products, each block's sums starting at `-128 * sum(x)`. Each broadcast of an input's 4
 /// bytes meets both panels, so a group costs 2 loads of weights and 7 of inputs for 14
 /// products.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile_product_vnni(
     inputs: &QuantizedRows,
-    starts: &[i32],
     first: usize,
     panels: [&Panel; 2],
 ) -> [[[f32; PANEL]; 2]; VNNI_TILE_ROWS] {
@@ -416,12 +403,12 @@ unsafe fn tile_product_vnni(
     let blocks = k / BLOCK;
     let x = inputs.values.as_ptr().add(first * k);
     let dx = inputs.scales.as_ptr().add(first * blocks);
-    let starts = starts.as_ptr().add(first * blocks);
+    let block_sums = inputs.sums.as_ptr().add(first * blocks);
     let unsigned = panels.map(|p| p.unsigned.as_ptr());
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     for b in 0..blocks {
         let mut dots: [[__m512i; 2]; R] = std::array::from_fn(|r| {
-            let start = _mm512_set1_epi32(*starts.add(r * blocks + b));
+            let start = _mm512_set1_epi32(-128 * *block_sums.add(r * blocks + b));
             [start, start]
         });
         for g in 0..GROUPS {
