@@ -66,10 +66,9 @@ fn main() -> anyhow::Result<()> {
     let dtype = select_dtype(dtype_request, &device);
     let started = Instant::now();
     let files = source::resolve(&args.model)?;
-    let loaded = if dtype_request == DTypeRequest::Q8_0 {
-        loader::load_q8_0(&files, &device)?.0
-    } else {
-        loader::load(&files, &device, dtype)?
+    let loaded = match dtype_request.quant_type() {
+        Some(kind) => loader::load_quantized(&files, &device, kind)?.0,
+        None => loader::load(&files, &device, dtype)?,
     };
     // As the program does once its model is loaded.
     gpt2_tui::runtime::allocator::keep_freed_buffers();

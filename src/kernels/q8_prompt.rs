@@ -25,22 +25,13 @@
 //! top bit) and each block's sums start at `-128 * sum(x)` of the input block, which cancels the
 //! offset exactly. A tile is 7 input rows against two panels (32 weight rows) at once.
 
-use std::cell::RefCell;
-
 use rayon::prelude::*;
 
+use super::k_formats::{KFormat, SUPER};
+use super::prompt_panel::{Kernel, Panel, GROUPS, PANEL, PANELS, PANEL_BLOCK_BYTES};
 use super::q8_format::{Q8Matrix, BLOCK, BLOCK_BYTES};
 use super::q8_inputs::QuantizedRows;
 use super::SyncPtr;
-
-/// Weight rows (outputs) per panel: two registers of 8.
-const PANEL: usize = 16;
-
-/// Groups of 4 values per block.
-const GROUPS: usize = BLOCK / 4;
-
-/// Bytes of one block of a panel: 4 bytes of every panel row for each group.
-const PANEL_BLOCK_BYTES: usize = GROUPS * PANEL * 4;
 
 /// Bytes of the panels one task lays out and keeps in cache: half the L2 cache of a core (256
 /// KB of Zen 3's 512, 1 MB of this Xeon's 2 MB, where 256 KB made the medium shape's prompts
@@ -74,123 +65,6 @@ pub fn available() -> bool {
     super::has_avx2_fma()
 }
 
-/// The kernels a tile can take: the dispatch of [`super::level`] for this module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kernel {
-    Vnni,
-    Avx2,
-    Portable,
-}
-
-impl Kernel {
-    fn detected() -> Self {
-        match super::level() {
-            super::Level::Avx512Vnni => Self::Vnni,
-            super::Level::Avx2 => Self::Avx2,
-            super::Level::Portable => Self::Portable,
-        }
-    }
-}
-
-/// 16 weight rows laid out for the kernel: for block b, group g and half h (rows 8h..8h+8),
-/// `values[b * 512 + g * 64 + h * 32..]` holds 4 signed bytes of each of the 8 rows (so
-/// `values[b * 512 + g * 64..]` holds 4 bytes of all 16 rows in order), and `scales[b * 16..]`
-/// the 16 rows' scales. `unsigned` holds the same bytes as the kernel multiplies them: their
-/// absolute values for AVX2, the values plus 128 for VNNI (see the module doc). Rows past the
-/// matrix are zero.
-#[derive(Default)]
-struct Panel {
-    values: Vec<u8>,
-    unsigned: Vec<u8>,
-    scales: Vec<f32>,
-}
-
-thread_local! {
-    /// Each thread's panels, kept from product to product: allocating them per task cost
-    /// more than laying them out.
-    static PANELS: RefCell<Vec<Panel>> = const { RefCell::new(Vec::new()) };
-}
-
-impl Panel {
-    /// Copies the q8_0 rows `rows` (at most 16 of them, `blocks` blocks each) in, in the forms
-    /// `kernel` reads: the signed values for the plain loops and AVX2, their magnitudes for
-    /// AVX2, the values plus 128 alone for VNNI.
-    fn fill(&mut self, rows: &[u8], blocks: usize, kernel: Kernel) {
-        let len = blocks * PANEL_BLOCK_BYTES;
-        self.scales.resize(blocks * PANEL, 0.0);
-        let row_bytes = blocks * BLOCK_BYTES;
-        #[cfg(target_arch = "x86_64")]
-        if kernel == Kernel::Vnni {
-            self.unsigned.resize(len, 0);
-            // SAFETY: `Kernel::Vnni` is only chosen where the CPU has the features; the
-            // buffers were just sized for `blocks` blocks.
-            return unsafe { self.fill_vnni(rows, blocks) };
-        }
-        let (bytes, flip) = match kernel {
-            Kernel::Vnni => (&mut self.unsigned, 0x8080_8080),
-            _ => (&mut self.values, 0),
-        };
-        bytes.resize(len, 0);
-        if rows.len() / row_bytes < PANEL {
-            // Rows past the matrix: their scales of 0 make their sums 0.
-            bytes.fill(0);
-            self.scales.fill(0.0);
-        }
-        for (j, row) in rows.chunks_exact(row_bytes).enumerate() {
-            for (b, block) in row.chunks_exact(BLOCK_BYTES).enumerate() {
-                self.scales[b * PANEL + j] =
-                    half::f16::from_le_bytes([block[0], block[1]]).to_f32();
-                // Row j's 4 bytes of group g sit at g * 64 + j * 4 of the block (h * 32 + lane * 4).
-                let out = &mut bytes[b * PANEL_BLOCK_BYTES + j * 4..];
-                for (g, four) in block[2..].chunks_exact(4).enumerate() {
-                    let word = u32::from_le_bytes([four[0], four[1], four[2], four[3]]) ^ flip;
-                    out[g * 64..g * 64 + 4].copy_from_slice(&word.to_le_bytes());
-                }
-            }
-        }
-        if kernel == Kernel::Avx2 {
-            self.unsigned.resize(len, 0);
-            for (m, v) in self.unsigned.iter_mut().zip(&self.values) {
-                *m = (*v as i8).unsigned_abs();
-            }
-        }
-    }
-
-    /// [`Panel::fill`] for VNNI, in gathers: each of a block's 8 groups is one gather of 4
-    /// bytes from each of the 16 rows, which is the panel's layout. The copy was a twentieth of
-    /// an 8-bit prompt in plain loops.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    unsafe fn fill_vnni(&mut self, rows: &[u8], blocks: usize) {
-        use std::arch::x86_64::*;
-        let row_bytes = (blocks * BLOCK_BYTES) as i32;
-        let count = rows.len() / row_bytes as usize;
-        let valid: __mmask16 = ((1u32 << count) - 1) as __mmask16;
-        let row_starts = _mm512_mullo_epi32(
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32(row_bytes),
-        );
-        let flip = _mm512_set1_epi32(0x8080_8080u32 as i32);
-        let zero = _mm512_setzero_si512();
-        for b in 0..blocks {
-            let block = rows.as_ptr().add(b * BLOCK_BYTES);
-            // The f16 scale in the low half of each row's first 4 bytes.
-            let heads = _mm512_mask_i32gather_epi32::<1>(zero, valid, row_starts, block.cast());
-            let scales = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(heads));
-            _mm512_storeu_ps(self.scales.as_mut_ptr().add(b * PANEL), scales);
-            for g in 0..GROUPS {
-                let at = block.add(2 + 4 * g).cast();
-                let four = _mm512_mask_i32gather_epi32::<1>(zero, valid, row_starts, at);
-                let out = self
-                    .unsigned
-                    .as_mut_ptr()
-                    .add(b * PANEL_BLOCK_BYTES + g * 64);
-                _mm512_storeu_si512(out.cast(), _mm512_xor_si512(four, flip));
-            }
-        }
-    }
-}
-
 /// `y += xs @ w^T` for the rows of `xs` (m x k values) and the q8_0 matrix `w` (n, k), y being
 /// m x n. Needs [`available`]; the caller checks the shapes.
 pub fn add_rows_times(xs: &[f32], w: Q8Matrix, y: &mut [f32]) {
@@ -200,45 +74,111 @@ pub fn add_rows_times(xs: &[f32], w: Q8Matrix, y: &mut [f32]) {
 /// [`add_rows_times`] with the given kernel, which the CPU must have.
 fn add_rows_times_with(kernel: Kernel, xs: &[f32], w: Q8Matrix, y: &mut [f32]) {
     let m = xs.len() / w.k;
+    let (blocks_per_row, row_bytes) = (w.k / BLOCK, w.k / BLOCK * BLOCK_BYTES);
+    let fill = |panel: &mut Panel, rows: std::ops::Range<usize>| {
+        let rows = &w.blocks[rows.start * row_bytes..rows.end * row_bytes];
+        panel.fill(rows, blocks_per_row, kernel)
+    };
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Vnni => {
-            let inputs = QuantizedRows::new(xs, w.k, m.div_ceil(VNNI_TILE_ROWS) * VNNI_TILE_ROWS);
-            add_tiles::<VNNI_TILE_ROWS, 2>(kernel, w, y, |first, panels| {
+            let rows = QuantizedRows::new(xs, w.k, m.div_ceil(VNNI_TILE_ROWS) * VNNI_TILE_ROWS);
+            // The panel holds the weights plus 128: each block's sums start at -128 sum(x).
+            let inputs = TileInputs {
+                rows: &rows,
+                starts: Some((&rows.sums, -128)),
+                offset_sums: None,
+            };
+            add_tiles::<VNNI_TILE_ROWS, 2>((w.n, w.k), y, fill, |first, panels| {
                 // SAFETY: `Kernel::Vnni` is only chosen where the CPU has the features; the
                 // inputs hold whole tiles of rows and the panels match their k.
-                unsafe { tile_product_vnni(&inputs, first, panels) }
+                unsafe { tile_product_vnni::<BLOCK>(&inputs, first, panels) }
             })
         }
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => {
             let inputs = QuantizedRows::new(xs, w.k, m.div_ceil(TILE_ROWS) * TILE_ROWS);
-            add_tiles::<TILE_ROWS, 1>(kernel, w, y, |first, [panel]| {
+            add_tiles::<TILE_ROWS, 1>((w.n, w.k), y, fill, |first, [panel]| {
                 // SAFETY: as above, for AVX2 and FMA.
                 unsafe { tile_product_avx2(&inputs, first, panel) }.map(|row| [row])
             })
         }
         _ => {
             let inputs = QuantizedRows::new(xs, w.k, m.div_ceil(TILE_ROWS) * TILE_ROWS);
-            add_tiles::<TILE_ROWS, 1>(kernel, w, y, |first, [panel]| {
+            add_tiles::<TILE_ROWS, 1>((w.n, w.k), y, fill, |first, [panel]| {
                 tile_product_portable(&inputs, first, panel).map(|row| [row])
             })
         }
     }
 }
 
-/// The product in tiles of `R` input rows against panels of 16 weight rows, laid out for
-/// `kernel`; `tile(first, panel)` gives the sums of input rows `first..first + R`.
-fn add_tiles<const R: usize, const P: usize>(
-    kernel: Kernel,
-    w: Q8Matrix,
+/// `y += xs @ w^T` for the rows of `xs` (m x k values) and the matrix `blocks` (n, k) in the
+/// K format `F`, in the VNNI kernel, which the CPU must have.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn add_k_rows_times<F: KFormat>(
+    xs: &[f32],
+    blocks: &[u8],
+    n: usize,
+    k: usize,
     y: &mut [f32],
+) {
+    let m = xs.len() / k;
+    let rows = QuantizedRows::new(xs, k, m.div_ceil(VNNI_TILE_ROWS) * VNNI_TILE_ROWS);
+    // The stored values are unsigned; a centre of 32 (q6_K, scales per 16 values) comes back
+    // out as -32 times each 16 inputs' sum.
+    let sums16: Vec<i32> = match F::CENTRE {
+        0 => Vec::new(),
+        _ => rows
+            .values
+            .chunks_exact(16)
+            .map(|g| g.iter().map(|&v| i32::from(v)).sum())
+            .collect(),
+    };
+    // The minimums add an offset per block and weight row, times the block's input sum.
+    let offset_sums: Vec<f32> = match F::MINS {
+        true => rows
+            .scales
+            .iter()
+            .zip(&rows.sums)
+            .map(|(&d, &s)| d * s as f32)
+            .collect(),
+        false => Vec::new(),
+    };
+    let inputs = TileInputs {
+        rows: &rows,
+        starts: (F::CENTRE != 0).then_some((&sums16[..], -F::CENTRE)),
+        offset_sums: F::MINS.then_some(&offset_sums[..]),
+    };
+    let (supers, row_bytes) = (k / SUPER, k / SUPER * F::BYTES);
+    let fill = |panel: &mut Panel, rows: std::ops::Range<usize>| {
+        panel.fill_k::<F>(
+            &blocks[rows.start * row_bytes..rows.end * row_bytes],
+            supers,
+        )
+    };
+    add_tiles::<VNNI_TILE_ROWS, 2>((n, k), y, fill, |first, panels| {
+        // SAFETY: the caller checked the CPU; the inputs hold whole tiles of rows and the
+        // panels match their k.
+        unsafe {
+            match F::GROUP {
+                16 => tile_product_vnni::<16>(&inputs, first, panels),
+                _ => tile_product_vnni::<BLOCK>(&inputs, first, panels),
+            }
+        }
+    })
+}
+
+/// The product in tiles of `R` input rows against panels of 16 weight rows of the (n, k)
+/// matrix, which `fill(panel, rows)` lays out; `tile(first, panels)` gives the sums of input
+/// rows `first..first + R`.
+fn add_tiles<const R: usize, const P: usize>(
+    (n, k): (usize, usize),
+    y: &mut [f32],
+    fill: impl Fn(&mut Panel, std::ops::Range<usize>) + Sync,
     tile: impl Fn(usize, [&Panel; P]) -> [[[f32; PANEL]; P]; R] + Sync,
 ) {
-    let Q8Matrix { blocks, n, k } = w;
     let m = y.len() / n;
     let (blocks_per_row, panels) = (k / BLOCK, n.div_ceil(PANEL));
-    let row_bytes = blocks_per_row * BLOCK_BYTES;
     // Panels per task: as many as fill half the L2 cache, leaving tasks for every thread.
     let panel_bytes = blocks_per_row * (2 * PANEL_BLOCK_BYTES + PANEL * 4);
     let per_task = (group_bytes() / panel_bytes)
@@ -254,11 +194,7 @@ fn add_tiles<const R: usize, const P: usize>(
                 group.resize_with(panels.len(), Panel::default);
                 for (panel, p) in group.iter_mut().zip(panels.clone()) {
                     let rows = p * PANEL..((p + 1) * PANEL).min(n);
-                    panel.fill(
-                        &blocks[rows.start * row_bytes..rows.end * row_bytes],
-                        blocks_per_row,
-                        kernel,
-                    );
+                    fill(panel, rows);
                 }
                 let first = panels.start * PANEL;
                 let columns = (panels.end * PANEL).min(n) - first;
@@ -386,50 +322,80 @@ unsafe fn tile_product_avx2(
     sums
 }
 
+/// The quantized input rows as the VNNI kernel reads them, with what takes the panel's
+/// offset back out.
+struct TileInputs<'a> {
+    rows: &'a QuantizedRows,
+    /// Per group of `G` inputs (see [`tile_product_vnni`]), a sum of its 8-bit values, and the
+    /// factor that makes it the group's start: the panel's values are the weights plus
+    /// -factor (128 for q8_0, 32 for q6_K).
+    starts: Option<(&'a [i32], i32)>,
+    /// Per 32-value block, the sum of the inputs the block's offsets multiply (K formats
+    /// with minimums).
+    offset_sums: Option<&'a [f32]>,
+}
+
 /// The sums of input rows `first..first + 7` with the rows of two panels, in VNNI's dot
-/// products, each block's sums starting at `-128 * sum(x)`. Each broadcast of an input's 4
-/// bytes meets both panels, so a group costs 2 loads of weights and 7 of inputs for 14
-/// products.
+/// products, per group of `G` values (32, or 16 for q6_K's scales), each group's sums
+/// starting at `factor * sum(x)`; then the panels' offsets times the blocks' input sums. Each
+/// broadcast of an input's 4 bytes meets both panels, so 4 values cost 2 loads of weights and
+/// 7 of inputs for 14 products.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_product_vnni(
-    inputs: &QuantizedRows,
+unsafe fn tile_product_vnni<const G: usize>(
+    inputs: &TileInputs,
     first: usize,
     panels: [&Panel; 2],
 ) -> [[[f32; PANEL]; 2]; VNNI_TILE_ROWS] {
     use std::arch::x86_64::*;
     const R: usize = VNNI_TILE_ROWS;
-    let k = inputs.k;
-    let blocks = k / BLOCK;
-    let x = inputs.values.as_ptr().add(first * k);
-    let dx = inputs.scales.as_ptr().add(first * blocks);
-    let block_sums = inputs.sums.as_ptr().add(first * blocks);
+    let k = inputs.rows.k;
+    let (blocks, groups) = (k / BLOCK, k / G);
+    let x = inputs.rows.values.as_ptr().add(first * k);
+    let dx = inputs.rows.scales.as_ptr().add(first * blocks);
     let unsigned = panels.map(|p| p.unsigned.as_ptr());
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     for b in 0..blocks {
-        let mut dots: [[__m512i; 2]; R] = std::array::from_fn(|r| {
-            let start = _mm512_set1_epi32(-128 * *block_sums.add(r * blocks + b));
-            [start, start]
-        });
-        for g in 0..GROUPS {
-            let at = b * PANEL_BLOCK_BYTES + g * 64;
-            let w = unsigned.map(|u| _mm512_loadu_si512(u.add(at).cast()));
-            for (r, dots) in dots.iter_mut().enumerate() {
-                let four = x
-                    .add(r * k + b * BLOCK + g * 4)
-                    .cast::<i32>()
-                    .read_unaligned();
-                let xb = _mm512_set1_epi32(four);
-                dots[0] = _mm512_dpbusd_epi32(dots[0], w[0], xb);
-                dots[1] = _mm512_dpbusd_epi32(dots[1], w[1], xb);
+        for half in 0..BLOCK / G {
+            let group = b * (BLOCK / G) + half;
+            let mut dots: [[__m512i; 2]; R] = std::array::from_fn(|r| {
+                let start = match inputs.starts {
+                    Some((sums, factor)) => _mm512_set1_epi32(
+                        factor * *sums.get_unchecked((first + r) * groups + group),
+                    ),
+                    None => _mm512_setzero_si512(),
+                };
+                [start, start]
+            });
+            for g in half * (G / 4)..(half + 1) * (G / 4) {
+                let at = b * PANEL_BLOCK_BYTES + g * 64;
+                let w = unsigned.map(|u| _mm512_loadu_si512(u.add(at).cast()));
+                for (r, dots) in dots.iter_mut().enumerate() {
+                    let four = x
+                        .add(r * k + b * BLOCK + g * 4)
+                        .cast::<i32>()
+                        .read_unaligned();
+                    let xb = _mm512_set1_epi32(four);
+                    dots[0] = _mm512_dpbusd_epi32(dots[0], w[0], xb);
+                    dots[1] = _mm512_dpbusd_epi32(dots[1], w[1], xb);
+                }
+            }
+            let dw = panels.map(|p| _mm512_loadu_ps(p.scales.as_ptr().add(group * PANEL)));
+            for (r, (acc, dots)) in acc.iter_mut().zip(&dots).enumerate() {
+                let dx = _mm512_set1_ps(*dx.add(r * blocks + b));
+                for h in 0..2 {
+                    let scale = _mm512_mul_ps(dw[h], dx);
+                    acc[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dots[h]), scale, acc[h]);
+                }
             }
         }
-        let dw = panels.map(|p| _mm512_loadu_ps(p.scales.as_ptr().add(b * PANEL)));
-        for (r, (acc, dots)) in acc.iter_mut().zip(&dots).enumerate() {
-            let dx = _mm512_set1_ps(*dx.add(r * blocks + b));
-            for h in 0..2 {
-                let scale = _mm512_mul_ps(dw[h], dx);
-                acc[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dots[h]), scale, acc[h]);
+        if let Some(sums) = inputs.offset_sums {
+            let offsets = panels.map(|p| _mm512_loadu_ps(p.offsets.as_ptr().add(b * PANEL)));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let sum = _mm512_set1_ps(*sums.get_unchecked((first + r) * blocks + b));
+                for h in 0..2 {
+                    acc[h] = _mm512_fmadd_ps(offsets[h], sum, acc[h]);
+                }
             }
         }
     }
@@ -445,14 +411,9 @@ unsafe fn tile_product_vnni(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::tests::values;
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
-
-    fn values(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i + seed) * 2654435761) % 1000) as f32 / 500.0 - 1.0)
-            .collect()
-    }
 
     fn q8(n: usize, k: usize) -> QTensor {
         let w = Tensor::from_vec(values(n * k, 7), (n, k), &Device::Cpu).unwrap();

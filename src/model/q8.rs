@@ -127,7 +127,9 @@ pub(crate) fn add_quantized_rows(q: &QMatMul, xs: &[f32], y: &mut [f32]) -> Resu
         );
     }
     if let QMatMul::QTensor(w) = q {
-        if crate::kernels::q4_q5::add_rows_times_t(xs, w, y)? {
+        if crate::kernels::q4_q5::add_rows_times_t(xs, w, y)?
+            || crate::kernels::k_quants::add_rows_times_t(xs, w, y)?
+        {
             return Ok(());
         }
     }
@@ -144,7 +146,9 @@ pub(super) fn quantized_matvec(q: &QMatMul, x: &[f32]) -> Result<Vec<f32>> {
             return Ok(y);
         }
         let mut y = vec![0f32; w.shape().dims2()?.0];
-        if crate::kernels::q4_q5::add_rows_times_t(x, w, &mut y)? {
+        if crate::kernels::q4_q5::add_rows_times_t(x, w, &mut y)?
+            || crate::kernels::k_quants::add_rows_times_t(x, w, &mut y)?
+        {
             return Ok(y);
         }
     }

@@ -18,7 +18,9 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::Content;
-use candle_core::quantized::k_quants::{BlockQ4K, BlockQ4_0, BlockQ8_0, GgmlType};
+use candle_core::quantized::k_quants::{
+    BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8_0, GgmlType,
+};
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -98,8 +100,8 @@ impl GgufFile {
         }
     }
 
-    /// The tensor called `name` in its stored type, on `device`. The block types `--dtype`
-    /// makes (q8_0, q4_0, q4_k) are read on the CPU straight into the blocks the kernels read:
+    /// The tensor called `name` in its stored type, on `device`. The block types the CPU
+    /// kernels read (q8_0, q4_0, q5_0, q4_k, q5_k, q6_k) are read straight into their blocks:
     /// no copy of the file's bytes in between, which for GPT-2 XL would be 1.6 GB.
     pub fn quantized(&mut self, name: &str, device: &Device) -> Result<QTensor> {
         let info = self.info(name)?;
@@ -112,7 +114,12 @@ impl GgufFile {
             GgmlDType::Q4_0 => Some(QStorage::Cpu(Box::new(
                 self.read_values::<BlockQ4_0>(name)?,
             ))),
+            GgmlDType::Q5_0 => Some(QStorage::Cpu(Box::new(
+                self.read_values::<BlockQ5_0>(name)?,
+            ))),
             GgmlDType::Q4K => Some(QStorage::Cpu(Box::new(self.read_values::<BlockQ4K>(name)?))),
+            GgmlDType::Q5K => Some(QStorage::Cpu(Box::new(self.read_values::<BlockQ5K>(name)?))),
+            GgmlDType::Q6K => Some(QStorage::Cpu(Box::new(self.read_values::<BlockQ6K>(name)?))),
             _ => None,
         };
         let tensor = match storage {

@@ -1,0 +1,290 @@
+//! Products with weights in GGML's K formats (q4_K, q5_K, q6_K: `k_formats`) on CPUs with
+//! AVX-512 VNNI, reading the blocks as they are stored, so a GGUF file's weights sit in memory
+//! once. (The library's kernels for these formats keep a second, re-tiled copy on such CPUs:
+//! 309 MB for GPT-2 small's 107 MB `Q4_K_M` file.) Other CPUs keep the library's kernels.
+//!
+//! As for q8_0, a few input rows (decoding) are rounded to 8 bits per 32-value block and meet
+//! each weight row's groups of 32 values with `vpdpbusd`: the stored unsigned values against
+//! the signed inputs, one scale per group (two halves of a register with q6_K's scales per 16),
+//! the minimums once per super-block against the input blocks' sums. Many rows (a prompt)
+//! take the 8-bit prompt kernel, whose panels are filled from the super-blocks.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Result};
+
+use super::k_formats::{KFormat, Q4K, Q5K, Q6K, SUPER};
+use super::q8::matmul_rows;
+use super::q8_format::BLOCK;
+use super::q8_inputs::{InputRow, QuantizedRows};
+
+/// Input rows from which the prompt kernel pays: as for q8_0.
+const PROMPT_FROM_ROWS: usize = 16;
+
+/// `y += xs @ w^T` for the rows of `xs` (m x k values) and a q4_K, q5_K or q6_K matrix `w`
+/// (n, k) on a CPU with AVX-512 VNNI; `false` (untouched) otherwise, for the library's product.
+pub fn add_rows_times_t(xs: &[f32], w: &QTensor, y: &mut [f32]) -> Result<bool> {
+    if !super::has_avx512_vnni() {
+        return Ok(false);
+    }
+    match w.dtype() {
+        GgmlDType::Q4K => add_rows_times_of::<Q4K>(xs, w, y),
+        GgmlDType::Q5K => add_rows_times_of::<Q5K>(xs, w, y),
+        GgmlDType::Q6K => add_rows_times_of::<Q6K>(xs, w, y),
+        _ => Ok(false),
+    }
+}
+
+fn add_rows_times_of<F: KFormat>(xs: &[f32], w: &QTensor, y: &mut [f32]) -> Result<bool> {
+    let (n, k) = w.shape().dims2()?;
+    if !matches!(w.device(), Device::Cpu) || k % SUPER != 0 || xs.len() % k != 0 {
+        return Ok(false);
+    }
+    let m = xs.len() / k;
+    if y.len() != m * n {
+        candle_core::bail!("{:?} product: {} outputs for ({m}, {n})", F::DTYPE, y.len());
+    }
+    let data = w.data()?;
+    let (supers, row_bytes) = (k / SUPER, k / SUPER * F::BYTES);
+    if data.len() != n * row_bytes {
+        return Ok(false);
+    }
+    if m < PROMPT_FROM_ROWS {
+        let inputs = QuantizedRows::new(xs, k, m);
+        matmul_rows(
+            &inputs,
+            &data,
+            (n, row_bytes),
+            |x, w, sums| dot_rows::<F>(x, w, supers, sums),
+            y,
+        );
+        return Ok(true);
+    }
+    #[cfg(target_arch = "x86_64")]
+    super::q8_prompt::add_k_rows_times::<F>(xs, &data, n, k, y);
+    Ok(true)
+}
+
+/// Dot products of the quantized input with `sums.len()` consecutive weight rows of `supers`
+/// super-blocks each.
+fn dot_rows<F: KFormat>(x: InputRow, w: &[u8], supers: usize, sums: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx512_vnni() {
+        let (row_bytes, w) = (supers * F::BYTES, w.as_ptr());
+        // SAFETY: the features were just detected; `w` holds `sums.len()` rows.
+        return unsafe {
+            super::simd::four_or_each(
+                sums,
+                || dot_rows_vnni::<F, 4>(x, w, row_bytes, supers),
+                |r| dot_rows_vnni::<F, 1>(x, w.add(r * row_bytes), row_bytes, supers)[0],
+            )
+        };
+    }
+    dot_rows_portable::<F>(x, w, supers, sums)
+}
+
+/// [`dot_rows`] in plain loops, from the shared form of each super-block: the reference the
+/// VNNI kernel is tested against.
+fn dot_rows_portable<F: KFormat>(
+    (values, scales, block_sums): InputRow,
+    w: &[u8],
+    supers: usize,
+    sums: &mut [f32],
+) {
+    for (sum, row) in sums.iter_mut().zip(w.chunks_exact(supers * F::BYTES)) {
+        *sum = 0.0;
+        for (s, block) in row.chunks_exact(F::BYTES).enumerate() {
+            let u = F::unpack(block);
+            for i in 0..SUPER / 16 {
+                let e = s * SUPER + i * 16;
+                let dot: i32 = (0..16)
+                    .map(|t| {
+                        (i32::from(u.values[i * 16 + t]) - F::CENTRE) * i32::from(values[e + t])
+                    })
+                    .sum();
+                *sum += u.scales[i] * scales[e / BLOCK] * dot as f32;
+            }
+            for b in 0..SUPER / BLOCK {
+                let block = s * SUPER / BLOCK + b;
+                *sum += u.offsets[b] * scales[block] * block_sums[block] as f32;
+            }
+        }
+    }
+}
+
+/// `ROWS` rows at a time share each load of the input. Per chunk of 64 values: the stored
+/// values (`chunk_values`), one `vpdpbusd` starting at `-CENTRE` times the input's sums of 4
+/// (themselves one `vpdpbusd` with ones, shared by the rows), one FMA with each lane's weight
+/// scale times input scale (`chunk_scales`); per super-block, the minimums times the input
+/// blocks' sums.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot_rows_vnni<F: KFormat, const ROWS: usize>(
+    (values, scales, block_sums): InputRow,
+    w: *const u8,
+    row_bytes: usize,
+    supers: usize,
+) -> [f32; ROWS] {
+    use std::arch::x86_64::*;
+    const CHUNKS: usize = SUPER / 64;
+    let ones = _mm512_set1_epi8(1);
+    let mut acc = [_mm512_setzero_ps(); ROWS];
+    let mut acc_mins = [_mm256_setzero_ps(); ROWS];
+    for s in 0..supers {
+        let first_block = s * SUPER / BLOCK;
+        let dx = _mm256_loadu_ps(scales.as_ptr().add(first_block));
+        let xs: [__m512i; CHUNKS] = std::array::from_fn(|c| {
+            _mm512_loadu_si512(values.as_ptr().add(s * SUPER + 64 * c).cast())
+        });
+        let starts: [__m512i; CHUNKS] = match F::CENTRE {
+            0 => [_mm512_setzero_si512(); CHUNKS],
+            centre => xs.map(|x| {
+                let fours = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, x);
+                _mm512_mullo_epi32(fours, _mm512_set1_epi32(-centre))
+            }),
+        };
+        let input_sums = match F::MINS {
+            true => _mm256_mul_ps(
+                dx,
+                _mm256_cvtepi32_ps(_mm256_loadu_si256(
+                    block_sums.as_ptr().add(first_block).cast(),
+                )),
+            ),
+            false => _mm256_setzero_ps(),
+        };
+        for r in 0..ROWS {
+            let block = w.add(r * row_bytes + s * F::BYTES);
+            // The same place of the next group of rows, which the prefetcher misses.
+            for line in (0..F::BYTES).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(ROWS * row_bytes + line).cast());
+            }
+            let (lane_scales, offsets) = F::chunk_scales(block, dx);
+            if F::MINS {
+                acc_mins[r] = _mm256_fmadd_ps(offsets, input_sums, acc_mins[r]);
+            }
+            for c in 0..CHUNKS {
+                let dot = _mm512_dpbusd_epi32(starts[c], F::chunk_values(block, c), xs[c]);
+                acc[r] = _mm512_fmadd_ps(lane_scales[c], _mm512_cvtepi32_ps(dot), acc[r]);
+            }
+        }
+    }
+    std::array::from_fn(|r| {
+        _mm512_reduce_add_ps(_mm512_add_ps(acc[r], _mm512_zextps256_ps512(acc_mins[r])))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::tests::values;
+    use candle_core::Tensor;
+
+    fn quantized(n: usize, k: usize, dtype: GgmlDType) -> QTensor {
+        // Rows of different ranges, so scales and minimums differ between super-blocks.
+        let xs: Vec<f32> = values(n * k, 7)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (1.0 + (i / 64 % 5) as f32) + (i / 256 % 3) as f32 * 0.3)
+            .collect();
+        QTensor::quantize(&Tensor::from_vec(xs, (n, k), &Device::Cpu).unwrap(), dtype).unwrap()
+    }
+
+    /// The products the plain loops give for every row of `xs`, one row at a time.
+    fn plain<F: KFormat>(xs: &[f32], w: &QTensor) -> Vec<f32> {
+        let (n, k) = w.shape().dims2().unwrap();
+        let data = w.data().unwrap();
+        let inputs = QuantizedRows::new(xs, k, xs.len() / k);
+        let mut y = vec![0f32; xs.len() / k * n];
+        for (r, y) in y.chunks_exact_mut(n).enumerate() {
+            dot_rows_portable::<F>(inputs.row(r), &data, k / SUPER, y);
+        }
+        y
+    }
+
+    /// The plain loops equal the weights dequantized by the library times the inputs rounded
+    /// to 8 bits per block.
+    #[test]
+    fn plain_loops_equal_the_dequantized_product() {
+        fn check<F: KFormat>() {
+            let (m, n, k) = (2, 5, 512);
+            let w = quantized(n, k, F::DTYPE);
+            let dense = w
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            let xs = values(m * k, 3);
+            let got = plain::<F>(&xs, &w);
+            for r in 0..m {
+                let x = &xs[r * k..(r + 1) * k];
+                for j in 0..n {
+                    let want: f32 = (0..k)
+                        .map(|i| {
+                            let block = &x[i / 32 * 32..][..32];
+                            let d = block.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+                            (x[i] / d).round() * d * dense[j][i]
+                        })
+                        .sum();
+                    let g = got[r * n + j];
+                    assert!(
+                        (g - want).abs() < 1e-3,
+                        "{:?} ({r}, {j}): {g} vs {want}",
+                        F::DTYPE
+                    );
+                }
+            }
+        }
+        check::<Q4K>();
+        check::<Q5K>();
+        check::<Q6K>();
+    }
+
+    /// The decode kernel (few rows) and the prompt kernel (many: panels, partial last panel
+    /// and tile) equal the plain loops, for every K format, inputs with the largest magnitudes
+    /// and all-zero blocks included; both add to y. On CPUs without VNNI the product is left
+    /// to the library.
+    #[test]
+    fn every_kernel_equals_the_plain_loops() {
+        fn check<F: KFormat>() {
+            for (m, n, k) in [
+                (1, 7, 256),
+                (3, 9, 512),
+                (20, 2 * 16 + 5, 768),
+                (16, 3, 256),
+            ] {
+                let w = quantized(n, k, F::DTYPE);
+                let mut xs: Vec<f32> = values(m * k, 5).iter().map(|v| v * 4.0).collect();
+                xs[..BLOCK].fill(0.0);
+                if m > 2 {
+                    xs[2 * k..3 * k]
+                        .iter_mut()
+                        .for_each(|v| *v = v.signum() * 8.0);
+                }
+                let want = plain::<F>(&xs, &w);
+                let mut got = vec![0.5f32; m * n];
+                let done = add_rows_times_t(&xs, &w, &mut got).unwrap();
+                assert_eq!(done, crate::kernels::has_avx512_vnni());
+                if !done {
+                    continue;
+                }
+                for (i, (g, p)) in got.iter().zip(&want).enumerate() {
+                    let tolerance = 1e-4 * p.abs().max(10.0);
+                    assert!(
+                        (g - 0.5 - p).abs() < tolerance,
+                        "{:?} ({m}, {n}, {k}) at {i}: {g} - 0.5 vs {p}",
+                        F::DTYPE
+                    );
+                }
+            }
+        }
+        check::<Q4K>();
+        check::<Q5K>();
+        check::<Q6K>();
+    }
+
+    #[test]
+    fn other_formats_are_left_to_the_caller() {
+        let w = quantized(4, 256, GgmlDType::Q8_0);
+        let mut y = vec![0f32; 4];
+        assert!(!add_rows_times_t(&[0.5; 256], &w, &mut y).unwrap());
+    }
+}

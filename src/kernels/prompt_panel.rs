@@ -1,0 +1,179 @@
+//! The panels of the 8-bit prompt kernel (`q8_prompt`): 16 weight rows at a time copied out of
+//! their block format into the layout the registers want, from q8_0 blocks or from the K
+//! formats' super-blocks.
+
+use std::cell::RefCell;
+
+use super::k_formats::{KFormat, SUPER};
+use super::q8_format::{BLOCK, BLOCK_BYTES};
+
+/// Weight rows (outputs) per panel: two registers of 8.
+pub(super) const PANEL: usize = 16;
+
+/// Groups of 4 values per block.
+pub(super) const GROUPS: usize = BLOCK / 4;
+
+/// Bytes of one block of a panel: 4 bytes of every panel row for each group.
+pub(super) const PANEL_BLOCK_BYTES: usize = GROUPS * PANEL * 4;
+
+/// The kernels a tile can take: the dispatch of [`super::level`] for this module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kernel {
+    Vnni,
+    Avx2,
+    Portable,
+}
+
+impl Kernel {
+    pub(super) fn detected() -> Self {
+        match super::level() {
+            super::Level::Avx512Vnni => Self::Vnni,
+            super::Level::Avx2 => Self::Avx2,
+            super::Level::Portable => Self::Portable,
+        }
+    }
+}
+
+/// 16 weight rows laid out for the kernel: for block b, group g and half h (rows 8h..8h+8),
+/// `values[b * 512 + g * 64 + h * 32..]` holds 4 signed bytes of each of the 8 rows (so
+/// `values[b * 512 + g * 64..]` holds 4 bytes of all 16 rows in order), and `scales[b * 16..]`
+/// the 16 rows' scales. `unsigned` holds the same bytes as the kernel multiplies them: their
+/// absolute values for AVX2, the values plus 128 for VNNI (see the module doc). Rows past the
+/// matrix are zero.
+#[derive(Default)]
+pub(super) struct Panel {
+    pub(super) values: Vec<u8>,
+    pub(super) unsigned: Vec<u8>,
+    pub(super) scales: Vec<f32>,
+    /// Formats with minimums (q4_K, q5_K): per block and row, what each weight of the block
+    /// adds beyond its scaled value (`offsets[b * 16 + j]`); empty for the others.
+    pub(super) offsets: Vec<f32>,
+}
+
+thread_local! {
+    /// Each thread's panels, kept from product to product: allocating them per task cost
+    /// more than laying them out.
+    pub(super) static PANELS: RefCell<Vec<Panel>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Panel {
+    /// Copies the q8_0 rows `rows` (at most 16 of them, `blocks` blocks each) in, in the forms
+    /// `kernel` reads: the signed values for the plain loops and AVX2, their magnitudes for
+    /// AVX2, the values plus 128 alone for VNNI.
+    pub(super) fn fill(&mut self, rows: &[u8], blocks: usize, kernel: Kernel) {
+        let len = blocks * PANEL_BLOCK_BYTES;
+        self.scales.resize(blocks * PANEL, 0.0);
+        self.offsets.clear();
+        let row_bytes = blocks * BLOCK_BYTES;
+        #[cfg(target_arch = "x86_64")]
+        if kernel == Kernel::Vnni {
+            self.unsigned.resize(len, 0);
+            // SAFETY: `Kernel::Vnni` is only chosen where the CPU has the features; the
+            // buffers were just sized for `blocks` blocks.
+            return unsafe { self.fill_vnni(rows, blocks) };
+        }
+        let (bytes, flip) = match kernel {
+            Kernel::Vnni => (&mut self.unsigned, 0x8080_8080),
+            _ => (&mut self.values, 0),
+        };
+        bytes.resize(len, 0);
+        if rows.len() / row_bytes < PANEL {
+            // Rows past the matrix: their scales of 0 make their sums 0.
+            bytes.fill(0);
+            self.scales.fill(0.0);
+        }
+        for (j, row) in rows.chunks_exact(row_bytes).enumerate() {
+            for (b, block) in row.chunks_exact(BLOCK_BYTES).enumerate() {
+                self.scales[b * PANEL + j] =
+                    half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+                // Row j's 4 bytes of group g sit at g * 64 + j * 4 of the block (h * 32 + lane * 4).
+                let out = &mut bytes[b * PANEL_BLOCK_BYTES + j * 4..];
+                for (g, four) in block[2..].chunks_exact(4).enumerate() {
+                    let word = u32::from_le_bytes([four[0], four[1], four[2], four[3]]) ^ flip;
+                    out[g * 64..g * 64 + 4].copy_from_slice(&word.to_le_bytes());
+                }
+            }
+        }
+        if kernel == Kernel::Avx2 {
+            self.unsigned.resize(len, 0);
+            for (m, v) in self.unsigned.iter_mut().zip(&self.values) {
+                *m = (*v as i8).unsigned_abs();
+            }
+        }
+    }
+
+    /// [`Panel::fill`] for VNNI, in gathers: each of a block's 8 groups is one gather of 4
+    /// bytes from each of the 16 rows, which is the panel's layout. The copy was a twentieth of
+    /// an 8-bit prompt in plain loops.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn fill_vnni(&mut self, rows: &[u8], blocks: usize) {
+        use std::arch::x86_64::*;
+        let row_bytes = (blocks * BLOCK_BYTES) as i32;
+        let count = rows.len() / row_bytes as usize;
+        let valid: __mmask16 = ((1u32 << count) - 1) as __mmask16;
+        let row_starts = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(row_bytes),
+        );
+        let flip = _mm512_set1_epi32(0x8080_8080u32 as i32);
+        let zero = _mm512_setzero_si512();
+        for b in 0..blocks {
+            let block = rows.as_ptr().add(b * BLOCK_BYTES);
+            // The f16 scale in the low half of each row's first 4 bytes.
+            let heads = _mm512_mask_i32gather_epi32::<1>(zero, valid, row_starts, block.cast());
+            let scales = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(heads));
+            _mm512_storeu_ps(self.scales.as_mut_ptr().add(b * PANEL), scales);
+            for g in 0..GROUPS {
+                let at = block.add(2 + 4 * g).cast();
+                let four = _mm512_mask_i32gather_epi32::<1>(zero, valid, row_starts, at);
+                let out = self
+                    .unsigned
+                    .as_mut_ptr()
+                    .add(b * PANEL_BLOCK_BYTES + g * 64);
+                _mm512_storeu_si512(out.cast(), _mm512_xor_si512(four, flip));
+            }
+        }
+    }
+
+    /// Copies the rows `rows` of a K format (at most 16 of them, `supers` super-blocks each) in,
+    /// for the VNNI kernel: the stored unsigned values as they are (the kernel takes the
+    /// format's centre back out), one scale per group of `F::GROUP` values and row
+    /// (`scales[group * 16 + j]`), and the minimums' offsets per block and row.
+    pub(super) fn fill_k<F: KFormat>(&mut self, rows: &[u8], supers: usize) {
+        let blocks = supers * SUPER / BLOCK;
+        let row_bytes = supers * F::BYTES;
+        let count = rows.len() / row_bytes;
+        self.unsigned.resize(blocks * PANEL_BLOCK_BYTES, 0);
+        self.scales.resize(supers * SUPER / F::GROUP * PANEL, 0.0);
+        self.offsets
+            .resize(if F::MINS { blocks * PANEL } else { 0 }, 0.0);
+        if count < PANEL {
+            // Rows past the matrix: zero values, scales and offsets make their sums 0.
+            self.unsigned.fill(0);
+            self.scales.fill(0.0);
+            self.offsets.fill(0.0);
+        }
+        let groups_per_super = SUPER / F::GROUP;
+        for (j, row) in rows.chunks_exact(row_bytes).enumerate() {
+            for (s, block) in row.chunks_exact(F::BYTES).enumerate() {
+                let u = F::unpack(block);
+                for b in 0..SUPER / BLOCK {
+                    // Row j's 4 bytes of group g sit at g * 64 + j * 4 of the block.
+                    let out = &mut self.unsigned[(s * 8 + b) * PANEL_BLOCK_BYTES + j * 4..];
+                    for g in 0..GROUPS {
+                        let at = b * BLOCK + g * 4;
+                        out[g * 64..g * 64 + 4].copy_from_slice(&u.values[at..at + 4]);
+                    }
+                    if F::MINS {
+                        self.offsets[(s * 8 + b) * PANEL + j] = u.offsets[b];
+                    }
+                }
+                for g in 0..groups_per_super {
+                    self.scales[(s * groups_per_super + g) * PANEL + j] =
+                        u.scales[g * F::GROUP / 16];
+                }
+            }
+        }
+    }
+}
