@@ -157,7 +157,7 @@ impl Panel {
         let groups_per_super = SUPER / F::GROUP;
         for (j, row) in rows.chunks_exact(row_bytes).enumerate() {
             for (s, block) in row.chunks_exact(F::BYTES).enumerate() {
-                let u = F::unpack(block);
+                let u = unpack::<F>(block);
                 for b in 0..SUPER / BLOCK {
                     // Row j's 4 bytes of group g sit at g * 64 + j * 4 of the block.
                     let out = &mut self.unsigned[(s * 8 + b) * PANEL_BLOCK_BYTES + j * 4..];
@@ -175,5 +175,32 @@ impl Panel {
                 }
             }
         }
+    }
+}
+
+/// [`KFormat::unpack`], in 512-bit registers where the CPU has them (the VNNI kernel, the one
+/// that reads these panels, runs only there).
+fn unpack<F: KFormat>(block: &[u8]) -> super::k_formats::Unpacked {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx512_vnni() {
+        // SAFETY: the features were just detected; `block` is a whole super-block.
+        return unsafe { unpack_avx512::<F>(&block[..F::BYTES]) };
+    }
+    F::unpack(block)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn unpack_avx512<F: KFormat>(block: &[u8]) -> super::k_formats::Unpacked {
+    let (scales, offsets) = F::scales(block);
+    let mut values = [0u8; SUPER];
+    for c in 0..SUPER / 64 {
+        let chunk = F::chunk_values(block.as_ptr(), c);
+        std::arch::x86_64::_mm512_storeu_si512(values[64 * c..].as_mut_ptr().cast(), chunk);
+    }
+    super::k_formats::Unpacked {
+        values,
+        scales,
+        offsets,
     }
 }
