@@ -17,7 +17,7 @@ impl SyncPtr {
 /// one place that decides which kernel runs.
 ///
 /// - `Avx512Vnni`: AVX-512 (F, BW, VL) with VNNI's 8-bit dot products, for the 8-bit
-///   products (`q8_prompt`, `q8`, `q4_q5`); every other kernel takes its AVX2 form.
+///   products (`q8_prompt`, `q8`, `q4_q5`, `k_quants`); every other kernel takes its AVX2 form.
 /// - `Avx2`: AVX2, FMA and F16C, for every kernel.
 /// - `Portable`: plain loops.
 ///
