@@ -21,10 +21,10 @@ use rayon::prelude::*;
 
 use super::q8::{matmul_rows, Q8Matrix};
 use super::q8_format::{BLOCK, BLOCK_BYTES as Q8_BLOCK_BYTES};
-use super::q8_inputs::{InputRow, QuantizedRows};
+use super::q8_inputs::{add_odd_last_block, InputRow, QuantizedRows};
 use super::simd::four_or_each;
 #[cfg(target_arch = "x86_64")]
-use super::simd::{f16_at, lane_sums};
+use super::simd::{block_pair_scales, f16_at, lane_sums};
 
 /// One of the two formats, as a type so each gets its own compiled loops.
 trait Format: Sync {
@@ -330,30 +330,19 @@ unsafe fn dot_rows_vnni<F: Format, const ROWS: usize>(
                 stored = _mm512_mask_add_epi8(stored, mask, stored, sixteen);
             }
             let dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, stored, xv));
-            let bits = u32::from(first.cast::<u16>().read_unaligned())
-                | u32::from(second.cast::<u16>().read_unaligned()) << 16;
-            let two_weight_scales = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
-            let dw =
-                _mm512_permutexvar_ps(block_of_lane, _mm512_castps128_ps512(two_weight_scales));
+            let dw = block_pair_scales(first, second, block_of_lane);
             *acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, dx), dot, *acc);
         }
     }
     let mut sums = acc.map(|a| _mm512_reduce_add_ps(a));
-    if blocks_per_row % 2 == 1 {
-        // The last block alone, in the plain loops: rows of an odd number of blocks are rare
-        // (no GPT-2 width is one).
-        let b = blocks_per_row - 1;
-        let x = (&values[b * BLOCK..], &scales[b..], &block_sums[b..]);
-        for (r, sum) in sums.iter_mut().enumerate() {
-            let block = std::slice::from_raw_parts(
-                w.add(r * row_bytes + b * F::BLOCK_BYTES),
-                F::BLOCK_BYTES,
-            );
-            let mut last = [0f32];
-            dot_rows_portable::<F>(x, block, 1, &mut last);
-            *sum += last[0];
-        }
-    }
+    let layout = (row_bytes, F::BLOCK_BYTES, blocks_per_row);
+    add_odd_last_block(
+        (values, scales, block_sums),
+        w,
+        layout,
+        &mut sums,
+        |x, block, sum| dot_rows_portable::<F>(x, block, 1, sum),
+    );
     sums
 }
 

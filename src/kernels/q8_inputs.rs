@@ -13,6 +13,33 @@ const PARALLEL_FROM_ROWS: usize = 16;
 /// One quantized input row: its values, block scales and block sums.
 pub(crate) type InputRow<'a> = (&'a [i8], &'a [f32], &'a [i32]);
 
+/// Adds to each of `sums.len()` weight rows' sum its last block's product with `x`, for rows
+/// of an odd number of blocks, which the kernels that take blocks in pairs leave out (no GPT-2
+/// width has one): `one` is the plain product of a row of one block.
+///
+/// # Safety
+/// `w` holds `sums.len()` rows of `row_bytes`, each `blocks` blocks of `block_bytes`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) unsafe fn add_odd_last_block(
+    (values, scales, block_sums): InputRow,
+    w: *const u8,
+    (row_bytes, block_bytes, blocks): (usize, usize, usize),
+    sums: &mut [f32],
+    one: impl Fn(InputRow, &[u8], &mut [f32]),
+) {
+    if blocks % 2 == 0 {
+        return;
+    }
+    let b = blocks - 1;
+    let x = (&values[b * BLOCK..], &scales[b..], &block_sums[b..]);
+    for (r, sum) in sums.iter_mut().enumerate() {
+        let block = std::slice::from_raw_parts(w.add(r * row_bytes + b * block_bytes), block_bytes);
+        let mut last = [0f32];
+        one(x, block, &mut last);
+        *sum += last[0];
+    }
+}
+
 /// Input rows in 8 bits, row after row, and their block scales.
 pub(crate) struct QuantizedRows {
     /// k values per row.

@@ -124,6 +124,22 @@ pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
+/// The f16 scales of two GGML blocks at `first` and `second`, in the 32-bit lanes of a
+/// 512-bit register that `block_of_lane` (0 or 1 per lane) gives each.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+pub(crate) unsafe fn block_pair_scales(
+    first: *const u8,
+    second: *const u8,
+    block_of_lane: std::arch::x86_64::__m512i,
+) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let bits = u32::from(first.cast::<u16>().read_unaligned())
+        | u32::from(second.cast::<u16>().read_unaligned()) << 16;
+    let two = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+    _mm512_permutexvar_ps(block_of_lane, _mm512_castps128_ps512(two))
+}
+
 /// `y += a * x`.
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     debug_assert_eq!(x.len(), y.len());
