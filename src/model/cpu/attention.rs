@@ -77,9 +77,7 @@ fn attend<K: CachedValue>(
         softmax_row(&mut scores);
         // SAFETY: each head writes only its own d values of `out`.
         let y = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(h * d), d) };
-        for (p, value) in scores.iter().zip(values[span].chunks_exact(d)) {
-            K::axpy(*p, value, y);
-        }
+        K::add_weighted_rows(&scores, &values[span], y);
     };
     if heads * len * d >= PARALLEL_FROM {
         candle_core::utils::barrier_pool().execute_chunked(heads, |range| range.for_each(head));
