@@ -136,6 +136,39 @@ impl Panel {
         }
     }
 
+    /// Copies the rows `rows` (at most 16 of them, `blocks` blocks of `block_bytes` each) of a
+    /// format of 32-value blocks that start with an f16 scale (q4_0, q5_0) in, for the VNNI
+    /// kernel: `values(block)` gives the block's values as stored, unsigned (the kernel takes
+    /// the format's offset back out).
+    pub(super) fn fill_blocks(
+        &mut self,
+        rows: &[u8],
+        (blocks, block_bytes): (usize, usize),
+        values: impl Fn(&[u8]) -> [u8; BLOCK],
+    ) {
+        let row_bytes = blocks * block_bytes;
+        self.unsigned.resize(blocks * PANEL_BLOCK_BYTES, 0);
+        self.scales.resize(blocks * PANEL, 0.0);
+        self.offsets.clear();
+        if rows.len() / row_bytes < PANEL {
+            // Rows past the matrix: their scales of 0 make their sums 0.
+            self.unsigned.fill(0);
+            self.scales.fill(0.0);
+        }
+        for (j, row) in rows.chunks_exact(row_bytes).enumerate() {
+            for (b, block) in row.chunks_exact(block_bytes).enumerate() {
+                self.scales[b * PANEL + j] =
+                    half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+                let values = values(block);
+                // Row j's 4 bytes of group g sit at g * 64 + j * 4 of the block.
+                let out = &mut self.unsigned[b * PANEL_BLOCK_BYTES + j * 4..];
+                for (g, four) in values.chunks_exact(4).enumerate() {
+                    out[g * 64..g * 64 + 4].copy_from_slice(four);
+                }
+            }
+        }
+    }
+
     /// Copies the rows `rows` of a K format (at most 16 of them, `supers` super-blocks each) in,
     /// for the VNNI kernel: the stored unsigned values as they are (the kernel takes the
     /// format's centre back out), one scale per group of `F::GROUP` values and row

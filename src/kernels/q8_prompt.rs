@@ -80,21 +80,9 @@ fn add_rows_times_with(kernel: Kernel, xs: &[f32], w: Q8Matrix, y: &mut [f32]) {
         panel.fill(rows, blocks_per_row, kernel)
     };
     match kernel {
+        // The panel holds the weights plus 128 (see `Panel::fill`).
         #[cfg(target_arch = "x86_64")]
-        Kernel::Vnni => {
-            let rows = QuantizedRows::new(xs, w.k, m.div_ceil(VNNI_TILE_ROWS) * VNNI_TILE_ROWS);
-            // The panel holds the weights plus 128: each block's sums start at -128 sum(x).
-            let inputs = TileInputs {
-                rows: &rows,
-                starts: Some((&rows.sums, -128)),
-                offset_sums: None,
-            };
-            add_tiles::<VNNI_TILE_ROWS, 2>((w.n, w.k), y, fill, |first, panels| {
-                // SAFETY: `Kernel::Vnni` is only chosen where the CPU has the features; the
-                // inputs hold whole tiles of rows and the panels match their k.
-                unsafe { tile_product_vnni::<BLOCK>(&inputs, first, panels) }
-            })
-        }
+        Kernel::Vnni => add_offset_block_rows_times(xs, (w.n, w.k), 128, y, fill),
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => {
             let inputs = QuantizedRows::new(xs, w.k, m.div_ceil(TILE_ROWS) * TILE_ROWS);
@@ -110,6 +98,32 @@ fn add_rows_times_with(kernel: Kernel, xs: &[f32], w: Q8Matrix, y: &mut [f32]) {
             })
         }
     }
+}
+
+/// `y += xs @ w^T` for the rows of `xs` (m x k values) and a matrix (n, k) of 32-value
+/// blocks with one scale each whose panels (`fill`) hold the values `offset` above the
+/// weights (q8_0 plus 128, q4_0's stored 4 bits, 8 above; q5_0's 5 bits, 16 above), in the
+/// VNNI kernel, which the CPU must have: each block's sums start at `-offset * sum(x)`.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn add_offset_block_rows_times(
+    xs: &[f32],
+    (n, k): (usize, usize),
+    offset: i32,
+    y: &mut [f32],
+    fill: impl Fn(&mut Panel, std::ops::Range<usize>) + Sync,
+) {
+    let m = xs.len() / k;
+    let rows = QuantizedRows::new(xs, k, m.div_ceil(VNNI_TILE_ROWS) * VNNI_TILE_ROWS);
+    let inputs = TileInputs {
+        rows: &rows,
+        starts: Some((&rows.sums, -offset)),
+        offset_sums: None,
+    };
+    add_tiles::<VNNI_TILE_ROWS, 2>((n, k), y, fill, |first, panels| {
+        // SAFETY: the caller checked the CPU; the inputs hold whole tiles of rows and the
+        // panels match their k.
+        unsafe { tile_product_vnni::<BLOCK>(&inputs, first, panels) }
+    })
 }
 
 /// `y += xs @ w^T` for the rows of `xs` (m x k values) and the matrix `blocks` (n, k) in the
