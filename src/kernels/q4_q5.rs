@@ -23,6 +23,8 @@ use rayon::prelude::*;
 use super::prompt_panel::Panel;
 use super::q8::{matmul_rows, Q8Matrix};
 use super::q8_format::{BLOCK, BLOCK_BYTES as Q8_BLOCK_BYTES};
+#[cfg(target_arch = "x86_64")]
+use super::q8_inputs::block_pair_inputs;
 use super::q8_inputs::{add_odd_last_block, InputRow, QuantizedRows};
 #[cfg(target_arch = "x86_64")]
 use super::q8_prompt::add_offset_block_rows_times;
@@ -339,15 +341,15 @@ unsafe fn dot_rows_avx2<F: Format, const ROWS: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn dot_rows_vnni<F: Format, const ROWS: usize>(
-    (values, scales, block_sums): InputRow,
+    x_row: InputRow,
     w: *const u8,
     row_bytes: usize,
     blocks_per_row: usize,
 ) -> [f32; ROWS] {
     use std::arch::x86_64::*;
+    let values = x_row.0;
     let low_half = _mm512_set1_epi8(0x0f);
     let sixteen = _mm512_set1_epi8(16);
-    let minus_offset = _mm_set1_epi32(-i32::from(F::OFFSET));
     // A pair of blocks unpacks as block b's values 0..15, block b + 1's 0..15, then both
     // blocks' 16..31: 32-bit lane i holds sums of block b + i / 4 % 2.
     let block_of_lane = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
@@ -356,15 +358,7 @@ unsafe fn dot_rows_vnni<F: Format, const ROWS: usize>(
         let x = _mm512_loadu_si512(values.as_ptr().add(b * BLOCK).cast());
         // The input in the weights' order: its 128-bit quarters 0, 2, 1, 3.
         let xv = _mm512_shuffle_i64x2::<0b11_01_10_00>(x, x);
-        let two_scales = _mm_castpd_ps(_mm_load_sd(scales.as_ptr().add(b).cast()));
-        let dx = _mm512_permutexvar_ps(block_of_lane, _mm512_castps128_ps512(two_scales));
-        // The lanes are added at the end, so each block's correction can sit in one of them.
-        let two_sums = _mm_loadl_epi64(block_sums.as_ptr().add(b).cast());
-        let start = _mm512_maskz_permutexvar_epi32(
-            0x0011,
-            block_of_lane,
-            _mm512_castsi128_si512(_mm_mullo_epi32(two_sums, minus_offset)),
-        );
+        let (dx, start) = block_pair_inputs(x_row, b, block_of_lane, 0x0011, F::OFFSET.into());
         for (r, acc) in acc.iter_mut().enumerate() {
             let first = w.add(r * row_bytes + b * F::BLOCK_BYTES);
             let second = first.add(F::BLOCK_BYTES);
@@ -393,13 +387,9 @@ unsafe fn dot_rows_vnni<F: Format, const ROWS: usize>(
     }
     let mut sums = acc.map(|a| _mm512_reduce_add_ps(a));
     let layout = (row_bytes, F::BLOCK_BYTES, blocks_per_row);
-    add_odd_last_block(
-        (values, scales, block_sums),
-        w,
-        layout,
-        &mut sums,
-        |x, block, sum| dot_rows_portable::<F>(x, block, 1, sum),
-    );
+    add_odd_last_block(x_row, w, layout, &mut sums, |x, block, sum| {
+        dot_rows_portable::<F>(x, block, 1, sum)
+    });
     sums
 }
 

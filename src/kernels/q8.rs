@@ -15,6 +15,8 @@ use rayon::prelude::*;
 
 pub use super::q8_format::Q8Matrix;
 use super::q8_format::{BLOCK, BLOCK_BYTES};
+#[cfg(target_arch = "x86_64")]
+use super::q8_inputs::block_pair_inputs;
 use super::q8_inputs::{add_odd_last_block, InputRow, QuantizedRows};
 use super::simd::four_or_each;
 #[cfg(target_arch = "x86_64")]
@@ -243,30 +245,20 @@ unsafe fn dot_rows_vnni(x: InputRow, w: &[u8], blocks_per_row: usize, sums: &mut
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
 unsafe fn dot_rows_fixed_vnni<const ROWS: usize>(
-    (values, scales, block_sums): InputRow,
+    x: InputRow,
     w: *const u8,
     row_bytes: usize,
     blocks_per_row: usize,
 ) -> [f32; ROWS] {
     use std::arch::x86_64::*;
+    let values = x.0;
     let offset = _mm512_set1_epi8(-128);
-    let minus_128 = _mm_set1_epi32(-128);
     // 32-bit lane i holds sums of block b + i / 8.
     let block_of_lane = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     let mut acc = [_mm512_setzero_ps(); ROWS];
     for b in (0..blocks_per_row - blocks_per_row % 2).step_by(2) {
         let xv = _mm512_loadu_si512(values.as_ptr().add(b * BLOCK).cast());
-        let dx = _mm512_permutexvar_ps(
-            block_of_lane,
-            _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(scales.as_ptr().add(b).cast()))),
-        );
-        // The lanes are added at the end, so each block's correction can sit in one of them.
-        let two_sums = _mm_loadl_epi64(block_sums.as_ptr().add(b).cast());
-        let start = _mm512_maskz_permutexvar_epi32(
-            0x0101,
-            block_of_lane,
-            _mm512_castsi128_si512(_mm_mullo_epi32(two_sums, minus_128)),
-        );
+        let (dx, start) = block_pair_inputs(x, b, block_of_lane, 0x0101, 128);
         for (r, acc) in acc.iter_mut().enumerate() {
             let first = w.add(r * row_bytes + b * BLOCK_BYTES);
             let second = first.add(BLOCK_BYTES);
@@ -285,13 +277,9 @@ unsafe fn dot_rows_fixed_vnni<const ROWS: usize>(
     }
     let mut sums = acc.map(|a| _mm512_reduce_add_ps(a));
     let layout = (row_bytes, BLOCK_BYTES, blocks_per_row);
-    add_odd_last_block(
-        (values, scales, block_sums),
-        w,
-        layout,
-        &mut sums,
-        |x, block, sum| dot_rows_portable(x, block, 1, sum),
-    );
+    add_odd_last_block(x, w, layout, &mut sums, |x, block, sum| {
+        dot_rows_portable(x, block, 1, sum)
+    });
     sums
 }
 

@@ -40,6 +40,30 @@ pub(crate) unsafe fn add_odd_last_block(
     }
 }
 
+/// What blocks `b` and `b + 1` of an input row give every weight row of a kernel that takes
+/// blocks in pairs: their scales in the 32-bit lanes `block_of_lane` (0 or 1 per lane) gives
+/// each, and each block's start, `-offset` times its sum, in the one lane of `start_lanes`
+/// that is its own (the lanes are added at the end).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,avx512f")]
+pub(crate) unsafe fn block_pair_inputs(
+    (_, scales, block_sums): InputRow,
+    b: usize,
+    block_of_lane: std::arch::x86_64::__m512i,
+    start_lanes: std::arch::x86_64::__mmask16,
+    offset: i32,
+) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512i) {
+    use std::arch::x86_64::*;
+    let two_scales = _mm_castpd_ps(_mm_load_sd(scales[b..b + 2].as_ptr().cast()));
+    let dx = _mm512_permutexvar_ps(block_of_lane, _mm512_castps128_ps512(two_scales));
+    let two_sums = _mm_loadl_epi64(block_sums[b..b + 2].as_ptr().cast());
+    let starts = _mm_mullo_epi32(two_sums, _mm_set1_epi32(-offset));
+    let start =
+        _mm512_maskz_permutexvar_epi32(start_lanes, block_of_lane, _mm512_castsi128_si512(starts));
+    (dx, start)
+}
+
 /// Input rows in 8 bits, row after row, and their block scales.
 pub(crate) struct QuantizedRows {
     /// k values per row.
