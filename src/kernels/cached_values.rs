@@ -18,9 +18,7 @@ pub trait CachedValue: WithDType {
     /// `y += weights[i] * value_i` over the rows of `values` (each `y.len()` long): the
     /// attention's sum of cached values, which keeps `y` in registers where it can.
     fn add_weighted_rows(weights: &[f32], values: &[Self], y: &mut [f32]) {
-        for (&w, value) in weights.iter().zip(values.chunks_exact(y.len())) {
-            Self::axpy(w, value, y);
-        }
+        axpy_each_row(weights, values, y)
     }
 
     /// `values` as f32, for the matrix products of a prompt: the slice itself, or its values
@@ -29,6 +27,13 @@ pub trait CachedValue: WithDType {
 
     /// `values` stored as `Self` into `out` (of the same length).
     fn store(values: &[f32], out: &mut [Self]);
+}
+
+/// [`CachedValue::add_weighted_rows`] as one `axpy` per row.
+fn axpy_each_row<K: CachedValue>(weights: &[f32], values: &[K], y: &mut [f32]) {
+    for (&w, value) in weights.iter().zip(values.chunks_exact(y.len())) {
+        K::axpy(w, value, y);
+    }
 }
 
 impl CachedValue for f32 {
@@ -75,18 +80,19 @@ impl CachedValue for f16 {
     fn add_weighted_rows(weights: &[f32], values: &[f16], y: &mut [f32]) {
         debug_assert_eq!(weights.len() * y.len(), values.len());
         #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() && y.len() % 64 == 0 {
+        if has_avx2_fma() {
             // SAFETY: the features were just detected; `values` holds a row per weight.
-            return unsafe { f16c::add_weighted_rows::<8>(weights, values, y) };
+            match y.len() {
+                d if d % 64 == 0 => {
+                    return unsafe { f16c::add_weighted_rows::<8>(weights, values, y) }
+                }
+                d if d % 32 == 0 => {
+                    return unsafe { f16c::add_weighted_rows::<4>(weights, values, y) }
+                }
+                _ => {}
+            }
         }
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() && y.len() % 32 == 0 {
-            // SAFETY: as above.
-            return unsafe { f16c::add_weighted_rows::<4>(weights, values, y) };
-        }
-        for (&w, value) in weights.iter().zip(values.chunks_exact(y.len())) {
-            Self::axpy(w, value, y);
-        }
+        axpy_each_row(weights, values, y)
     }
 
     fn as_f32<'a>(values: &'a [f16], scratch: &'a mut Vec<f32>) -> &'a [f32] {

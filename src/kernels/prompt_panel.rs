@@ -159,12 +159,7 @@ impl Panel {
             for (b, block) in row.chunks_exact(block_bytes).enumerate() {
                 self.scales[b * PANEL + j] =
                     half::f16::from_le_bytes([block[0], block[1]]).to_f32();
-                let values = values(block);
-                // Row j's 4 bytes of group g sit at g * 64 + j * 4 of the block.
-                let out = &mut self.unsigned[b * PANEL_BLOCK_BYTES + j * 4..];
-                for (g, four) in values.chunks_exact(4).enumerate() {
-                    out[g * 64..g * 64 + 4].copy_from_slice(four);
-                }
+                place_block(&mut self.unsigned, b, j, &values(block));
             }
         }
     }
@@ -192,12 +187,8 @@ impl Panel {
             for (s, block) in row.chunks_exact(F::BYTES).enumerate() {
                 let u = unpack::<F>(block);
                 for b in 0..SUPER / BLOCK {
-                    // Row j's 4 bytes of group g sit at g * 64 + j * 4 of the block.
-                    let out = &mut self.unsigned[(s * 8 + b) * PANEL_BLOCK_BYTES + j * 4..];
-                    for g in 0..GROUPS {
-                        let at = b * BLOCK + g * 4;
-                        out[g * 64..g * 64 + 4].copy_from_slice(&u.values[at..at + 4]);
-                    }
+                    let values = &u.values[b * BLOCK..(b + 1) * BLOCK];
+                    place_block(&mut self.unsigned, s * 8 + b, j, values);
                     if F::MINS {
                         self.offsets[(s * 8 + b) * PANEL + j] = u.offsets[b];
                     }
@@ -208,6 +199,15 @@ impl Panel {
                 }
             }
         }
+    }
+}
+
+/// Writes the 32 values of panel row `row`'s block `block` into a panel's bytes: its 4 bytes of
+/// group g at `g * 64 + row * 4` of the block.
+fn place_block(panel: &mut [u8], block: usize, row: usize, values: &[u8]) {
+    let out = &mut panel[block * PANEL_BLOCK_BYTES + row * 4..];
+    for (g, four) in values.chunks_exact(4).enumerate() {
+        out[g * 64..g * 64 + 4].copy_from_slice(four);
     }
 }
 
