@@ -33,17 +33,51 @@ pub fn return_free_memory() {
     }
 }
 
+/// The size from which glibc serves an allocation with pages of its own: its initial default,
+/// and the value once [`keep_freed_buffers`] has run.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const DEFAULT_MMAP_THRESHOLD: libc::c_int = 128 << 10;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const KEPT_MMAP_THRESHOLD: libc::c_int = 256 << 20;
+
+/// Whether [`keep_freed_buffers`] has raised the threshold.
+static KEEPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Large buffers stay in the process heap from now on (glibc only; elsewhere a no-op).
 pub fn keep_freed_buffers() {
     return_free_memory();
+    KEEPING.store(true, std::sync::atomic::Ordering::Relaxed);
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        const MMAP_THRESHOLD: libc::c_int = 256 << 20;
         const TRIM_THRESHOLD: libc::c_int = 1 << 30;
         // SAFETY: mallopt only changes allocator parameters; it returns 0 when it declines.
         unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, KEPT_MMAP_THRESHOLD);
             libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
         }
     }
+}
+
+/// Runs `allocate` with its large allocations given pages of their own by the system, never
+/// a hole of the heap (glibc only; elsewhere it just runs `allocate`).
+///
+/// For zeroed buffers that are filled slowly, like the KV cache's window: fresh pages are zero
+/// already and cost no memory until written, while a hole that [`return_free_memory`] handed
+/// back is cleared by the C library, which makes all of it resident at once. Other threads'
+/// allocations meanwhile may get their own pages too, which changes only where they live.
+pub fn with_fresh_pages<T>(allocate: impl FnOnce() -> T) -> T {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD);
+    }
+    let allocated = allocate();
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if KEEPING.load(std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: as above.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, KEPT_MMAP_THRESHOLD);
+        }
+    }
+    allocated
 }
