@@ -72,11 +72,9 @@ fn dot_rows<F: KFormat>(x: InputRow, w: &[u8], supers: usize, sums: &mut [f32]) 
         let (row_bytes, w) = (supers * F::BYTES, w.as_ptr());
         // SAFETY: the features were just detected; `w` holds `sums.len()` rows.
         return unsafe {
-            super::simd::four_or_each(
-                sums,
-                || dot_rows_vnni::<F, 4>(x, w, row_bytes, supers),
-                |r| dot_rows_vnni::<F, 1>(x, w.add(r * row_bytes), row_bytes, supers)[0],
-            )
+            super::simd::each_row(sums, |r| {
+                dot_rows_vnni::<F, 1>(x, w.add(r * row_bytes), row_bytes, supers)[0]
+            })
         };
     }
     dot_rows_portable::<F>(x, w, supers, sums)
@@ -153,7 +151,7 @@ unsafe fn dot_rows_vnni<F: KFormat, const ROWS: usize>(
         };
         for r in 0..ROWS {
             let block = w.add(r * row_bytes + s * F::BYTES);
-            // The same place of the next group of rows, which the prefetcher misses.
+            // The same place of the next group of rows (one row on: `simd::each_row`).
             for line in (0..F::BYTES).step_by(64) {
                 _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(ROWS * row_bytes + line).cast());
             }

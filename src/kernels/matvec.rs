@@ -7,7 +7,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::simd::{axpy, axpy4, dot, dot4, SyncPtr};
+use super::simd::{axpy, dot, SyncPtr};
 use super::slices::with_f32_slice;
 
 /// Work items per thread: enough to even out a slow core, few enough to keep partials small.
@@ -27,14 +27,9 @@ pub fn matvec_in_out(x: &[f32], w: &[f32], y: &mut [f32]) {
             let rows = part * k / parts..(part + 1) * k / parts;
             // SAFETY: each part writes only its own n-float slice of `partials`.
             let acc = unsafe { std::slice::from_raw_parts_mut(out.get().add(part * n), n) };
-            // Four rows at once: four streams from memory keep more loads in flight.
-            let mut i = rows.start;
-            while i + 4 <= rows.end {
-                let a = [x[i], x[i + 1], x[i + 2], x[i + 3]];
-                axpy4(a, &w[i * n..(i + 4) * n], acc);
-                i += 4;
-            }
-            for i in i..rows.end {
+            // One row after another: one sequential stream from memory. Four rows at once
+            // (four streams) decoded 124M f32 at 44 tok/s against 50 on a Zen 4, 2 threads.
+            for i in rows {
                 axpy(x[i], &w[i * n..(i + 1) * n], acc);
             }
         }
@@ -52,18 +47,10 @@ pub fn matvec_rows(x: &[f32], w: &[f32], y: &mut [f32]) {
     debug_assert_eq!(w.len(), y.len() * k);
     let out = SyncPtr(y.as_mut_ptr());
     candle_core::utils::barrier_pool().execute_chunked(y.len(), |rows| {
-        let mut r = rows.start;
-        while r + 4 <= rows.end {
-            let values = dot4(x, &w[r * k..(r + 4) * k]);
-            for (j, value) in values.into_iter().enumerate() {
-                // SAFETY: each row index is handed to exactly one worker, and `y` outlives the call.
-                unsafe { *out.get().add(r + j) = value };
-            }
-            r += 4;
-        }
-        for r in r..rows.end {
+        // One row after another, as in `matvec_in_out`.
+        for r in rows {
             let value = dot(x, &w[r * k..(r + 1) * k]);
-            // SAFETY: as above.
+            // SAFETY: each row index is handed to exactly one worker, and `y` outlives the call.
             unsafe { *out.get().add(r) = value };
         }
     });

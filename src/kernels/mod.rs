@@ -19,7 +19,7 @@ pub mod simd;
 pub mod slices;
 
 pub use matvec::{add_matmul, matvec_in_out, matvec_rows, single_row_matmul, single_row_matmul_t};
-pub use simd::{axpy, axpy4, dot, dot4, has_avx2_fma, has_avx512_vnni, level, Level, SyncPtr};
+pub use simd::{axpy, dot, has_avx2_fma, has_avx512_vnni, level, Level, SyncPtr};
 pub use slices::{with_f32_slice, with_slice, with_slice_mut};
 
 #[cfg(test)]

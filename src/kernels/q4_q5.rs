@@ -28,9 +28,9 @@ use super::q8_inputs::block_pair_inputs;
 use super::q8_inputs::{add_odd_last_block, InputRow, QuantizedRows};
 #[cfg(target_arch = "x86_64")]
 use super::q8_prompt::add_offset_block_rows_times;
-use super::simd::four_or_each;
 #[cfg(target_arch = "x86_64")]
 use super::simd::{block_pair_scales, f16_at, lane_sums};
+use super::simd::{each_row, four_or_each};
 
 /// One of the two formats, as a type so each gets its own compiled loops.
 trait Format: Sync {
@@ -235,13 +235,9 @@ fn dot_rows<F: Format>(x: InputRow, w: &[u8], blocks_per_row: usize, sums: &mut 
     if super::has_avx512_vnni() {
         // SAFETY: the features were just detected; `w` holds `sums.len()` rows.
         let w = w.as_ptr();
-        return four_or_each(
-            sums,
-            || unsafe { dot_rows_vnni::<F, 4>(x, w, row_bytes, blocks_per_row) },
-            |r| unsafe {
-                dot_rows_vnni::<F, 1>(x, w.add(r * row_bytes), row_bytes, blocks_per_row)[0]
-            },
-        );
+        return each_row(sums, |r| unsafe {
+            dot_rows_vnni::<F, 1>(x, w.add(r * row_bytes), row_bytes, blocks_per_row)[0]
+        });
     }
     #[cfg(target_arch = "x86_64")]
     if super::has_avx2_fma() {
@@ -298,7 +294,7 @@ unsafe fn dot_rows_avx2<F: Format, const ROWS: usize>(
         let dx = *scales.get_unchecked(b);
         for (r, acc) in acc.iter_mut().enumerate() {
             let block = w.add(r * row_bytes + b * F::BLOCK_BYTES);
-            // As in the q8_0 product: the next group's rows, which the prefetcher misses.
+            // As in the q8_0 product: the same place of the next group of rows.
             _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(ROWS * row_bytes).cast());
             let packed = _mm_loadu_si128(block.add(F::LOW_BITS_AT).cast());
             // Values 0..15 in the low halves of the bytes, 16..31 in the high halves.

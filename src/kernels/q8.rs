@@ -18,7 +18,7 @@ use super::q8_format::{BLOCK, BLOCK_BYTES};
 #[cfg(target_arch = "x86_64")]
 use super::q8_inputs::block_pair_inputs;
 use super::q8_inputs::{add_odd_last_block, InputRow, QuantizedRows};
-use super::simd::four_or_each;
+use super::simd::each_row;
 #[cfg(target_arch = "x86_64")]
 use super::simd::{block_pair_scales, f16_at, lane_sums};
 use super::{add_matmul, SyncPtr};
@@ -233,11 +233,9 @@ fn dot_rows_portable(x: InputRow, w: &[u8], blocks_per_row: usize, sums: &mut [f
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
 unsafe fn dot_rows_vnni(x: InputRow, w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
     let (row_bytes, w) = (blocks_per_row * BLOCK_BYTES, w.as_ptr());
-    four_or_each(
-        sums,
-        || dot_rows_fixed_vnni::<4>(x, w, row_bytes, blocks_per_row),
-        |r| dot_rows_fixed_vnni::<1>(x, w.add(r * row_bytes), row_bytes, blocks_per_row)[0],
-    )
+    each_row(sums, |r| {
+        dot_rows_fixed_vnni::<1>(x, w.add(r * row_bytes), row_bytes, blocks_per_row)[0]
+    })
 }
 
 /// Two blocks per 512-bit register (one per 256-bit register spent as many instructions on
@@ -262,7 +260,7 @@ unsafe fn dot_rows_fixed_vnni<const ROWS: usize>(
         for (r, acc) in acc.iter_mut().enumerate() {
             let first = w.add(r * row_bytes + b * BLOCK_BYTES);
             let second = first.add(BLOCK_BYTES);
-            // As in the AVX2 kernel: the next group's rows, which the prefetcher misses.
+            // As in the AVX2 kernel: the same place of the next group of rows.
             _mm_prefetch::<_MM_HINT_T0>(first.wrapping_add(ROWS * row_bytes).cast());
             _mm_prefetch::<_MM_HINT_T0>(first.wrapping_add(ROWS * row_bytes + 64).cast());
             let stored = _mm512_inserti64x4::<1>(
@@ -289,11 +287,9 @@ unsafe fn dot_rows_fixed_vnni<const ROWS: usize>(
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_rows_avx2(x: InputRow, w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
     let (row_bytes, w) = (blocks_per_row * BLOCK_BYTES, w.as_ptr());
-    four_or_each(
-        sums,
-        || dot_rows_fixed::<4>(x, w, row_bytes, blocks_per_row),
-        |r| dot_rows_fixed::<1>(x, w.add(r * row_bytes), row_bytes, blocks_per_row)[0],
-    )
+    each_row(sums, |r| {
+        dot_rows_fixed::<1>(x, w.add(r * row_bytes), row_bytes, blocks_per_row)[0]
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
