@@ -123,16 +123,11 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
-/// log(sum(exp(x))), computed stably.
-pub fn log_sum_exp(logits: &[f32]) -> f32 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&x| ((x - max) as f64).exp()).sum();
-    max + sum.ln() as f32
-}
+pub use crate::kernels::activations::log_sum_exp;
 
-/// The `n` most probable tokens under the raw softmax, most probable first, as (id, probability).
-pub fn top_candidates(logits: &[f32], n: usize) -> Vec<(u32, f32)> {
-    let lse = log_sum_exp(logits);
+/// The `n` most probable tokens under the raw softmax, most probable first, as (id,
+/// probability); `lse` is [`log_sum_exp`] of `logits`, which the caller usually has already.
+pub fn top_candidates(logits: &[f32], n: usize, lse: f32) -> Vec<(u32, f32)> {
     top_ids(logits, n)
         .into_iter()
         .map(|id| (id, (logits[id as usize] - lse).exp()))
@@ -487,7 +482,7 @@ mod tests {
 
     #[test]
     fn top_candidates_are_sorted_probabilities() {
-        let top = top_candidates(&[0.0, 2.0, 1.0], 2);
+        let top = top_candidates(&[0.0, 2.0, 1.0], 2, log_sum_exp(&[0.0, 2.0, 1.0]));
         assert_eq!(top.iter().map(|c| c.0).collect::<Vec<_>>(), vec![1, 2]);
         let z = 1.0 + 2f32.exp() + 1f32.exp();
         assert!((top[0].1 - 2f32.exp() / z).abs() < 1e-6);

@@ -471,8 +471,9 @@ impl Generation<'_> {
                 (id, Some(trace))
             }
         };
-        let logprob = logits[id as usize] - log_sum_exp(&logits);
-        let top = top_candidates(&logits, self.options.top_n);
+        let lse = log_sum_exp(&logits);
+        let logprob = logits[id as usize] - lse;
+        let top = top_candidates(&logits, self.options.top_n, lse);
         if self.stats.generated_tokens > 0 {
             self.stats.decode_time += started.elapsed();
         }
