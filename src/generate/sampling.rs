@@ -147,6 +147,11 @@ pub fn top_ids(values: &[f32], n: usize) -> Vec<u32> {
 
 /// The indices of the `k` largest values, in no particular order, in O(n).
 fn top_k_indices(values: &[f32], k: usize) -> Vec<u32> {
+    // Every decode step asks, most often for none (pipe mode shows no alternatives): skip the
+    // vocabulary-sized list and its selection then.
+    if k == 0 {
+        return Vec::new();
+    }
     let mut ids: Vec<u32> = (0..values.len() as u32).collect();
     if k < ids.len() {
         ids.select_nth_unstable_by(k, |&a, &b| {

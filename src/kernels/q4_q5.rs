@@ -12,8 +12,8 @@
 //! rows to q8_0, exactly, and hands it to the 8-bit prompt kernel (`q8_prompt`). The slices
 //! keep the widened copy small (1 MB), so the model's memory stays what its file holds. Few
 //! rows (decoding) read the blocks once, as the q8_0 decode product does: inputs rounded to 8
-//! bits per block, each block's bytes split into its 32 values and multiplied with `maddubs`,
-//! four weight rows per load of the input.
+//! bits per block, each block's bytes split into its 32 values and multiplied (VNNI one weight
+//! row at a time; the AVX2 `maddubs` kernel four rows per load of the input).
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Result};
@@ -433,8 +433,8 @@ mod tests {
     }
 
     /// Many rows against the dequantized weights (panels filled from the blocks, or slices
-    /// widened to q8_0, the last partial), and few rows (the decode product, four weight rows
-    /// at a time and the rest), added to what `y` holds.
+    /// widened to q8_0, the last partial), and few rows (the decode product, in the groups
+    /// of rows its kernel takes, and the rest), added to what `y` holds.
     #[test]
     fn products_match_the_dequantized_weights() {
         let (m, k) = (PROMPT_FROM_ROWS + 3, 256);

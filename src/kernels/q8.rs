@@ -281,8 +281,8 @@ unsafe fn dot_rows_fixed_vnni<const ROWS: usize>(
     sums
 }
 
-/// Four rows at a time share each load of the input; the row count is a constant so the
-/// accumulators stay in registers.
+/// One weight row at a time ([`each_row`]); the kernel takes its row count as a constant, so
+/// its accumulators stay in registers whatever the grouping.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_rows_avx2(x: InputRow, w: &[u8], blocks_per_row: usize, sums: &mut [f32]) {
@@ -308,8 +308,8 @@ unsafe fn dot_rows_fixed<const ROWS: usize>(
         let dx = *scales.get_unchecked(b);
         for (r, acc) in acc.iter_mut().enumerate() {
             let block = w.add(r * row_bytes + b * BLOCK_BYTES);
-            // The rows of a group are short streams the hardware prefetcher does not pick up
-            // in time: fetch the same place of the next group (usually this thread's next).
+            // The same place of the next group of rows (usually this thread's next): the
+            // hardware prefetcher did not pick up interleaved rows in time.
             _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(ROWS * row_bytes).cast());
             let wv = _mm256_loadu_si256(block.add(2).cast());
             // maddubs multiplies unsigned by signed bytes: move w's sign onto x.

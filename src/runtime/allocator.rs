@@ -33,10 +33,10 @@ pub fn return_free_memory() {
     }
 }
 
-/// The size from which glibc serves an allocation with pages of its own: its initial default,
-/// and the value once [`keep_freed_buffers`] has run.
+/// The size from which glibc serves an allocation with pages of its own, as it starts.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const DEFAULT_MMAP_THRESHOLD: libc::c_int = 128 << 10;
+/// The same size once [`keep_freed_buffers`] has run.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const KEPT_MMAP_THRESHOLD: libc::c_int = 256 << 20;
 
