@@ -80,6 +80,26 @@ pub(crate) trait KFormat: Sync {
         chunk_scales_with_mins(block, dx)
     }
 
+    /// For each of the 8 groups of 32 values, the scale of each of a 256-bit register's 8
+    /// lanes of 4 values times the scale of the input block the group meets (`dx`, the
+    /// super-block's 8 input block scales); and the 8 offsets per 32 values (zero without
+    /// minimums). By default q4_K's and q5_K's.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and F16C; `block` points at a whole super-block.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn group_scales(
+        block: *const u8,
+        dx: std::arch::x86_64::__m256,
+    ) -> ([std::arch::x86_64::__m256; 8], std::arch::x86_64::__m256) {
+        use std::arch::x86_64::*;
+        let (scales, offsets) = group_scales_with_mins(block, dx);
+        let lanes =
+            std::array::from_fn(|g| _mm256_permutevar8x32_ps(scales, _mm256_set1_epi32(g as i32)));
+        (lanes, offsets)
+    }
+
     /// The whole super-block in the shared form.
     fn unpack(block: &[u8]) -> Unpacked {
         let (scales, offsets) = Self::scales(block);
@@ -163,15 +183,14 @@ unsafe fn lanes_of_groups_of_32(
     })
 }
 
-/// q4_K's and q5_K's scales and minimums for the 512-bit kernels: the 12 packed bytes
-/// unpacked in integer registers (as llama.cpp does), `d * sc * dx` per group spread over
-/// each chunk's lanes, and `-dmin * m` per group.
+/// q4_K's and q5_K's scales and minimums, the 12 packed bytes unpacked in integer registers
+/// (as llama.cpp does): `d * sc * dx` per group of 32 and `-dmin * m` per group.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,f16c,avx512f,avx512vl")]
-unsafe fn chunk_scales_with_mins(
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn group_scales_with_mins(
     block: *const u8,
     dx: std::arch::x86_64::__m256,
-) -> ([std::arch::x86_64::__m512; 4], std::arch::x86_64::__m256) {
+) -> (std::arch::x86_64::__m256, std::arch::x86_64::__m256) {
     use std::arch::x86_64::*;
     let d = _mm_cvtph_ps(_mm_cvtsi32_si128(block.cast::<i32>().read_unaligned()));
     let packed = block.add(4).cast::<u32>();
@@ -192,11 +211,22 @@ unsafe fn chunk_scales_with_mins(
     };
     let scale = _mm256_set1_ps(_mm_cvtss_f32(d));
     let min = _mm256_set1_ps(-_mm_cvtss_f32(_mm_movehdup_ps(d)));
-    let scales = _mm256_mul_ps(_mm256_mul_ps(bytes(scales_low, scales_high), scale), dx);
     (
-        lanes_of_groups_of_32(scales),
+        _mm256_mul_ps(_mm256_mul_ps(bytes(scales_low, scales_high), scale), dx),
         _mm256_mul_ps(bytes(mins_low, mins_high), min),
     )
+}
+
+/// [`group_scales_with_mins`] with each group's scale spread over the lanes of the 512-bit
+/// kernels' chunks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c,avx512f,avx512vl")]
+unsafe fn chunk_scales_with_mins(
+    block: *const u8,
+    dx: std::arch::x86_64::__m256,
+) -> ([std::arch::x86_64::__m512; 4], std::arch::x86_64::__m256) {
+    let (scales, offsets) = group_scales_with_mins(block, dx);
+    (lanes_of_groups_of_32(scales), offsets)
 }
 
 /// The 4-bit halves of 32 bytes as 64 values: the low halves first, then the high.
@@ -297,6 +327,16 @@ impl KFormat for Q5K {
     }
 }
 
+/// q6_K's f16 super-block scale `d`, its last 2 bytes.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "f16c")]
+unsafe fn q6k_scale(block: *const u8) -> f32 {
+    use std::arch::x86_64::*;
+    let bits = i32::from(block.add(208).cast::<u16>().read_unaligned());
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)))
+}
+
 impl KFormat for Q6K {
     const DTYPE: GgmlDType = GgmlDType::Q6K;
     const BYTES: usize = 210;
@@ -364,9 +404,7 @@ impl KFormat for Q6K {
         dx: std::arch::x86_64::__m256,
     ) -> ([std::arch::x86_64::__m512; 4], std::arch::x86_64::__m256) {
         use std::arch::x86_64::*;
-        let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
-            block.add(208).cast::<u16>().read_unaligned(),
-        ))));
+        let d = q6k_scale(block);
         let sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(block.add(192).cast())));
         let pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
         let dx16 = _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(dx));
@@ -375,6 +413,33 @@ impl KFormat for Q6K {
             let [a, b, e, f] = [0, 1, 2, 3].map(|i| 4 * c as i32 + i);
             let index = _mm512_setr_epi32(a, a, a, a, b, b, b, b, e, e, e, e, f, f, f, f);
             _mm512_permutexvar_ps(index, scales)
+        });
+        (lanes, _mm256_setzero_ps())
+    }
+
+    /// Group g's lanes 0-3 (its first 16 values) take scale 2g, lanes 4-7 scale 2g + 1.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn group_scales(
+        block: *const u8,
+        dx: std::arch::x86_64::__m256,
+    ) -> ([std::arch::x86_64::__m256; 8], std::arch::x86_64::__m256) {
+        use std::arch::x86_64::*;
+        let d = q6k_scale(block);
+        let eight = |at: usize| {
+            let sc = _mm_loadl_epi64(block.add(192 + at).cast());
+            _mm256_mul_ps(
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)),
+                _mm256_set1_ps(d),
+            )
+        };
+        let halves = [eight(0), eight(8)];
+        let lanes = std::array::from_fn(|g| {
+            let (a, b) = (2 * (g % 4) as i32, 2 * (g % 4) as i32 + 1);
+            let index = _mm256_setr_epi32(a, a, a, a, b, b, b, b);
+            let scales = _mm256_permutevar8x32_ps(halves[g / 4], index);
+            let dx = _mm256_permutevar8x32_ps(dx, _mm256_set1_epi32(g as i32));
+            _mm256_mul_ps(scales, dx)
         });
         (lanes, _mm256_setzero_ps())
     }

@@ -13,6 +13,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Result};
 
 use super::k_formats::{KFormat, Q4K, Q5K, Q6K, SUPER};
+use super::prompt_panel::Kernel;
 use super::q8::matmul_rows;
 use super::q8_format::BLOCK;
 use super::q8_inputs::{InputRow, QuantizedRows};
@@ -21,9 +22,10 @@ use super::q8_inputs::{InputRow, QuantizedRows};
 const PROMPT_FROM_ROWS: usize = 16;
 
 /// `y += xs @ w^T` for the rows of `xs` (m x k values) and a q4_K, q5_K or q6_K matrix `w`
-/// (n, k) on a CPU with AVX-512 VNNI; `false` (untouched) otherwise, for the library's product.
+/// (n, k) on a CPU with AVX2 (or AVX-512 VNNI); `false` (untouched) otherwise, for the
+/// library's product.
 pub fn add_rows_times_t(xs: &[f32], w: &QTensor, y: &mut [f32]) -> Result<bool> {
-    if !super::has_avx512_vnni() {
+    if !super::has_avx2_fma() {
         return Ok(false);
     }
     match w.dtype() {
@@ -60,7 +62,7 @@ fn add_rows_times_of<F: KFormat>(xs: &[f32], w: &QTensor, y: &mut [f32]) -> Resu
         return Ok(true);
     }
     #[cfg(target_arch = "x86_64")]
-    super::q8_prompt::add_k_rows_times::<F>(xs, &data, n, k, y);
+    super::q8_prompt::add_k_rows_times::<F>(Kernel::detected(), xs, &data, n, k, y);
     Ok(true)
 }
 
@@ -76,6 +78,11 @@ fn dot_rows<F: KFormat>(x: InputRow, w: &[u8], supers: usize, sums: &mut [f32]) 
                 dot_rows_vnni::<F, 1>(x, w.add(r * row_bytes), row_bytes, supers)[0]
             })
         };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2_fma() {
+        // SAFETY: as above, for AVX2.
+        return unsafe { dot_rows_avx2::<F>(x, w, supers, sums) };
     }
     dot_rows_portable::<F>(x, w, supers, sums)
 }
@@ -170,6 +177,56 @@ unsafe fn dot_rows_vnni<F: KFormat, const ROWS: usize>(
     })
 }
 
+/// [`dot_rows`] in AVX2, one weight row after another. Per group of 32 values: the stored
+/// values (`group_values`), `maddubs` of them (unsigned, at most 63) with the signed inputs,
+/// which cannot saturate (2 * 63 * 127 < 2^15), less `maddubs` of `CENTRE` with the inputs
+/// for q6_K; `madd` with ones to 32 bits, one FMA with each lane's weight scale times input
+/// scale (`group_scales`); per super-block, the minimums times the input blocks' sums.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_rows_avx2<F: KFormat>(
+    (values, scales, block_sums): InputRow,
+    w: &[u8],
+    supers: usize,
+    sums: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let row_bytes = supers * F::BYTES;
+    let ones = _mm256_set1_epi16(1);
+    let centre = _mm256_set1_epi8(F::CENTRE as i8);
+    super::simd::each_row(sums, |r| {
+        let row = w.as_ptr().add(r * row_bytes);
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_mins = _mm256_setzero_ps();
+        for s in 0..supers {
+            let first_block = s * SUPER / BLOCK;
+            let block = row.add(s * F::BYTES);
+            // The same place of the next row, as in the VNNI kernel.
+            for line in (0..F::BYTES).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(row_bytes + line).cast());
+            }
+            let dx = _mm256_loadu_ps(scales.as_ptr().add(first_block));
+            let (lane_scales, offsets) = F::group_scales(block, dx);
+            if F::MINS {
+                let block_sums = block_sums.as_ptr().add(first_block).cast();
+                let input_sums =
+                    _mm256_mul_ps(dx, _mm256_cvtepi32_ps(_mm256_loadu_si256(block_sums)));
+                acc_mins = _mm256_fmadd_ps(offsets, input_sums, acc_mins);
+            }
+            for (g, lane_scales) in lane_scales.iter().enumerate() {
+                let x = _mm256_loadu_si256(values.as_ptr().add(s * SUPER + 32 * g).cast());
+                let mut pairs = _mm256_maddubs_epi16(F::group_values(block, g), x);
+                if F::CENTRE != 0 {
+                    pairs = _mm256_sub_epi16(pairs, _mm256_maddubs_epi16(centre, x));
+                }
+                let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                acc = _mm256_fmadd_ps(*lane_scales, dot, acc);
+            }
+        }
+        super::simd::lane_sums([_mm256_add_ps(acc, acc_mins)])[0]
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,10 +293,40 @@ mod tests {
         check::<Q6K>();
     }
 
-    /// The decode kernel (few rows) and the prompt kernel (many: panels, partial last panel
-    /// and tile) equal the plain loops, for every K format, inputs with the largest magnitudes
-    /// and all-zero blocks included; both add to y. On CPUs without VNNI the product is left
-    /// to the library.
+    /// `y += xs @ w^T` in `kernel`'s decode loops (fewer than 16 rows) or its prompt tiles.
+    #[cfg(target_arch = "x86_64")]
+    fn product_in<F: KFormat>(kernel: Kernel, xs: &[f32], w: &QTensor, y: &mut [f32]) {
+        let (n, k) = w.shape().dims2().unwrap();
+        let data = w.data().unwrap();
+        let m = xs.len() / k;
+        if m >= PROMPT_FROM_ROWS {
+            return super::super::q8_prompt::add_k_rows_times::<F>(kernel, xs, &data, n, k, y);
+        }
+        let inputs = QuantizedRows::new(xs, k, m);
+        for (r, y) in y.chunks_exact_mut(n).enumerate() {
+            let mut sums = vec![0f32; n];
+            // SAFETY: `kernel` is one this CPU runs; `data` holds n rows of k / 256 blocks.
+            unsafe {
+                match kernel {
+                    Kernel::Vnni => {
+                        let row_bytes = k / SUPER * F::BYTES;
+                        for (j, sum) in sums.iter_mut().enumerate() {
+                            let row = data.as_ptr().add(j * row_bytes);
+                            *sum =
+                                dot_rows_vnni::<F, 1>(inputs.row(r), row, row_bytes, k / SUPER)[0];
+                        }
+                    }
+                    _ => dot_rows_avx2::<F>(inputs.row(r), &data, k / SUPER, &mut sums),
+                }
+            }
+            y.iter_mut().zip(&sums).for_each(|(y, s)| *y += s);
+        }
+    }
+
+    /// Every kernel this CPU runs, decode (few rows) and prompt (many: panels, partial last
+    /// panel and tile), equals the plain loops, for every K format, inputs with the largest
+    /// magnitudes and all-zero blocks included; both add to y. On CPUs without AVX2 the
+    /// product is left to the library.
     #[test]
     fn every_kernel_equals_the_plain_loops() {
         fn check<F: KFormat>() {
@@ -258,19 +345,37 @@ mod tests {
                         .for_each(|v| *v = v.signum() * 8.0);
                 }
                 let want = plain::<F>(&xs, &w);
-                let mut got = vec![0.5f32; m * n];
-                let done = add_rows_times_t(&xs, &w, &mut got).unwrap();
-                assert_eq!(done, crate::kernels::has_avx512_vnni());
+                let mut dispatched = vec![0.5f32; m * n];
+                let done = add_rows_times_t(&xs, &w, &mut dispatched).unwrap();
+                assert_eq!(done, crate::kernels::has_avx2_fma());
                 if !done {
                     continue;
                 }
-                for (i, (g, p)) in got.iter().zip(&want).enumerate() {
-                    let tolerance = 1e-4 * p.abs().max(10.0);
-                    assert!(
-                        (g - 0.5 - p).abs() < tolerance,
-                        "{:?} ({m}, {n}, {k}) at {i}: {g} - 0.5 vs {p}",
-                        F::DTYPE
-                    );
+                let mut results = vec![("dispatched", dispatched)];
+                #[cfg(target_arch = "x86_64")]
+                for kernel in Kernel::all_this_cpu_runs() {
+                    if kernel != Kernel::Portable {
+                        let mut got = vec![0.5f32; m * n];
+                        product_in::<F>(kernel, &xs, &w, &mut got);
+                        results.push((
+                            if kernel == Kernel::Vnni {
+                                "vnni"
+                            } else {
+                                "avx2"
+                            },
+                            got,
+                        ));
+                    }
+                }
+                for (name, got) in results {
+                    for (i, (g, p)) in got.iter().zip(&want).enumerate() {
+                        let tolerance = 1e-4 * p.abs().max(10.0);
+                        assert!(
+                            (g - 0.5 - p).abs() < tolerance,
+                            "{:?} {name} ({m}, {n}, {k}) at {i}: {g} - 0.5 vs {p}",
+                            F::DTYPE
+                        );
+                    }
                 }
             }
         }

@@ -32,6 +32,16 @@ impl Kernel {
             super::Level::Portable => Self::Portable,
         }
     }
+
+    /// Every kernel this CPU can run, the detected one first, so that tests on a CPU with the
+    /// newest features check the older kernels too.
+    #[cfg(test)]
+    pub(super) fn all_this_cpu_runs() -> Vec<Self> {
+        [Self::Vnni, Self::Avx2, Self::Portable]
+            .into_iter()
+            .filter(|&kernel| kernel as u8 >= Self::detected() as u8)
+            .collect()
+    }
 }
 
 /// 16 weight rows laid out for the kernel: for block b, group g and half h (rows 8h..8h+8),

@@ -20,7 +20,7 @@ use candle_core::{Device, Result};
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
-use super::prompt_panel::Panel;
+use super::prompt_panel::{Kernel, Panel};
 use super::q8::{matmul_rows, Q8Matrix};
 use super::q8_format::{BLOCK, BLOCK_BYTES as Q8_BLOCK_BYTES};
 #[cfg(target_arch = "x86_64")]
@@ -126,19 +126,21 @@ fn add_rows_times_of<F: Format>(xs: &[f32], w: &QTensor, y: &mut [f32]) -> Resul
         return Ok(true);
     }
     #[cfg(target_arch = "x86_64")]
-    if super::has_avx512_vnni() {
-        add_rows_times_from_panels::<F>(xs, &data, (n, k), y);
+    if super::has_avx2_fma() {
+        add_rows_times_from_panels::<F>(Kernel::detected(), xs, &data, (n, k), y);
         return Ok(true);
     }
     add_rows_times_widened::<F>(xs, &data, (n, k), y)?;
     Ok(true)
 }
 
-/// Many rows on AVX-512 VNNI: the prompt kernel's panels filled from the blocks as stored
-/// (their values are the weights plus the format's offset, which the kernel takes back out),
-/// with no widened copy (widening took a q4_0 prompt to 0.6x of a q8_0 one on GPT-2 XL).
+/// Many rows on AVX2 or AVX-512 VNNI (`kernel`): the prompt kernel's panels filled from the
+/// blocks as stored (their values are the weights plus the format's offset, which the kernel
+/// takes back out), with no widened copy (widening took a q4_0 prompt to 0.6x of a q8_0 one
+/// on GPT-2 XL with VNNI).
 #[cfg(target_arch = "x86_64")]
 fn add_rows_times_from_panels<F: Format>(
+    kernel: Kernel,
     xs: &[f32],
     data: &[u8],
     (n, k): (usize, usize),
@@ -147,28 +149,50 @@ fn add_rows_times_from_panels<F: Format>(
     let (blocks, row_bytes) = (k / BLOCK, k / BLOCK * F::BLOCK_BYTES);
     let fill = |panel: &mut Panel, rows: std::ops::Range<usize>| {
         let rows = &data[rows.start * row_bytes..rows.end * row_bytes];
-        // SAFETY: this runs only where the CPU has AVX-512 VNNI; each block is whole.
+        // SAFETY: this runs only where the CPU has AVX2; each block is whole.
         panel.fill_blocks(rows, (blocks, F::BLOCK_BYTES), |block| unsafe {
             stored_values::<F>(block)
         })
     };
-    add_offset_block_rows_times(xs, (n, k), i32::from(F::OFFSET), y, fill);
+    let offset = i32::from(F::OFFSET);
+    add_offset_block_rows_times(kernel, xs, (n, k), offset, y, fill);
 }
 
-/// A block's 32 values as stored (unsigned: the weights plus the offset), in order.
+/// A block's 32 values as stored (unsigned: the weights plus the offset), in order: q5_0's
+/// fifth bits spread to one byte each and compared, as in [`dot_rows_avx2`].
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+#[target_feature(enable = "avx2")]
 unsafe fn stored_values<F: Format>(block: &[u8]) -> [u8; BLOCK] {
     use std::arch::x86_64::*;
     let packed = _mm_loadu_si128(block[F::LOW_BITS_AT..F::LOW_BITS_AT + 16].as_ptr().cast());
     let both = _mm256_set_m128i(_mm_srli_epi16::<4>(packed), packed);
     let mut stored = _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
     if F::BLOCK_BYTES == Q5_0::BLOCK_BYTES {
-        stored = _mm256_mask_add_epi8(stored, F::fifth_bits(block), stored, _mm256_set1_epi8(16));
+        let set = fifth_bit_bytes(F::fifth_bits(block));
+        stored = _mm256_or_si256(stored, _mm256_and_si256(set, _mm256_set1_epi8(16)));
     }
     let mut out = [0u8; BLOCK];
     _mm256_storeu_si256(out.as_mut_ptr().cast(), stored);
     out
+}
+
+/// Byte j all ones where bit j of `bits` is set, else zero.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn fifth_bit_bytes(bits: u32) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits as i32),
+        _mm256_set_epi64x(
+            0x0303030303030303,
+            0x0202020202020202,
+            0x0101010101010101,
+            0,
+        ),
+    );
+    let one_bit = _mm256_set1_epi64x(0x8040201008040201u64 as i64);
+    _mm256_cmpeq_epi8(_mm256_and_si256(spread, one_bit), one_bit)
 }
 
 /// Many rows elsewhere: slices of weight rows widened exactly to q8_0 for the 8-bit prompt
@@ -303,18 +327,7 @@ unsafe fn dot_rows_avx2<F: Format, const ROWS: usize>(
             let wv = if F::BLOCK_BYTES == Q5_0::BLOCK_BYTES {
                 // Byte j all ones where value j has its fifth bit; where it has not, the value
                 // is its four bits minus 16, which as a signed byte is those bits | 0xf0.
-                let bits = block.add(2).cast::<u32>().read_unaligned();
-                let spread = _mm256_shuffle_epi8(
-                    _mm256_set1_epi32(bits as i32),
-                    _mm256_set_epi64x(
-                        0x0303030303030303,
-                        0x0202020202020202,
-                        0x0101010101010101,
-                        0,
-                    ),
-                );
-                let one_bit = _mm256_set1_epi64x(0x8040201008040201u64 as i64);
-                let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, one_bit), one_bit);
+                let set = fifth_bit_bytes(block.add(2).cast::<u32>().read_unaligned());
                 _mm256_or_si256(halves, _mm256_andnot_si256(set, _mm256_set1_epi8(-16)))
             } else {
                 _mm256_sub_epi8(halves, _mm256_set1_epi8(8))
@@ -461,8 +474,23 @@ mod tests {
                 assert!(add_rows_times_t(&xs[..rows * k], &w, &mut y).unwrap());
                 check(rows, y, "dispatched");
             }
-            // The widened slices, which the dispatch skips on a CPU with AVX-512 VNNI.
+            // The panels in every kernel this CPU runs (the dispatch takes the newest).
             let data = w.data().unwrap();
+            #[cfg(target_arch = "x86_64")]
+            for kernel in Kernel::all_this_cpu_runs() {
+                if kernel == Kernel::Portable {
+                    continue;
+                }
+                let mut y = vec![1f32; m * n];
+                match dtype {
+                    GgmlDType::Q4_0 => {
+                        add_rows_times_from_panels::<Q4_0>(kernel, &xs, &data, (n, k), &mut y)
+                    }
+                    _ => add_rows_times_from_panels::<Q5_0>(kernel, &xs, &data, (n, k), &mut y),
+                }
+                check(m, y, &format!("{kernel:?} panels"));
+            }
+            // The widened slices, which the dispatch takes only without AVX2.
             let mut y = vec![1f32; m * n];
             match dtype {
                 GgmlDType::Q4_0 => add_rows_times_widened::<Q4_0>(&xs, &data, (n, k), &mut y),

@@ -82,7 +82,7 @@ fn add_rows_times_with(kernel: Kernel, xs: &[f32], w: Q8Matrix, y: &mut [f32]) {
     match kernel {
         // The panel holds the weights plus 128 (see `Panel::fill`).
         #[cfg(target_arch = "x86_64")]
-        Kernel::Vnni => add_offset_block_rows_times(xs, (w.n, w.k), 128, y, fill),
+        Kernel::Vnni => add_offset_block_rows_times(kernel, xs, (w.n, w.k), 128, y, fill),
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => {
             let inputs = QuantizedRows::new(xs, w.k, m.div_ceil(TILE_ROWS) * TILE_ROWS);
@@ -103,9 +103,11 @@ fn add_rows_times_with(kernel: Kernel, xs: &[f32], w: Q8Matrix, y: &mut [f32]) {
 /// `y += xs @ w^T` for the rows of `xs` (m x k values) and a matrix (n, k) of 32-value
 /// blocks with one scale each whose panels (`fill`) hold the values `offset` above the
 /// weights (q8_0 plus 128, q4_0's stored 4 bits, 8 above; q5_0's 5 bits, 16 above), in the
-/// VNNI kernel, which the CPU must have: each block's sums start at `-offset * sum(x)`.
+/// VNNI or (for offsets whose values stay under 64: not q8_0's) the AVX2 kernel, which the CPU
+/// must have: each block's sums start at `-offset * sum(x)`.
 #[cfg(target_arch = "x86_64")]
 pub(super) fn add_offset_block_rows_times(
+    kernel: Kernel,
     xs: &[f32],
     (n, k): (usize, usize),
     offset: i32,
@@ -113,23 +115,20 @@ pub(super) fn add_offset_block_rows_times(
     fill: impl Fn(&mut Panel, std::ops::Range<usize>) + Sync,
 ) {
     let m = xs.len() / k;
-    let rows = QuantizedRows::new(xs, k, m.div_ceil(VNNI_TILE_ROWS) * VNNI_TILE_ROWS);
+    let rows = QuantizedRows::new(xs, k, m.div_ceil(tile_rows(kernel)) * tile_rows(kernel));
     let inputs = TileInputs {
         rows: &rows,
         starts: Some((&rows.sums, -offset)),
         offset_sums: None,
     };
-    add_tiles::<VNNI_TILE_ROWS, 2>((n, k), y, fill, |first, panels| {
-        // SAFETY: the caller checked the CPU; the inputs hold whole tiles of rows and the
-        // panels match their k.
-        unsafe { tile_product_vnni::<BLOCK>(&inputs, first, panels) }
-    })
+    add_unsigned_tiles::<BLOCK>(kernel, &inputs, (n, k), y, fill)
 }
 
 /// `y += xs @ w^T` for the rows of `xs` (m x k values) and the matrix `blocks` (n, k) in the
-/// K format `F`, in the VNNI kernel, which the CPU must have.
+/// K format `F`, in the VNNI or the AVX2 kernel, which the CPU must have.
 #[cfg(target_arch = "x86_64")]
 pub(super) fn add_k_rows_times<F: KFormat>(
+    kernel: Kernel,
     xs: &[f32],
     blocks: &[u8],
     n: usize,
@@ -137,7 +136,7 @@ pub(super) fn add_k_rows_times<F: KFormat>(
     y: &mut [f32],
 ) {
     let m = xs.len() / k;
-    let rows = QuantizedRows::new(xs, k, m.div_ceil(VNNI_TILE_ROWS) * VNNI_TILE_ROWS);
+    let rows = QuantizedRows::new(xs, k, m.div_ceil(tile_rows(kernel)) * tile_rows(kernel));
     // The stored values are unsigned; a centre of 32 (q6_K, scales per 16 values) comes back
     // out as -32 times each 16 inputs' sum.
     let sums16: Vec<i32> = match F::CENTRE {
@@ -170,16 +169,43 @@ pub(super) fn add_k_rows_times<F: KFormat>(
             supers,
         )
     };
-    add_tiles::<VNNI_TILE_ROWS, 2>((n, k), y, fill, |first, panels| {
-        // SAFETY: the caller checked the CPU; the inputs hold whole tiles of rows and the
-        // panels match their k.
-        unsafe {
-            match F::GROUP {
-                16 => tile_product_vnni::<16>(&inputs, first, panels),
-                _ => tile_product_vnni::<BLOCK>(&inputs, first, panels),
-            }
-        }
-    })
+    match F::GROUP {
+        16 => add_unsigned_tiles::<16>(kernel, &inputs, (n, k), y, fill),
+        _ => add_unsigned_tiles::<BLOCK>(kernel, &inputs, (n, k), y, fill),
+    }
+}
+
+/// Input rows per tile of `kernel` over unsigned panels.
+#[cfg(target_arch = "x86_64")]
+fn tile_rows(kernel: Kernel) -> usize {
+    match kernel {
+        Kernel::Vnni => VNNI_TILE_ROWS,
+        _ => TILE_ROWS,
+    }
+}
+
+/// The product of `inputs` with panels of unsigned values and one scale per `G` values
+/// (`fill`), in `kernel`: VNNI's tiles of two panels, or AVX2's of one (the only other kernel
+/// these panels are filled for).
+#[cfg(target_arch = "x86_64")]
+fn add_unsigned_tiles<const G: usize>(
+    kernel: Kernel,
+    inputs: &TileInputs,
+    (n, k): (usize, usize),
+    y: &mut [f32],
+    fill: impl Fn(&mut Panel, std::ops::Range<usize>) + Sync,
+) {
+    match kernel {
+        Kernel::Vnni => add_tiles::<VNNI_TILE_ROWS, 2>((n, k), y, fill, |first, panels| {
+            // SAFETY: the caller checked the CPU; the inputs hold whole tiles of rows and the
+            // panels match their k.
+            unsafe { tile_product_vnni::<G>(inputs, first, panels) }
+        }),
+        _ => add_tiles::<TILE_ROWS, 1>((n, k), y, fill, |first, [panel]| {
+            // SAFETY: as above, for AVX2 and FMA.
+            unsafe { tile_product_avx2_unsigned::<G>(inputs, first, panel) }.map(|row| [row])
+        }),
+    }
 }
 
 /// The product in tiles of `R` input rows against panels of 16 weight rows of the (n, k)
@@ -336,6 +362,83 @@ unsafe fn tile_product_avx2(
     sums
 }
 
+/// [`tile_product_avx2`] for panels of unsigned values under 64 (q4_0 and q5_0 as stored,
+/// the K formats' stored values), one scale per `G` values (32, or 16 for q6_K), each group's
+/// sums starting at `factor * sum(x)` and then the panels' offsets times the blocks' input
+/// sums, as in [`tile_product_vnni`]. `maddubs` takes the unsigned weights as they are (no
+/// `sign`: 3 instructions per 32 multiply-adds), and two groups' pairs add in 16 bits before
+/// `madd` widens them: each pair is at most 2 * 63 * 127, two of them under 2^15.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_product_avx2_unsigned<const G: usize>(
+    inputs: &TileInputs,
+    first: usize,
+    panel: &Panel,
+) -> [[f32; PANEL]; TILE_ROWS] {
+    use std::arch::x86_64::*;
+    const R: usize = TILE_ROWS;
+    let k = inputs.rows.k;
+    let (blocks, groups) = (k / BLOCK, k / G);
+    let x = inputs.rows.values.as_ptr().add(first * k);
+    let dx = inputs.rows.scales.as_ptr().add(first * blocks);
+    let unsigned = panel.unsigned.as_ptr();
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    for b in 0..blocks {
+        for half in 0..BLOCK / G {
+            let group = b * (BLOCK / G) + half;
+            let mut dots: [[__m256i; 2]; R] = std::array::from_fn(|r| {
+                let start = match inputs.starts {
+                    Some((sums, factor)) => _mm256_set1_epi32(
+                        factor * *sums.get_unchecked((first + r) * groups + group),
+                    ),
+                    None => _mm256_setzero_si256(),
+                };
+                [start, start]
+            });
+            for g in (half * (G / 4)..(half + 1) * (G / 4)).step_by(2) {
+                let at = b * PANEL_BLOCK_BYTES + g * 64;
+                let w = [0, 32, 64, 96].map(|h| _mm256_loadu_si256(unsigned.add(at + h).cast()));
+                for (r, dots) in dots.iter_mut().enumerate() {
+                    let fours = x.add(r * k + b * BLOCK + g * 4).cast::<i32>();
+                    let xb = [0, 1].map(|i| _mm256_set1_epi32(fours.add(i).read_unaligned()));
+                    for h in 0..2 {
+                        let pairs = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(w[h], xb[0]),
+                            _mm256_maddubs_epi16(w[2 + h], xb[1]),
+                        );
+                        dots[h] = _mm256_add_epi32(dots[h], _mm256_madd_epi16(pairs, ones));
+                    }
+                }
+            }
+            let dw = [0, 8].map(|h| _mm256_loadu_ps(panel.scales.as_ptr().add(group * PANEL + h)));
+            for (r, (acc, dots)) in acc.iter_mut().zip(&dots).enumerate() {
+                let dx = _mm256_set1_ps(*dx.add(r * blocks + b));
+                for h in 0..2 {
+                    let scale = _mm256_mul_ps(dw[h], dx);
+                    acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots[h]), scale, acc[h]);
+                }
+            }
+        }
+        if let Some(sums) = inputs.offset_sums {
+            let offsets =
+                [0, 8].map(|h| _mm256_loadu_ps(panel.offsets.as_ptr().add(b * PANEL + h)));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let sum = _mm256_set1_ps(*sums.get_unchecked((first + r) * blocks + b));
+                for h in 0..2 {
+                    acc[h] = _mm256_fmadd_ps(offsets[h], sum, acc[h]);
+                }
+            }
+        }
+    }
+    let mut sums = [[0f32; PANEL]; R];
+    for (sums, acc) in sums.iter_mut().zip(&acc) {
+        _mm256_storeu_ps(sums.as_mut_ptr(), acc[0]);
+        _mm256_storeu_ps(sums.as_mut_ptr().add(8), acc[1]);
+    }
+    sums
+}
+
 /// The quantized input rows as the VNNI kernel reads them, with what takes the panel's
 /// offset back out.
 struct TileInputs<'a> {
@@ -436,15 +539,7 @@ mod tests {
 
     /// The kernels this CPU has, the plain loops last.
     fn kernels() -> Vec<Kernel> {
-        let mut kernels = vec![];
-        if crate::kernels::has_avx512_vnni() {
-            kernels.push(Kernel::Vnni);
-        }
-        if crate::kernels::has_avx2_fma() {
-            kernels.push(Kernel::Avx2);
-        }
-        kernels.push(Kernel::Portable);
-        kernels
+        Kernel::all_this_cpu_runs()
     }
 
     /// The plain loops' tiles against a direct computation of every product from the 8-bit
