@@ -1,6 +1,6 @@
 //! Speed of the prompt pass's matrix products alone, on GPT-2 small's four projection shapes:
-//! f32 (the matmul crate) and q8_0 (`kernels::q8`, which picks the prompt kernel for many
-//! rows), in multiply-adds per second, the best of --runs. Random weights; for comparing
+//! f32 (the matmul crate), q8_0 (`kernels::q8`, which picks the prompt kernel for many rows)
+//! and q4_0, q4_K and q6_K where this CPU has kernels for them, in multiply-adds per second, the best of --runs. Random weights; for comparing
 //! kernels, not models.
 //!
 //! cargo run --release --example products -- [--rows 512] [--threads 2] [--runs 5]
@@ -10,7 +10,7 @@ use std::time::Instant;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use clap::Parser;
-use gpt2_tui::kernels::{add_matmul, q8};
+use gpt2_tui::kernels::{add_matmul, k_quants, q4_q5, q8};
 
 #[derive(Parser)]
 struct Args {
@@ -62,10 +62,24 @@ fn main() -> anyhow::Result<()> {
             q8::add_rows_times(&xs, blocks, &mut y).unwrap()
         });
         let gmacs = |s: f64| ((m * n * k) as f64 / s / 1e9 * 10.0).round() / 10.0;
-        report.insert(
-            name.into(),
-            serde_json::json!({ "f32_gmac_per_s": gmacs(f32_s), "q8_0_gmac_per_s": gmacs(q8_s) }),
-        );
+        let mut row = serde_json::json!({
+            "f32_gmac_per_s": gmacs(f32_s),
+            "q8_0_gmac_per_s": gmacs(q8_s),
+        });
+        // The 4-bit and K formats, where this CPU has kernels of its own for them.
+        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4K, GgmlDType::Q6K] {
+            let quantized = QTensor::quantize(&w, dtype)?;
+            let mut own = true;
+            let s = best_of(args.runs, || {
+                own = q4_q5::add_rows_times_t(&xs, &quantized, &mut y).unwrap()
+                    || k_quants::add_rows_times_t(&xs, &quantized, &mut y).unwrap();
+            });
+            if own {
+                let key = format!("{}_gmac_per_s", format!("{dtype:?}").to_lowercase());
+                row[key] = gmacs(s).into();
+            }
+        }
+        report.insert(name.into(), row);
     }
     println!("{}", serde_json::Value::Object(report));
     Ok(())
