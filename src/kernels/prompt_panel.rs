@@ -148,8 +148,8 @@ impl Panel {
 
     /// Copies the rows `rows` (at most 16 of them, `blocks` blocks of `block_bytes` each) of a
     /// format of 32-value blocks that start with an f16 scale (q4_0, q5_0) in, for the VNNI
-    /// kernel: `values(block)` gives the block's values as stored, unsigned (the kernel takes
-    /// the format's offset back out).
+    /// and AVX2 kernels: `values(block)` gives the block's values as stored, unsigned (the
+    /// kernel takes the format's offset back out).
     pub(super) fn fill_blocks(
         &mut self,
         rows: &[u8],
@@ -175,8 +175,8 @@ impl Panel {
     }
 
     /// Copies the rows `rows` of a K format (at most 16 of them, `supers` super-blocks each) in,
-    /// for the VNNI kernel: the stored unsigned values as they are (the kernel takes the
-    /// format's centre back out), one scale per group of `F::GROUP` values and row
+    /// for the VNNI and AVX2 kernels: the stored unsigned values as they are (the kernel takes
+    /// the format's centre back out), one scale per group of `F::GROUP` values and row
     /// (`scales[group * 16 + j]`), and the minimums' offsets per block and row.
     pub(super) fn fill_k<F: KFormat>(&mut self, rows: &[u8], supers: usize) {
         let blocks = supers * SUPER / BLOCK;
@@ -221,8 +221,7 @@ fn place_block(panel: &mut [u8], block: usize, row: usize, values: &[u8]) {
     }
 }
 
-/// [`KFormat::unpack`], in 512-bit registers where the CPU has them (the VNNI kernel, the one
-/// that reads these panels, runs only there).
+/// [`KFormat::unpack`], in 512-bit registers where the CPU has them (AVX2 ones elsewhere).
 fn unpack<F: KFormat>(block: &[u8]) -> super::k_formats::Unpacked {
     #[cfg(target_arch = "x86_64")]
     if super::has_avx512_vnni() {

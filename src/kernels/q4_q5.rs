@@ -7,10 +7,11 @@
 //! mix of GPT-2 XL is mostly q5_0: its width of 1600 is no multiple of the K types' 256, so its
 //! quantizer falls back, and the library multiplies q5_0 in plain loops (2.6 tokens/s).
 //!
-//! A value of -16..15 times the block's scale is also a q8_0 block (the same scale, the value
-//! as a signed byte), so a product over many input rows (a prompt) widens a slice of weight
-//! rows to q8_0, exactly, and hands it to the 8-bit prompt kernel (`q8_prompt`). The slices
-//! keep the widened copy small (1 MB), so the model's memory stays what its file holds. Few
+//! A product over many input rows (a prompt) fills the 8-bit prompt kernel's panels
+//! (`q8_prompt`) from the blocks as stored, unsigned, and takes the offset back out. Without
+//! AVX2, where that kernel has no form for them: a value of -16..15 times the block's scale is
+//! also a q8_0 block (the same scale, the value as a signed byte), so a slice of weight rows is
+//! widened to q8_0, exactly, 1 MB at a time, so the model's memory stays what its file holds. Few
 //! rows (decoding) read the blocks once, as the q8_0 decode product does: inputs rounded to 8
 //! bits per block, each block's bytes split into its 32 values and multiplied (VNNI one weight
 //! row at a time; the AVX2 `maddubs` kernel four rows per load of the input).

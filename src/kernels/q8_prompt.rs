@@ -24,6 +24,11 @@
 //! for 512-bit registers, so the panel keeps the weights offset by 128 (`w + 128`, flipping the
 //! top bit) and each block's sums start at `-128 * sum(x)` of the input block, which cancels the
 //! offset exactly. A tile is 7 input rows against two panels (32 weight rows) at once.
+//!
+//! **Formats stored unsigned** (q4_0 and q5_0, their values offset by 8 and 16; the K formats)
+//! fill the panels with their stored values, which both kernels take as they are, sums
+//! starting at `-offset * sum(x)`. With AVX2 those values are under 64, so `maddubs` needs no
+//! `sign` and two groups' pairs add in 16 bits before widening.
 
 use rayon::prelude::*;
 
