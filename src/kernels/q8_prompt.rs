@@ -119,6 +119,12 @@ pub(super) fn add_offset_block_rows_times(
     y: &mut [f32],
     fill: impl Fn(&mut Panel, std::ops::Range<usize>) + Sync,
 ) {
+    // AVX2's `maddubs` takes the unsigned values as they are only below 64 (q8_0's offset
+    // values go to its signed tiles instead).
+    debug_assert!(
+        kernel == Kernel::Vnni || offset <= 32,
+        "offset {offset} for {kernel:?}"
+    );
     let m = xs.len() / k;
     let rows = QuantizedRows::new(xs, k, m.div_ceil(tile_rows(kernel)) * tile_rows(kernel));
     let inputs = TileInputs {
@@ -185,13 +191,14 @@ pub(super) fn add_k_rows_times<F: KFormat>(
 fn tile_rows(kernel: Kernel) -> usize {
     match kernel {
         Kernel::Vnni => VNNI_TILE_ROWS,
-        _ => TILE_ROWS,
+        Kernel::Avx2 | Kernel::Portable => TILE_ROWS,
     }
 }
 
 /// The product of `inputs` with panels of unsigned values and one scale per `G` values
-/// (`fill`), in `kernel`: VNNI's tiles of two panels, or AVX2's of one (the only other kernel
-/// these panels are filled for).
+/// (`fill`), in `kernel`: VNNI's tiles of two panels, or AVX2's of one. There are no plain
+/// tiles for these panels: without AVX2 the callers leave the product to the library or
+/// widen the weights to q8_0.
 #[cfg(target_arch = "x86_64")]
 fn add_unsigned_tiles<const G: usize>(
     kernel: Kernel,
@@ -206,10 +213,11 @@ fn add_unsigned_tiles<const G: usize>(
             // panels match their k.
             unsafe { tile_product_vnni::<G>(inputs, first, panels) }
         }),
-        _ => add_tiles::<TILE_ROWS, 1>((n, k), y, fill, |first, [panel]| {
+        Kernel::Avx2 => add_tiles::<TILE_ROWS, 1>((n, k), y, fill, |first, [panel]| {
             // SAFETY: as above, for AVX2 and FMA.
             unsafe { tile_product_avx2_unsigned::<G>(inputs, first, panel) }.map(|row| [row])
         }),
+        Kernel::Portable => unreachable!("unsigned panels are only filled for VNNI and AVX2"),
     }
 }
 
