@@ -219,7 +219,9 @@ fn stats_name_the_repository() {
     let stats: Value = serde_json::from_str(r.stderr.lines().last().unwrap()).unwrap();
     assert_eq!(stats["model"], "someone/tiny-dialog");
     assert_eq!(stats["device"], "cpu");
-    assert!(r.stderr.contains("of weights"), "{}", r.stderr);
+    // The load line names the weights' format and the KV cache's dtype as held.
+    assert!(r.stderr.contains("weights f32 in "), "{}", r.stderr);
+    assert!(r.stderr.contains("KV cache f32 in "), "{}", r.stderr);
 }
 
 #[test]

@@ -341,6 +341,9 @@ fn the_binary_says_where_the_model_came_from_and_lists_the_file() {
     let (second, stderr) = run(&["--stats"]);
     assert!(stderr.contains("loaded cached q8_0 model"), "{stderr}");
     assert!(stderr.contains("read from the cache"), "{stderr}");
+    // The load line gives the weights and the KV cache as held, not the compute dtype's.
+    assert!(stderr.contains("weights q8_0 in "), "{stderr}");
+    assert!(stderr.contains("KV cache f16 in "), "{stderr}");
     assert_eq!(first, off);
     assert_eq!(second, first);
     let info = std::process::Command::new(env!("CARGO_BIN_EXE_gpt2-tui"))
@@ -364,7 +367,18 @@ fn the_binary_says_where_the_model_came_from_and_lists_the_file() {
         .output()
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&models.stdout).unwrap();
-    let listed = &report["quantized"][0];
+    // The user's own cache folder is listed too: pick this test's file.
+    let listed = report["quantized"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| {
+            f["path"]
+                .as_str()
+                .unwrap()
+                .starts_with(cache.path().to_str().unwrap())
+        })
+        .expect("the cache file made above is listed");
     assert_eq!(listed["quant_type"], "q8_0");
     assert!(listed["bytes"].as_u64().unwrap() > 1_000_000);
     assert!(listed["source"]

@@ -107,15 +107,17 @@ fn pipe_mode(cli: &Cli, config: &Config) -> Result<()> {
             Some(q) => format!(" ({} matrices quantized)", q.quantized_matrices),
             None => String::new(),
         };
+        let (kv_dtype, kv_bytes) = session.kv_cache_at_window();
         eprintln!(
-            "gpt2-tui: loaded {} ({} parameters) on {} in {}, {:.2} s{origin}: {} of weights, {} of KV cache at the full window",
+            "gpt2-tui: loaded {} ({} parameters) on {}, {:.2} s{origin}: weights {} in {}, KV cache {} in {} at the full window",
             session.name,
             session.parameter_count(),
             report.device,
-            report.dtype.as_str(),
             report.load_time.as_secs_f64(),
-            human_bytes(session.parameter_count() as u64 * report.dtype.size_in_bytes() as u64),
-            human_bytes(report.memory.cache),
+            session.weight_format(),
+            human_bytes(session.weight_bytes()),
+            kv_dtype.as_str(),
+            human_bytes(kv_bytes),
         );
     }
     // Quoted tokens in the logit bias become ids now that the tokenizer is known.

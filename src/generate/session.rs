@@ -168,6 +168,18 @@ impl Session {
         self.model.weight_format()
     }
 
+    /// Bytes the weights take as stored: see [`crate::model::Gpt2::weight_bytes`].
+    pub fn weight_bytes(&self) -> u64 {
+        self.model.weight_bytes()
+    }
+
+    /// The KV cache's dtype and its bytes at the full window (reserved; resident as filled).
+    pub fn kv_cache_at_window(&self) -> (DType, u64) {
+        let (c, dtype) = (self.config(), self.model.kv_dtype());
+        let values = 2 * c.n_layer * c.n_positions * c.n_embd;
+        (dtype, (values * dtype.size_in_bytes()) as u64)
+    }
+
     pub fn parameter_count(&self) -> usize {
         self.parameter_count
     }

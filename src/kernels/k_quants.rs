@@ -40,7 +40,7 @@ pub fn add_rows_times_t(xs: &[f32], w: &QTensor, y: &mut [f32]) -> Result<bool> 
 
 fn add_rows_times_of<F: KFormat>(xs: &[f32], w: &QTensor, y: &mut [f32]) -> Result<bool> {
     let (n, k) = w.shape().dims2()?;
-    if !matches!(w.device(), Device::Cpu) || k % SUPER != 0 || xs.len() % k != 0 {
+    if !matches!(w.device(), Device::Cpu) || k % SUPER != 0 || !xs.len().is_multiple_of(k) {
         return Ok(false);
     }
     let m = xs.len() / k;

@@ -276,7 +276,7 @@ impl Gpt2 {
                 None => formats.push((format, count)),
             }
         }
-        formats.sort_by(|a, b| b.1.cmp(&a.1));
+        formats.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
         match formats.is_empty() {
             true => self.dtype().as_str().to_string(),
             false => formats
@@ -285,6 +285,27 @@ impl Gpt2 {
                 .collect::<Vec<_>>()
                 .join("+"),
         }
+    }
+
+    /// Bytes the weights take as stored: matrices in their blocks or dense, embeddings, norms
+    /// and biases; 0 where they cannot be listed.
+    pub fn weight_bytes(&self) -> u64 {
+        let Ok(weights) = self.stored_weights() else {
+            return 0;
+        };
+        let bytes = |weight: &StoredWeight| match weight {
+            StoredWeight::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
+            StoredWeight::Quantized(q) => q.storage_size_in_bytes(),
+        };
+        weights.iter().map(|(_, w)| bytes(w) as u64).sum()
+    }
+
+    /// The dtype of the KV cache: f16 beside 8- and 4-bit weights on the CPU, the compute
+    /// dtype otherwise.
+    pub fn kv_dtype(&self) -> DType {
+        self.cpu
+            .as_ref()
+            .map_or(self.dtype(), CpuWeights::cached_dtype)
     }
 
     /// Whether the output head is the token embedding matrix (no `lm_head.weight` of its own).

@@ -70,10 +70,8 @@ fn attend<K: CachedValue>(
     let head = |h: usize| {
         let span = h * positions * d..(h * positions + len) * d;
         let query = &q[h * d..(h + 1) * d];
-        let mut scores: Vec<f32> = keys[span.clone()]
-            .chunks_exact(d)
-            .map(|key| K::dot(query, key) * scale)
-            .collect();
+        let mut scores = vec![0f32; len];
+        K::scores(query, &keys[span.clone()], scale, &mut scores);
         softmax_row(&mut scores);
         // SAFETY: each head writes only its own d values of `out`.
         let y = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(h * d), d) };

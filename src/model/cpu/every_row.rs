@@ -29,25 +29,31 @@ impl CpuWeights {
         rows: std::ops::Range<usize>,
         per_row: &(impl Fn(usize, &[f32]) -> T + Sync),
     ) -> Result<Vec<T>> {
-        let x = self.prefill_stream(ids, cache)?;
         let e = self.n_embd;
         let v = self.vocab;
         let mut normed = vec![0f32; HEAD_ROWS.min(ids.len()) * e];
         let mut logits = vec![0f32; HEAD_ROWS.min(ids.len()) * v];
         let mut out = Vec::with_capacity(rows.len());
-        for first in rows.clone().step_by(HEAD_ROWS) {
-            let n = HEAD_ROWS.min(rows.end - first);
-            let (normed, logits) = (&mut normed[..n * e], &mut logits[..n * v]);
-            self.ln_f
-                .forward_rows(&x[first * e..(first + n) * e], normed);
-            self.head_rows(normed, logits)?;
-            out.par_extend(
-                logits
-                    .par_chunks_exact(v)
-                    .enumerate()
-                    .map(|(r, row)| per_row(first + r, row)),
-            );
-        }
+        // Each piece of the prompt's rows goes through the head as soon as the layers are done
+        // with it, so only one piece's residual stream is held.
+        self.prefill_stream(ids, cache, &mut |offset, x| {
+            let piece = offset..offset + x.len() / e;
+            let wanted = rows.start.max(piece.start)..rows.end.min(piece.end);
+            for first in wanted.clone().step_by(HEAD_ROWS) {
+                let n = HEAD_ROWS.min(wanted.end - first);
+                let (normed, logits) = (&mut normed[..n * e], &mut logits[..n * v]);
+                let at = (first - offset) * e;
+                self.ln_f.forward_rows(&x[at..at + n * e], normed);
+                self.head_rows(normed, logits)?;
+                out.par_extend(
+                    logits
+                        .par_chunks_exact(v)
+                        .enumerate()
+                        .map(|(r, row)| per_row(first + r, row)),
+                );
+            }
+            Ok(())
+        })?;
         Ok(out)
     }
 

@@ -338,4 +338,11 @@ impl CpuWeights {
             vocab,
         })
     }
+
+    /// The dtype the KV cache holds beside these weights.
+    pub(crate) fn cached_dtype(&self) -> DType {
+        self.blocks
+            .first()
+            .map_or(DType::F32, |block| block.attn.cached_dtype)
+    }
 }

@@ -97,7 +97,7 @@ pub fn config(content: &Content, origin: &str) -> Result<Gpt2Config> {
         // llama.cpp's GPT-2 graph uses the tanh GELU, as `gelu_new` does.
         ..Gpt2Config::gpt2_small()
     };
-    if config.n_head == 0 || config.n_embd % config.n_head != 0 {
+    if config.n_head == 0 || !config.n_embd.is_multiple_of(config.n_head) {
         return Err(Error::Config {
             file: origin.to_string(),
             message: format!(
