@@ -9,8 +9,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::generate::session::Session;
+use crate::generate::token_score::token_score;
 pub use crate::generate::token_score::TokenScore;
-use crate::generate::token_score::{log_sum_exp64, token_score};
+use crate::kernels::activations::log_sum_exp_f64;
 use crate::model::KvCache;
 
 #[derive(Debug, Clone, Serialize)]
@@ -111,7 +112,7 @@ fn for_each_window<T: Send>(
 
 /// The negative log-likelihood of `target` under one row of logits, in f64.
 fn nll_of(logits: &[f32], target: u32) -> f64 {
-    log_sum_exp64(logits) - logits[target as usize] as f64
+    log_sum_exp_f64(logits) - logits[target as usize] as f64
 }
 
 /// The text's perplexity and bits per byte (see the module doc for the window).

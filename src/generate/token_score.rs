@@ -3,6 +3,7 @@
 //! interface's view of the user's own text).
 
 use crate::generate::sampling::top_ids;
+use crate::kernels::activations::log_sum_exp_f64;
 
 /// What the model made of one token of a text, from the distribution that predicted it.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,16 +18,9 @@ pub struct TokenScore {
     pub top: Vec<(u32, f32)>,
 }
 
-/// `ln(sum(exp(x)))` of a row, in f64.
-pub(crate) fn log_sum_exp64(logits: &[f32]) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let sum: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
-    max + sum.ln()
-}
-
 /// Log-probability, rank, entropy and the best `top` of one row of logits for `target`.
 pub(crate) fn token_score(logits: &[f32], target: u32, top: usize) -> TokenScore {
-    let lse = log_sum_exp64(logits);
+    let lse = log_sum_exp_f64(logits);
     let log_prob = |x: f32| x as f64 - lse;
     let target_logit = logits[target as usize];
     let rank = 1 + logits.iter().filter(|&&x| x > target_logit).count();
