@@ -14,6 +14,7 @@ use crate::generate::token_score::TokenScore;
 use crate::generate::trace::Trace;
 use crate::generate::{StopMatcher, Utf8Stream};
 use crate::model::{Gpt2, Gpt2Config, KvCache};
+use crate::runtime::device::kv_cache_bytes;
 use crate::tokenizer::Tokenizer;
 use crate::weights::LoadedModel;
 
@@ -175,9 +176,8 @@ impl Session {
 
     /// The KV cache's dtype and its bytes at the full window (reserved; resident as filled).
     pub fn kv_cache_at_window(&self) -> (DType, u64) {
-        let (c, dtype) = (self.config(), self.model.kv_dtype());
-        let values = 2 * c.n_layer * c.n_positions * c.n_embd;
-        (dtype, (values * dtype.size_in_bytes()) as u64)
+        let dtype = self.model.kv_dtype();
+        (dtype, kv_cache_bytes(self.config(), dtype))
     }
 
     pub fn parameter_count(&self) -> usize {

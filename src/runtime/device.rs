@@ -202,6 +202,12 @@ pub fn dtype_name(dtype: DType) -> &'static str {
     dtype.as_str()
 }
 
+/// Bytes of a KV cache of `dtype` values over the model's whole window.
+pub fn kv_cache_bytes(config: &Gpt2Config, dtype: DType) -> u64 {
+    let values = 2 * config.n_layer * config.n_positions * config.n_embd;
+    (values * dtype.size_in_bytes()) as u64
+}
+
 /// Memory a model needs on its device, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryEstimate {
@@ -230,7 +236,7 @@ impl MemoryEstimate {
         let h = config.n_head as u64;
         Self {
             weights: params * size,
-            cache: 2 * l * p * e * size,
+            cache: kv_cache_bytes(config, dtype),
             work: 2 * h * p * p * 4 + 8 * p * (e + i) * 4 + p * v * 4,
             loading,
         }

@@ -29,9 +29,10 @@ impl CpuWeights {
     /// Needs [`CpuWeights::can_prefill`].
     pub(crate) fn prefill(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
         let e = self.n_embd;
-        let mut last = Vec::new();
+        let mut last = Vec::with_capacity(e);
         self.prefill_stream(ids, cache, &mut |_, x| {
-            last = x[x.len() - e..].to_vec();
+            last.clear();
+            last.extend_from_slice(&x[x.len() - e..]);
             Ok(())
         })?;
         // The allocator keeps freed buffers for the next layer's reuse; once the prompt is
@@ -57,7 +58,6 @@ impl CpuWeights {
         for (piece, ids) in ids.chunks(PROMPT_ROWS).enumerate() {
             let start = cache.len();
             let mut x = self.embed_rows(ids, start)?; // (t x e)
-            buffers.keep_rows(ids.len(), e);
             for (layer, block) in self.blocks.iter().enumerate() {
                 block.prefill(&mut x, &mut buffers, cache, layer, start)?;
             }
@@ -93,12 +93,6 @@ impl Buffers {
             wide: vec![0.0; tokens * inner.max(3 * width)],
         }
     }
-
-    /// Sizes the buffers for a piece of `tokens` rows, no more than they were made for: the
-    /// layers take the number of rows from `narrow`'s length.
-    fn keep_rows(&mut self, tokens: usize, width: usize) {
-        self.narrow.truncate(tokens * width);
-    }
 }
 
 impl CpuBlock {
@@ -111,16 +105,17 @@ impl CpuBlock {
         layer: usize,
         start: usize,
     ) -> Result<()> {
-        let tokens = buffers.narrow.len() / self.attn.c_proj.out_dim;
+        // The buffers are made for the longest piece; this one may be shorter.
+        let tokens = x.len() / self.attn.c_proj.out_dim;
+        let narrow = &mut buffers.narrow[..x.len()]; // (t x e)
         let qkv = &mut buffers.wide[..tokens * self.attn.c_attn.out_dim]; // (t x 3e)
-        self.ln_1.forward_rows(x, &mut buffers.narrow);
-        self.attn.c_attn.forward_rows(&buffers.narrow, qkv)?;
-        self.attn
-            .prefill(qkv, cache, layer, start, &mut buffers.narrow)?;
-        self.attn.c_proj.add_forward_rows(&buffers.narrow, x)?;
-        self.ln_2.forward_rows(x, &mut buffers.narrow);
+        self.ln_1.forward_rows(x, narrow);
+        self.attn.c_attn.forward_rows(narrow, qkv)?;
+        self.attn.prefill(qkv, cache, layer, start, narrow)?;
+        self.attn.c_proj.add_forward_rows(narrow, x)?;
+        self.ln_2.forward_rows(x, narrow);
         let hidden = &mut buffers.wide[..tokens * self.mlp.c_fc.out_dim]; // (t x i)
-        self.mlp.prefill(&buffers.narrow, hidden, x)
+        self.mlp.prefill(narrow, hidden, x)
     }
 }
 
