@@ -13,8 +13,8 @@
 //! also a q8_0 block (the same scale, the value as a signed byte), so a slice of weight rows is
 //! widened to q8_0, exactly, 1 MB at a time, so the model's memory stays what its file holds. Few
 //! rows (decoding) read the blocks once, as the q8_0 decode product does: inputs rounded to 8
-//! bits per block, each block's bytes split into its 32 values and multiplied (VNNI one weight
-//! row at a time; the AVX2 `maddubs` kernel four rows per load of the input).
+//! bits per block, each block's bytes split into its 32 values and multiplied, four weight rows
+//! per load of the input (VNNI and AVX2 `maddubs` alike).
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Result};
@@ -29,9 +29,9 @@ use super::q8_inputs::block_pair_inputs;
 use super::q8_inputs::{add_odd_last_block, InputRow, QuantizedRows};
 #[cfg(target_arch = "x86_64")]
 use super::q8_prompt::add_offset_block_rows_times;
+use super::simd::four_or_each;
 #[cfg(target_arch = "x86_64")]
 use super::simd::{block_pair_scales, f16_at, lane_sums};
-use super::simd::{each_row, four_or_each};
 
 /// One of the two formats, as a type so each gets its own compiled loops.
 trait Format: Sync {
@@ -260,9 +260,13 @@ fn dot_rows<F: Format>(x: InputRow, w: &[u8], blocks_per_row: usize, sums: &mut 
     if super::has_avx512_vnni() {
         // SAFETY: the features were just detected; `w` holds `sums.len()` rows.
         let w = w.as_ptr();
-        return each_row(sums, |r| unsafe {
-            dot_rows_vnni::<F, 1>(x, w.add(r * row_bytes), row_bytes, blocks_per_row)[0]
-        });
+        return four_or_each(
+            sums,
+            || unsafe { dot_rows_vnni::<F, 4>(x, w, row_bytes, blocks_per_row) },
+            |r| unsafe {
+                dot_rows_vnni::<F, 1>(x, w.add(r * row_bytes), row_bytes, blocks_per_row)[0]
+            },
+        );
     }
     #[cfg(target_arch = "x86_64")]
     if super::has_avx2_fma() {
@@ -348,6 +352,9 @@ unsafe fn dot_rows_avx2<F: Format, const ROWS: usize>(
 /// `-offset * sum(x)` (the input's block sums, computed once when it was quantized). The fifth
 /// bits of q5_0 add 16 under a mask. (One block per 256-bit register spent as many
 /// instructions per block on its scale as on its values: half the q4_0 file's decode time.)
+/// Four rows at a time share the input's loads and scales and prefetch the next group, four
+/// rows ahead: on a Zen 5, GPT-2 XL Q4_0 decoded at 23-26 tok/s against 20-23 one row at a
+/// time, and 124M Q4_0 at 198-232 against 107-190 (alternating runs of the same files).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn dot_rows_vnni<F: Format, const ROWS: usize>(

@@ -103,8 +103,9 @@ pub(crate) fn each_row(sums: &mut [f32], one: impl Fn(usize) -> f32) {
 
 /// `sums` from a kernel of a constant row count (so its accumulators stay in registers): all
 /// four rows at once when there are four, the usual group, else each row alone. For kernels
-/// that spend more on each input than on reading the weights: the AVX2 q4_0/q5_0 product
-/// (136 tok/s on 124M Q4_0 with four rows against 100 with [`each_row`] on the same Zen 4).
+/// that spend more on each input than on reading the weights: the q4_0/q5_0 products (AVX2:
+/// 136 tok/s on 124M Q4_0 with four rows against 100 with [`each_row`] on a Zen 4; VNNI: see
+/// `q4_q5::dot_rows_vnni`).
 pub(crate) fn four_or_each(
     sums: &mut [f32],
     four: impl FnOnce() -> [f32; 4],
