@@ -10,6 +10,12 @@ use super::q8_format::{BLOCK, BLOCK_BYTES};
 /// Weight rows (outputs) per panel: two registers of 8.
 pub(super) const PANEL: usize = 16;
 
+/// Bytes ahead in each of a panel's rows that the VNNI fill asks the cache for: its gathers
+/// read 16 rows at once, more streams than the hardware prefetcher follows, and waited on
+/// memory (GPT-2 XL q8_0 prompts: the fill took half as long as the products it feeds; a
+/// quarter with this). 256 to 4096 bytes measured alike.
+const PREFETCH_AHEAD: usize = 512;
+
 /// Groups of 4 values per block.
 pub(super) const GROUPS: usize = BLOCK / 4;
 
@@ -130,6 +136,16 @@ impl Panel {
         let zero = _mm512_setzero_si512();
         for b in 0..blocks {
             let block = rows.as_ptr().add(b * BLOCK_BYTES);
+            // Two blocks are about one cache line of each row.
+            if b % 2 == 0 {
+                for j in 0..count {
+                    _mm_prefetch::<_MM_HINT_T0>(
+                        block
+                            .wrapping_add(j * row_bytes as usize + PREFETCH_AHEAD)
+                            .cast(),
+                    );
+                }
+            }
             // The f16 scale in the low half of each row's first 4 bytes.
             let heads = _mm512_mask_i32gather_epi32::<1>(zero, valid, row_starts, block.cast());
             let scales = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(heads));
