@@ -10,10 +10,10 @@ use super::q8_format::{BLOCK, BLOCK_BYTES};
 /// Weight rows (outputs) per panel: two registers of 8.
 pub(super) const PANEL: usize = 16;
 
-/// Bytes ahead in each of a panel's rows that the VNNI fill asks the cache for: its gathers
-/// read 16 rows at once, more streams than the hardware prefetcher follows, and waited on
-/// memory (GPT-2 XL q8_0 prompts: the fill took half as long as the products it feeds; a
-/// quarter with this). 256 to 4096 bytes measured alike.
+/// Bytes ahead in each of a panel's rows that the VNNI fill asks the cache for: it reads 16
+/// rows at once, more streams than the hardware prefetcher follows, and waited on memory
+/// (GPT-2 XL q8_0 prompts, when it gathered: the fill took half as long as the products it
+/// feeds; a quarter with this). 256 to 4096 bytes measured alike.
 const PREFETCH_AHEAD: usize = 512;
 
 /// Groups of 4 values per block.
@@ -118,9 +118,11 @@ impl Panel {
         }
     }
 
-    /// [`Panel::fill`] for VNNI, in gathers: each of a block's 8 groups is one gather of 4
-    /// bytes from each of the 16 rows, which is the panel's layout. The copy was a twentieth of
-    /// an 8-bit prompt in plain loops.
+    /// [`Panel::fill`] for VNNI: a whole panel's values in a transpose in registers
+    /// ([`transpose_values`]), the last panel of a matrix whose rows end inside it in gathers
+    /// (each of a block's 8 groups one gather of 4 bytes from each row, the panel's layout),
+    /// the scales in one gather per block. The copy was a twentieth of an 8-bit prompt in
+    /// plain loops.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     unsafe fn fill_vnni(&mut self, rows: &[u8], blocks: usize) {
@@ -150,14 +152,15 @@ impl Panel {
             let heads = _mm512_mask_i32gather_epi32::<1>(zero, valid, row_starts, block.cast());
             let scales = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(heads));
             _mm512_storeu_ps(self.scales.as_mut_ptr().add(b * PANEL), scales);
+            let out = self.unsigned.as_mut_ptr().add(b * PANEL_BLOCK_BYTES);
+            if count == PANEL {
+                transpose_values(block.add(2), row_bytes as usize, out, flip);
+                continue;
+            }
             for g in 0..GROUPS {
                 let at = block.add(2 + 4 * g).cast();
                 let four = _mm512_mask_i32gather_epi32::<1>(zero, valid, row_starts, at);
-                let out = self
-                    .unsigned
-                    .as_mut_ptr()
-                    .add(b * PANEL_BLOCK_BYTES + g * 64);
-                _mm512_storeu_si512(out.cast(), _mm512_xor_si512(four, flip));
+                _mm512_storeu_si512(out.add(g * 64).cast(), _mm512_xor_si512(four, flip));
             }
         }
     }
@@ -225,6 +228,67 @@ impl Panel {
                 }
             }
         }
+    }
+}
+
+/// One block of a whole panel's values from the 16 rows' 32 bytes at `values` (row j at
+/// `values + j * row_bytes`), `flip`ped, to `out` in the panel's layout: 4 bytes of rows 0..15
+/// for each group. A transpose of 16 x 8 four-byte words in registers: each register holds
+/// rows j and j + 8, so two 8 x 8 transposes run side by side in its halves, and a last
+/// shuffle puts each group's four 128-bit lanes of 4 rows in order. (Gathers, one per group,
+/// took a quarter of the products' time in GPT-2 XL q8_0 prompts, this an eighth; warm
+/// prompts went from 177-216 to 211-231 tok/s on XL, 2403-2690 to 2538-3088 on 124M.)
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn transpose_values(
+    values: *const u8,
+    row_bytes: usize,
+    out: *mut u8,
+    flip: std::arch::x86_64::__m512i,
+) {
+    use std::arch::x86_64::*;
+    let rows: [__m512i; 8] = std::array::from_fn(|j| {
+        let low = _mm256_loadu_si256(values.add(j * row_bytes).cast());
+        let high = _mm256_loadu_si256(values.add((j + 8) * row_bytes).cast());
+        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(low), high)
+    });
+    // Per 128-bit lane, words d of rows 2i and 2i + 1 side by side (d = 0, 1 or 2, 3).
+    let pairs: [__m512i; 8] = std::array::from_fn(|i| {
+        let (a, b) = (rows[i / 2 * 2], rows[i / 2 * 2 + 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_epi32(a, b)
+        } else {
+            _mm512_unpackhi_epi32(a, b)
+        }
+    });
+    // Quads q (rows 0..3 from pairs 0..3, rows 4..7 from pairs 4..7): per 128-bit lane, word
+    // d of 4 rows, for d = q, in lanes 0 and 2 (rows +8), and d = q + 4 in lanes 1 and 3.
+    let quads = |first: usize| -> [__m512i; 4] {
+        let (t0, t1, t2, t3) = (
+            pairs[first],
+            pairs[first + 1],
+            pairs[first + 2],
+            pairs[first + 3],
+        );
+        [
+            _mm512_unpacklo_epi64(t0, t2),
+            _mm512_unpackhi_epi64(t0, t2),
+            _mm512_unpacklo_epi64(t1, t3),
+            _mm512_unpackhi_epi64(t1, t3),
+        ]
+    };
+    let (rows_0_3, rows_4_7) = (quads(0), quads(4));
+    // Group d: lanes 0 of both, then lanes 2 (rows 0-3, 4-7, 8-11, 12-15); group d + 4: lanes 1, 3.
+    let lanes_0_2 = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+    let lanes_1_3 = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    for d in 0..4 {
+        let (u, v) = (rows_0_3[d], rows_4_7[d]);
+        let (group, later) = (
+            _mm512_permutex2var_epi64(u, lanes_0_2, v),
+            _mm512_permutex2var_epi64(u, lanes_1_3, v),
+        );
+        _mm512_storeu_si512(out.add(d * 64).cast(), _mm512_xor_si512(group, flip));
+        _mm512_storeu_si512(out.add((d + 4) * 64).cast(), _mm512_xor_si512(later, flip));
     }
 }
 
