@@ -12,8 +12,8 @@ pub(super) const PANEL: usize = 16;
 
 /// Bytes ahead in each of a panel's rows that the VNNI fill asks the cache for: it reads 16
 /// rows at once, more streams than the hardware prefetcher follows, and waited on memory
-/// (GPT-2 XL q8_0 prompts, when it gathered: the fill took half as long as the products it
-/// feeds; a quarter with this). 256 to 4096 bytes measured alike.
+/// (GPT-2 XL q8_0 prompts, with the gathers it had then: the fill took half as long as the
+/// products it feeds; a quarter with this). 256 to 4096 bytes measured alike.
 const PREFETCH_AHEAD: usize = 512;
 
 /// Groups of 4 values per block.
@@ -118,50 +118,41 @@ impl Panel {
         }
     }
 
-    /// [`Panel::fill`] for VNNI: a whole panel's values in a transpose in registers
-    /// ([`transpose_values`]), the last panel of a matrix whose rows end inside it in gathers
-    /// (each of a block's 8 groups one gather of 4 bytes from each row, the panel's layout),
-    /// the scales in one gather per block. The copy was a twentieth of an 8-bit prompt in
-    /// plain loops.
+    /// [`Panel::fill`] for VNNI: each block's values in a transpose in registers
+    /// ([`transpose_values`]), its scales in one gather. The copy was a twentieth of an 8-bit
+    /// prompt in plain loops.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     unsafe fn fill_vnni(&mut self, rows: &[u8], blocks: usize) {
         use std::arch::x86_64::*;
-        let row_bytes = (blocks * BLOCK_BYTES) as i32;
-        let count = rows.len() / row_bytes as usize;
+        let row_bytes = blocks * BLOCK_BYTES;
+        let count = rows.len() / row_bytes;
         let valid: __mmask16 = ((1u32 << count) - 1) as __mmask16;
         let row_starts = _mm512_mullo_epi32(
             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32(row_bytes),
+            _mm512_set1_epi32(row_bytes as i32),
         );
         let flip = _mm512_set1_epi32(0x8080_8080u32 as i32);
-        let zero = _mm512_setzero_si512();
         for b in 0..blocks {
             let block = rows.as_ptr().add(b * BLOCK_BYTES);
             // Two blocks are about one cache line of each row.
             if b % 2 == 0 {
                 for j in 0..count {
-                    _mm_prefetch::<_MM_HINT_T0>(
-                        block
-                            .wrapping_add(j * row_bytes as usize + PREFETCH_AHEAD)
-                            .cast(),
-                    );
+                    let ahead = block.wrapping_add(j * row_bytes + PREFETCH_AHEAD);
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
                 }
             }
             // The f16 scale in the low half of each row's first 4 bytes.
-            let heads = _mm512_mask_i32gather_epi32::<1>(zero, valid, row_starts, block.cast());
+            let heads = _mm512_mask_i32gather_epi32::<1>(
+                _mm512_setzero_si512(),
+                valid,
+                row_starts,
+                block.cast(),
+            );
             let scales = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(heads));
             _mm512_storeu_ps(self.scales.as_mut_ptr().add(b * PANEL), scales);
             let out = self.unsigned.as_mut_ptr().add(b * PANEL_BLOCK_BYTES);
-            if count == PANEL {
-                transpose_values(block.add(2), row_bytes as usize, out, flip);
-                continue;
-            }
-            for g in 0..GROUPS {
-                let at = block.add(2 + 4 * g).cast();
-                let four = _mm512_mask_i32gather_epi32::<1>(zero, valid, row_starts, at);
-                _mm512_storeu_si512(out.add(g * 64).cast(), _mm512_xor_si512(four, flip));
-            }
+            transpose_values(block.add(2), (row_bytes, count), out, flip);
         }
     }
 
@@ -231,26 +222,32 @@ impl Panel {
     }
 }
 
-/// One block of a whole panel's values from the 16 rows' 32 bytes at `values` (row j at
+/// One block of a panel's values from the `count` rows' 32 bytes at `values` (row j at
 /// `values + j * row_bytes`), `flip`ped, to `out` in the panel's layout: 4 bytes of rows 0..15
-/// for each group. A transpose of 16 x 8 four-byte words in registers: each register holds
-/// rows j and j + 8, so two 8 x 8 transposes run side by side in its halves, and a last
-/// shuffle puts each group's four 128-bit lanes of 4 rows in order. (Gathers, one per group,
-/// took a quarter of the products' time in GPT-2 XL q8_0 prompts, this an eighth; warm
-/// prompts went from 177-216 to 211-231 tok/s on XL, 2403-2690 to 2538-3088 on 124M.)
+/// for each group, rows past `count` as zero bytes. A transpose of 16 x 8 four-byte words in
+/// registers: each register holds rows j and j + 8, so two 8 x 8 transposes run side by side
+/// in its halves, and a last shuffle puts each group's four 128-bit lanes of 4 rows in order.
+/// (Gathers, one per group, took a quarter of the products' time in GPT-2 XL q8_0 prompts,
+/// this an eighth; warm prompts went from 177-216 to 211-231 tok/s on XL, 2403-2690 to
+/// 2538-3088 on 124M.)
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn transpose_values(
     values: *const u8,
-    row_bytes: usize,
+    (row_bytes, count): (usize, usize),
     out: *mut u8,
     flip: std::arch::x86_64::__m512i,
 ) {
     use std::arch::x86_64::*;
+    let row = |j: usize| {
+        if j < count {
+            _mm256_loadu_si256(values.add(j * row_bytes).cast())
+        } else {
+            _mm256_setzero_si256()
+        }
+    };
     let rows: [__m512i; 8] = std::array::from_fn(|j| {
-        let low = _mm256_loadu_si256(values.add(j * row_bytes).cast());
-        let high = _mm256_loadu_si256(values.add((j + 8) * row_bytes).cast());
-        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(low), high)
+        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(row(j)), row(j + 8))
     });
     // Per 128-bit lane, words d of rows 2i and 2i + 1 side by side (d = 0, 1 or 2, 3).
     let pairs: [__m512i; 8] = std::array::from_fn(|i| {
